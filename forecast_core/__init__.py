@@ -1,0 +1,1 @@
+"""Pure data and ML code for the forecasting job (no Dagster imports)."""

@@ -1,0 +1,296 @@
+"""The job's one typed configuration, with commented defaults that run the demo on the sample.
+
+Every setting lives here once. A TOML file (see `load_config`) overrides any field; the Dagster
+resource `PipelineConfig` only points at such a file, so there is one set of defaults, not two.
+Invalid values raise `ConfigError` naming the setting before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from forecast_core.errors import ConfigError
+
+#: Tickers as exchanges and Yahoo spell them: `AAPL`, `BRK-B`, `BRK.B`, `^GSPC`, `EURUSD=X`.
+#: Nothing that could close a quote, end a statement or name a path gets through.
+TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
+
+SAMPLE_TICKERS = (
+    "AAPL", "AMD", "BAC", "BBY", "CVX", "GE", "HD", "JNJ", "JPM", "KO",
+    "LLY", "MRK", "MSFT", "PEP", "PFE", "PG", "RRC", "UNH", "WMT", "XOM",
+)  # fmt: skip
+
+
+def validate_ticker(ticker: object) -> str:
+    """Return `ticker` if it matches `TICKER_PATTERN`, else raise `ConfigError` naming it."""
+    if not isinstance(ticker, str) or not TICKER_PATTERN.match(ticker):
+        raise ConfigError(
+            f"invalid ticker {ticker!r}: expected 1-15 upper-case letters, digits or . - =, "
+            "optionally after a leading ^ (for example AAPL, BRK-B, ^GSPC)"
+        )
+    return ticker
+
+
+@dataclass(frozen=True)
+class UniverseConfig:
+    # Tickers that get features and forecasts.
+    tickers: tuple[str, ...] = SAMPLE_TICKERS
+    # Tickers downloaded only to build market features for every target (an index, a rate, ...).
+    exogenous: tuple[str, ...] = ("^GSPC",)
+
+    @property
+    def all_tickers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.tickers, *self.exogenous)))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    # "sample" (the embedded real data set), "yfinance" (the real source) or "file" (CSV/Parquet).
+    kind: Literal["sample", "yfinance", "file"] = "sample"
+    # Path of the CSV or Parquet file when kind == "file".
+    path: str | None = None
+    # First session the job ingests (and first partition of the daily assets).
+    start_date: str = "1990-01-02"
+    # Seconds before one yfinance request gives up (a timeout is retried by the asset's policy).
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    # Log returns over these windows (sessions).
+    return_windows: tuple[int, ...] = (1, 5, 20, 60)
+    # Rolling standard deviation of daily log returns over these windows.
+    volatility_windows: tuple[int, ...] = (5, 20, 60)
+    # price / simple moving average - 1, for these windows.
+    moving_average_windows: tuple[int, ...] = (20, 50, 200)
+    # Wilder's RSI window.
+    rsi_window: int = 14
+    # MACD fast, slow and signal spans.
+    macd_spans: tuple[int, int, int] = (12, 26, 9)
+    # Bollinger band window (position inside +-2 standard deviations).
+    bollinger_window: int = 20
+    # Window of the volume z-score (only where the source has volume).
+    volume_window: int = 20
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    # Number of chronological walk-forward folds.
+    n_folds: int = 5
+    # Sessions in each test slice; the test slices tile the end of the history.
+    test_sessions: int = 252
+    # Sessions in each validation slice (early stopping), just before the test slice.
+    val_sessions: int = 126
+    # Sessions dropped between train/val and val/test; None means the longest horizon.
+    purge_sessions: int | None = None
+    # "expanding": train from the first usable session; "sliding": the last `train_sessions`.
+    window: Literal["expanding", "sliding"] = "expanding"
+    # Train length for the sliding window (ignored when expanding).
+    train_sessions: int = 2520
+    # A fold needs at least this many training sessions.
+    min_train_sessions: int = 504
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # Sessions of features the LSTM reads before each forecast.
+    lookback: int = 30
+    # LSTM hidden units per layer.
+    hidden_size: int = 32
+    # Stacked LSTM layers.
+    num_layers: int = 1
+    # Size of the learned per-ticker embedding (0 disables it).
+    ticker_embedding_dim: int = 4
+    # Dropout on the last hidden state during training.
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Windows per optimizer step.
+    batch_size: int = 256
+    # Peak learning rate of the warmup-cosine schedule (AdamW).
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    # Global gradient-norm clip.
+    clip_norm: float = 1.0
+    warmup_steps: int = 50
+    # An "epoch" is `steps_per_epoch` random batches, so training cost does not grow with history.
+    steps_per_epoch: int = 100
+    max_epochs: int = 25
+    # Stop after this many epochs without a better validation pinball loss.
+    patience: int = 4
+    # Seed of every PRNG key (initialisation, dropout, batch sampling).
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    universe: UniverseConfig = field(default_factory=UniverseConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    # Forecast horizons in trading sessions.
+    horizons: tuple[int, ...] = (1, 5)
+    # Forecast quantiles; the median must be among them.
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    folds: FoldConfig = field(default_factory=FoldConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Exchange calendar (exchange_calendars code) for sessions and partitions.
+    calendar: str = "XNYS"
+    # Ridge baseline L2 strength.
+    ridge_alpha: float = 10.0
+    # RiskMetrics decay of the ewma_vol baseline.
+    ewma_lambda: float = 0.94
+    # A new model is promoted only if its validation pinball loss is at most
+    # (1 + tolerance) x the reference's (zero_return with empirical bands, and the previous model).
+    promotion_tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def max_horizon(self) -> int:
+        return max(self.horizons)
+
+    @property
+    def purge_sessions(self) -> int:
+        purge = self.folds.purge_sessions
+        return self.max_horizon if purge is None else purge
+
+    @property
+    def median_index(self) -> int:
+        return self.quantiles.index(0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _require(condition: bool, setting: str, value: object, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"invalid setting {setting} = {value!r}: expected {expected}")
+
+
+def _positive_ints(values: tuple[int, ...], setting: str) -> None:
+    _require(len(values) > 0, setting, values, "at least one value")
+    for v in values:
+        _require(isinstance(v, int) and not isinstance(v, bool) and v > 0, setting, values,
+                 "positive integers")
+
+
+def validate(cfg: ForecastConfig) -> None:
+    """Raise `ConfigError` for the first invalid setting, naming it."""
+    u = cfg.universe
+    _require(len(u.tickers) > 0, "universe.tickers", u.tickers, "at least one ticker")
+    for t in u.all_tickers:
+        validate_ticker(t)
+    _require(len(set(u.tickers)) == len(u.tickers), "universe.tickers", u.tickers, "no duplicates")
+    _require(not set(u.tickers) & set(u.exogenous), "universe.exogenous", u.exogenous,
+             "tickers that are not also forecast targets")
+
+    s = cfg.source
+    _require(s.kind in ("sample", "yfinance", "file"), "source.kind", s.kind,
+             "one of sample, yfinance, file")
+    _require(s.kind != "file" or bool(s.path), "source.path", s.path, "a file path when kind = file")
+
+    _positive_ints(cfg.horizons, "horizons")
+    _require(tuple(sorted(set(cfg.horizons))) == cfg.horizons, "horizons", cfg.horizons,
+             "sorted, without duplicates")
+    q = cfg.quantiles
+    _require(len(q) > 0 and all(isinstance(x, float) and 0.0 < x < 1.0 and math.isfinite(x)
+                                for x in q), "quantiles", q, "floats strictly between 0 and 1")
+    _require(tuple(sorted(set(q))) == q, "quantiles", q, "sorted, without duplicates")
+    _require(0.5 in q, "quantiles", q, "the median 0.5 among them")
+
+    f = cfg.features
+    for name in ("return_windows", "volatility_windows", "moving_average_windows", "macd_spans"):
+        _positive_ints(getattr(f, name), f"features.{name}")
+    for name in ("rsi_window", "bollinger_window", "volume_window"):
+        _positive_ints((getattr(f, name),), f"features.{name}")
+    _require(f.macd_spans[0] < f.macd_spans[1], "features.macd_spans", f.macd_spans,
+             "fast span < slow span")
+
+    fo = cfg.folds
+    for name in ("n_folds", "test_sessions", "val_sessions", "min_train_sessions", "train_sessions"):
+        _positive_ints((getattr(fo, name),), f"folds.{name}")
+    _require(fo.window in ("expanding", "sliding"), "folds.window", fo.window,
+             "expanding or sliding")
+    _require(fo.purge_sessions is None or fo.purge_sessions >= cfg.max_horizon,
+             "folds.purge_sessions", fo.purge_sessions,
+             f"at least the longest horizon ({cfg.max_horizon}) so no label crosses a slice")
+
+    m = cfg.model
+    for name in ("lookback", "hidden_size", "num_layers"):
+        _positive_ints((getattr(m, name),), f"model.{name}")
+    _require(m.ticker_embedding_dim >= 0, "model.ticker_embedding_dim", m.ticker_embedding_dim,
+             ">= 0")
+    _require(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "in [0, 1)")
+
+    t = cfg.train
+    for name in ("batch_size", "steps_per_epoch", "max_epochs", "patience"):
+        _positive_ints((getattr(t, name),), f"train.{name}")
+    _require(t.learning_rate > 0 and math.isfinite(t.learning_rate), "train.learning_rate",
+             t.learning_rate, "a positive number")
+    _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, ">= 0")
+    _require(t.clip_norm > 0, "train.clip_norm", t.clip_norm, "> 0")
+    _require(cfg.ridge_alpha > 0, "ridge_alpha", cfg.ridge_alpha, "> 0")
+    _require(0.0 < cfg.ewma_lambda < 1.0, "ewma_lambda", cfg.ewma_lambda, "in (0, 1)")
+    _require(cfg.promotion_tolerance >= 0, "promotion_tolerance", cfg.promotion_tolerance, ">= 0")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass `cls` from a TOML table, recursing into nested config sections."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {prefix}{key!r}; known: {', '.join(sorted(known))}")
+        sub = _SECTIONS.get(key) if cls is ForecastConfig else None
+        if sub is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"setting {prefix}{key} must be a table, got {value!r}")
+            kwargs[key] = _build(sub, value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            kwargs[key] = tuple(float(v) if key == "quantiles" and isinstance(v, int) else v
+                                for v in value)
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - dataclass signature mismatch
+        raise ConfigError(f"invalid settings in {prefix or 'top level'}: {exc}") from exc
+
+
+_SECTIONS: dict[str, type] = {
+    "universe": UniverseConfig,
+    "source": SourceConfig,
+    "features": FeatureConfig,
+    "folds": FoldConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
+
+
+def config_from_dict(values: dict[str, Any]) -> ForecastConfig:
+    """Defaults overridden by `values` (nested like the TOML file); validated."""
+    return _build(ForecastConfig, values, "")
+
+
+def load_config(path: str | Path | None) -> ForecastConfig:
+    """Read a TOML file of overrides (sections `[universe]`, `[model]`, ...); None gives defaults."""
+    if path is None:
+        return ForecastConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist or is not a file")
+    try:
+        values = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+    return config_from_dict(values)

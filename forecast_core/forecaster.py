@@ -1,0 +1,69 @@
+"""The one interface every forecaster implements: the LSTM and each baseline.
+
+A forecaster sees a *panel*: a polars frame sorted by (ticker, date) with the feature columns, the
+daily log return `ret_1` (also a feature) and one target column per horizon (`target_h5`: forward
+log return over 5 sessions, null where the future is unknown). `fit` may read only rows dated on or
+before `train_end` (their labels end before the next slice, thanks to the purge gap) and may use
+rows in `val` for early stopping. `predict` returns quantile forecasts of the forward log return
+for the rows of `panel` dated in [start, end], in the panel's (ticker, date) order; it may read
+earlier rows of the panel as history (features only, never targets).
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from forecast_core.columns import DATE, TICKER, target_column
+
+
+@dataclass(frozen=True)
+class ForecastTask:
+    """What to forecast: the feature columns, horizons (sessions) and quantile levels."""
+
+    feature_columns: tuple[str, ...]
+    horizons: tuple[int, ...]
+    quantiles: tuple[float, ...]
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        return tuple(target_column(h) for h in self.horizons)
+
+    @property
+    def median_index(self) -> int:
+        return self.quantiles.index(0.5)
+
+
+class Forecaster(abc.ABC):
+    """Fit on a training cut of a panel; predict quantile log returns `<float32>[rows, H, Q]`."""
+
+    name: str
+
+    def __init__(self, task: ForecastTask) -> None:
+        self.task = task
+
+    @abc.abstractmethod
+    def fit(
+        self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
+    ) -> "Forecaster":
+        """Learn from rows dated <= train_end; returns self."""
+
+    @abc.abstractmethod
+    def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        """Quantiles `<float32>[rows in [start, end], len(horizons), len(quantiles)]`, sorted on axis -1."""
+
+
+def rows_between(panel: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """The panel's rows dated in [start, end], in (ticker, date) order."""
+    return panel.filter(pl.col(DATE).is_between(start, end)).sort(TICKER, DATE)
+
+
+def training_rows(panel: pl.DataFrame, train_end: dt.date, task: ForecastTask) -> pl.DataFrame:
+    """Rows dated <= train_end whose every target is known (the rows a model may learn from)."""
+    return panel.filter(
+        (pl.col(DATE) <= train_end) & pl.all_horizontal(pl.col(task.target_columns).is_not_null())
+    ).sort(TICKER, DATE)

@@ -1,0 +1,111 @@
+"""Connections to the warehouse file and idempotent schema application.
+
+No connection is opened at import time or kept between steps: every caller opens one with
+`connect()` for the duration of a read or a transaction. DuckDB allows one writer process per file;
+a writer that finds the file locked by another process retries for a while before failing with a
+message that says so, and readers open read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from forecast_core.errors import ConfigError, ForecastError
+
+#: Bumped whenever schema.sql changes incompatibly; stored in `schema_meta`.
+SCHEMA_VERSION = 1
+DEFAULT_PATH = "warehouse/forecast.duckdb"
+ENV_VAR = "FORECAST_WAREHOUSE"
+
+
+class WarehouseError(ForecastError):
+    """The warehouse cannot be used as asked (locked, newer schema, bad path)."""
+
+
+def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The warehouse file: `path`, else $FORECAST_WAREHOUSE, else warehouse/forecast.duckdb.
+
+    Raises `ConfigError` if the path names a directory or has an unusable suffix.
+    """
+    raw = os.fspath(path) if path is not None else os.environ.get(ENV_VAR) or DEFAULT_PATH
+    p = Path(raw).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"warehouse path {str(p)!r} is a directory; give a .duckdb file path")
+    if p.suffix not in (".duckdb", ".db"):
+        raise ConfigError(f"warehouse path {str(p)!r} must end in .duckdb or .db")
+    return p
+
+
+def _sql(name: str) -> str:
+    return resources.files("warehouse").joinpath(name).read_text()
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "being used by another process" in text
+
+
+@contextmanager
+def connect(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    lock_timeout_s: float = 120.0,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse for the duration of a `with` block, retrying while another process
+    holds the write lock (up to `lock_timeout_s`)."""
+    p = warehouse_path(path)
+    if read_only and not p.exists():
+        raise WarehouseError(f"warehouse {str(p)!r} does not exist yet: run the pipeline first")
+    if not read_only:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(p), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                raise WarehouseError(
+                    f"cannot open warehouse {str(p)!r}"
+                    f"{' (still locked by another process)' if _is_lock_error(exc) else ''}: {exc}"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables and (re)create views, in one transaction; idempotent.
+
+    Refuses a warehouse written by a newer schema version than this code knows.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+        row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise WarehouseError(
+                f"the warehouse was written by schema version {row[0]}, newer than this code's "
+                f"{SCHEMA_VERSION}: upgrade the package instead of writing to it"
+            )
+        con.execute(_sql("schema.sql"))
+        con.execute(_sql("views.sql"))
+        con.execute(
+            "INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

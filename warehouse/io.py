@@ -1,0 +1,125 @@
+"""Reads (polars frames) and transactional, idempotent writes.
+
+A write replaces a slice of a table: the rows matching a `WHERE` clause written by this project's
+own code (values always bound as parameters) are deleted and the new rows inserted, in one
+transaction with any other table written in the same step. Re-running a partition therefore
+replaces it, and a failure (or a killed process) leaves the previous contents.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import duckdb
+import polars as pl
+
+from warehouse.db import WarehouseError, connect, ensure_schema
+
+#: Tables a write may target (names are identifiers, so they are checked against this list).
+WRITABLE_TABLES = frozenset(
+    {
+        "raw_prices",
+        "targets",
+        "features",
+        "folds",
+        "fold_predictions",
+        "fold_metrics",
+        "models",
+        "model_artifacts",
+        "forecasts",
+        "forecast_scores",
+    }
+)
+READABLE = WRITABLE_TABLES | {"latest_forecasts", "model_leaderboard", "schema_meta"}
+
+
+def _check_table(name: str, allowed: frozenset[str]) -> str:
+    if name not in allowed:
+        raise WarehouseError(f"unknown warehouse table {name!r}; known: {', '.join(sorted(allowed))}")
+    return name
+
+
+class Writer:
+    """Writes inside one open transaction (see `transaction`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.rows_written: dict[str, int] = {}
+
+    def replace(
+        self, table: str, frame: pl.DataFrame, where: str = "TRUE", params: Sequence[Any] = ()
+    ) -> int:
+        """Delete the rows of `table` matching `where` (with `?` parameters), insert `frame`."""
+        _check_table(table, WRITABLE_TABLES)
+        columns = {r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()}
+        extra = [c for c in frame.columns if c not in columns]
+        if extra:
+            raise WarehouseError(f"columns {extra} are not in table {table!r}")
+        self.con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
+        return self._insert(table, frame)
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> int:
+        """Recreate `table` with exactly `frame`'s columns and rows (for `features`)."""
+        _check_table(table, WRITABLE_TABLES)
+        self.con.register("_incoming", frame)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+        self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
+        return frame.height
+
+    def _insert(self, table: str, frame: pl.DataFrame) -> int:
+        if frame.height:
+            self.con.register("_incoming", frame)
+            try:
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+            finally:
+                self.con.unregister("_incoming")
+        self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
+        return frame.height
+
+
+@contextmanager
+def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
+    """Open the warehouse, apply the schema, and commit every write in the block at once."""
+    with connect(path) as con:
+        ensure_schema(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield Writer(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def read_sql(
+    sql: str, params: Sequence[Any] = (), path: str | os.PathLike[str] | None = None
+) -> pl.DataFrame:
+    """Run a query read-only and return a polars frame."""
+    with connect(path, read_only=True) as con:
+        return con.sql(sql, params=list(params) or None).pl()
+
+
+def read_table(
+    table: str,
+    where: str = "TRUE",
+    params: Sequence[Any] = (),
+    path: str | os.PathLike[str] | None = None,
+    order_by: str | None = None,
+) -> pl.DataFrame:
+    """Rows of a table or view matching `where` (parameters bound), as polars."""
+    _check_table(table, READABLE)
+    order = f" ORDER BY {order_by}" if order_by else ""
+    return read_sql(f"SELECT * FROM {table} WHERE {where}{order}", params, path)
+
+
+def table_exists(table: str, path: str | os.PathLike[str] | None = None) -> bool:
+    with connect(path, read_only=True) as con:
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
+        ).fetchone()
+        return bool(row and row[0])
