@@ -103,7 +103,8 @@ def diebold_mariano(
 
     Returns `(HLN, p)`. A negative statistic means forecast a has the lower loss.
     Degenerate cases return `(nan, nan)`: fewer than 3 observations, a long-run variance V that
-    is not positive (d constant, e.g. identical losses, or a negative truncated-kernel estimate),
+    is not positive (a negative truncated-kernel estimate), a constant d (identical losses, or a
+    differential whose spread is at most 1e-12 x the largest |loss|, i.e. rounding noise),
     a non-finite d, or a non-positive HLN factor (horizon too long for n).
     """
     a, b = _pair(loss_a, loss_b)
@@ -120,8 +121,10 @@ def diebold_mariano(
     gamma = [float(dc @ dc) / n] + [float(dc[k:] @ dc[:-k]) / n for k in range(1, min(h, n))]
     v = (gamma[0] + 2.0 * sum(gamma[1:])) / n
     factor = (n + 1 - 2 * h + h * (h - 1) / n) / n
-    # A constant d (ptp 0) is tested explicitly: its computed v is rounding noise, not zero.
-    if np.ptp(d) == 0 or not v > 0 or factor <= 0:
+    # A d constant up to rounding (say a - b with b = a + c) is tested explicitly: its computed v
+    # is rounding noise, not zero, and would give an absurd statistic.
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
+    if np.ptp(d) <= 1e-12 * scale or not v > 0 or factor <= 0:
         return math.nan, math.nan
     stat = float(d.mean() / math.sqrt(v) * math.sqrt(factor))
     p = float(2.0 * stats.t.sf(abs(stat), df=n - 1))

@@ -1,0 +1,299 @@
+"""Naive baselines: ordinary forecasters with the same interface and evaluation as the LSTM.
+
+Four models, in the order `make_baselines` returns them:
+
+- `ZeroReturn`      point 0 (random walk on prices);
+- `HistoricalMean`  point = the ticker's mean training target (drift);
+- `RidgeBaseline`   point = standardised ridge regression on the task's features, per horizon;
+- `EwmaVol`         RiskMetrics: median 0, band sigma_t * sqrt(h) * z_tau.
+
+The three point baselines share `PointBaseline`: their quantiles are the point forecast plus the
+empirical quantiles of their own training residuals (target - point), per ticker and horizon, so
+`q_tau = point + quantile_tau(residuals)`. The median column q50 is therefore point + median
+residual, *not* the point forecast; `predict_point` returns the point forecast itself, which is what
+point metrics (MAE, RMSE, directional accuracy) should score.
+
+Every model learns only from `training_rows(panel, train_end, task)` (and, for `EwmaVol`, the
+returns dated <= train_end); at predict time a model reads features of earlier rows (never targets).
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from itertools import pairwise
+
+import numpy as np
+import polars as pl
+from scipy.signal import lfilter
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from forecast_core.columns import DATE, TICKER
+from forecast_core.config import ForecastConfig
+from forecast_core.errors import InsufficientDataError
+from forecast_core.forecaster import ForecastTask, Forecaster, rows_between, training_rows
+
+#: The daily log-return column `EwmaVol` reads (also a feature of the panel).
+RETURN_COLUMN = "ret_1"
+
+
+def _targets(frame: pl.DataFrame, task: ForecastTask) -> np.ndarray:
+    """`<float64>[rows, H]` target matrix."""
+    return frame.select(pl.col(task.target_columns).cast(pl.Float64)).to_numpy()
+
+
+def _lookup(tickers: pl.Series, table: dict[str, np.ndarray], default: np.ndarray) -> np.ndarray:
+    """Per row, `table[ticker]` or `default` for a ticker not in it: `[rows, *default.shape]`."""
+    if tickers.len() == 0:
+        return np.empty((0, *default.shape))
+    unique, inverse = np.unique(tickers.to_numpy(), return_inverse=True)
+    return np.stack([table.get(t, default) for t in unique])[inverse]
+
+
+def _first_bad_row(rows: pl.DataFrame, bad: np.ndarray) -> str:
+    i = int(np.flatnonzero(bad)[0])
+    return f"ticker {rows[TICKER][i]!r} on {rows[DATE][i]} ({int(bad.sum())} such row(s) in all)"
+
+
+class PointBaseline(Forecaster):
+    """A point forecaster with empirical residual bands (the shared half of three baselines).
+
+    Subclasses implement `_fit_point(train)` and `_point(rows) -> <float64>[rows, H]`. After `fit`:
+    `band_offsets_[ticker]` `<float64>[H, Q]` holds the tau-quantiles of that ticker's training
+    residuals (target - point); `pooled_offsets_` `[H, Q]` those of all tickers, used for a ticker
+    with fewer than `MIN_RESIDUALS` training rows (including one unseen in training).
+    """
+
+    MIN_RESIDUALS = 30
+
+    @classmethod
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> "PointBaseline":
+        return cls(task)
+
+    @abc.abstractmethod
+    def _fit_point(self, train: pl.DataFrame) -> None: ...
+
+    @abc.abstractmethod
+    def _point(self, rows: pl.DataFrame) -> np.ndarray: ...
+
+    def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
+        return training_rows(panel, train_end, self.task)
+
+    def fit(
+        self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
+    ) -> "PointBaseline":
+        train = self._training_frame(panel, train_end)
+        if train.height == 0:
+            raise InsufficientDataError(f"{self.name}: no training rows dated <= {train_end}")
+        self._fit_point(train)
+        resid = _targets(train, self.task) - self._point(train)
+        tau = np.asarray(self.task.quantiles)
+        self.pooled_offsets_ = np.quantile(resid, tau, axis=0).T
+        tickers = train[TICKER].to_numpy()
+        self.band_offsets_ = {
+            t: np.quantile(resid[tickers == t], tau, axis=0).T
+            for t in np.unique(tickers)
+            if (tickers == t).sum() >= self.MIN_RESIDUALS
+        }
+        return self
+
+    def _rows_and_point(self, panel: pl.DataFrame, start: dt.date, end: dt.date):
+        if not hasattr(self, "pooled_offsets_"):
+            raise RuntimeError(f"{self.name}: call fit before predict")
+        rows = rows_between(panel, start, end)
+        if rows.height == 0:
+            return rows, np.empty((0, len(self.task.horizons)))
+        return rows, self._point(rows)
+
+    def predict_point(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        """Point forecasts `<float32>[rows in [start, end], H]` in (ticker, date) order."""
+        return self._rows_and_point(panel, start, end)[1].astype(np.float32)
+
+    def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        """Quantiles `<float32>[rows, H, Q]`: point + residual quantiles, sorted along Q."""
+        rows, point = self._rows_and_point(panel, start, end)
+        offsets = _lookup(rows[TICKER], self.band_offsets_, self.pooled_offsets_)
+        return np.sort(point[:, :, None] + offsets, axis=-1).astype(np.float32)
+
+
+class ZeroReturn(PointBaseline):
+    """Random walk on prices: the point forecast of every forward log return is 0."""
+
+    name = "zero_return"
+
+    def _fit_point(self, train: pl.DataFrame) -> None:
+        pass
+
+    def _point(self, rows: pl.DataFrame) -> np.ndarray:
+        return np.zeros((rows.height, len(self.task.horizons)))
+
+
+class HistoricalMean(PointBaseline):
+    """Drift: the ticker's mean training target per horizon (`means_[ticker]` `[H]`).
+
+    A ticker unseen in training gets `pooled_mean_`, the mean over all training rows.
+    """
+
+    name = "historical_mean"
+
+    def _fit_point(self, train: pl.DataFrame) -> None:
+        self.pooled_mean_ = _targets(train, self.task).mean(axis=0)
+        means = train.group_by(TICKER).agg(pl.col(self.task.target_columns).cast(pl.Float64).mean())
+        self.means_ = {row[0]: np.asarray(row[1:], dtype=np.float64) for row in means.iter_rows()}
+
+    def _point(self, rows: pl.DataFrame) -> np.ndarray:
+        return _lookup(rows[TICKER], self.means_, self.pooled_mean_)
+
+
+class RidgeBaseline(PointBaseline):
+    """Per horizon, `Pipeline(StandardScaler, Ridge(alpha))` on the task's feature columns.
+
+    The scaler is fitted on training rows only, inside the pipeline (`pipelines_[h]`). Training rows
+    with a null or non-finite feature are left out of the fit; at predict time such a row raises
+    `InsufficientDataError` (a ValueError) naming its ticker and date: dropping warm-up rows is the
+    caller's job. Bands come from in-sample residuals, so they are slightly narrow.
+    """
+
+    name = "ridge"
+
+    def __init__(self, task: ForecastTask, alpha: float = 10.0) -> None:
+        super().__init__(task)
+        self.alpha = alpha
+
+    @classmethod
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> "RidgeBaseline":
+        return cls(task, alpha=cfg.ridge_alpha)
+
+    def _features(self, rows: pl.DataFrame) -> np.ndarray:
+        return rows.select(pl.col(self.task.feature_columns).cast(pl.Float64)).to_numpy()
+
+    def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
+        train = super()._training_frame(panel, train_end)
+        return train.filter(pl.Series(np.isfinite(self._features(train)).all(axis=1)))
+
+    def _fit_point(self, train: pl.DataFrame) -> None:
+        x, y = self._features(train), _targets(train, self.task)
+        self.pipelines_ = [
+            Pipeline([("scale", StandardScaler()), ("ridge", Ridge(alpha=self.alpha))])
+            .fit(x, y[:, j])
+            for j in range(y.shape[1])
+        ]
+
+    def _point(self, rows: pl.DataFrame) -> np.ndarray:
+        x = self._features(rows)
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            raise InsufficientDataError(
+                f"ridge: null or non-finite feature for {_first_bad_row(rows, bad)}; "
+                f"features {list(self.task.feature_columns)} need their warm-up rows dropped"
+            )
+        return np.column_stack([p.predict(x) for p in self.pipelines_])
+
+
+def ewma_variance(returns: np.ndarray, lam: float, warmup: int = 20) -> np.ndarray:
+    """RiskMetrics variance of one ticker's daily log returns `[n]` (time order) -> `[n]`.
+
+    Over the finite returns r_1, r_2, ...: `s2_w = mean(r_1^2 .. r_w^2)` (zero-mean variance of the
+    first w = `warmup` returns), then `s2_t = lam * s2_{t-1} + (1 - lam) * r_t^2`. Causal: s2_t uses
+    returns up to and including t. NaN before the w-th return (warm-up); a row whose return is
+    missing carries the last value forward.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    valid = np.isfinite(r)
+    x = r[valid] ** 2
+    s2 = np.full(x.size, np.nan)
+    if x.size >= warmup:
+        s2[warmup - 1] = x[:warmup].mean()
+        if x.size > warmup:
+            # y_t = lam * y_{t-1} + (1 - lam) * x_t, started from y_{w-1} = s2_w via zi.
+            zi = [lam * s2[warmup - 1]]
+            s2[warmup:] = lfilter([1.0 - lam], [1.0, -lam], x[warmup:], zi=zi)[0]
+    last = np.cumsum(valid) - 1  # index into x of the last finite return at or before each row
+    return np.where(last >= 0, s2[np.maximum(last, 0)] if x.size else np.nan, np.nan)
+
+
+class EwmaVol(Forecaster):
+    """RiskMetrics volatility bands around a zero median.
+
+    `q_tau = sigma_t * sqrt(h) * z_tau[h]`, sigma_t = sqrt(`ewma_variance`) of the ticker's `ret_1`
+    over its whole history up to t. `z_` `<float64>[H, Q]` holds the tau-quantiles of the
+    standardised training targets `target_h / (sigma_t * sqrt(h))`, pooled across tickers, clipped
+    so that levels below 0.5 are <= 0 and above are >= 0; the median is exactly 0. A row still in
+    warm-up (fewer than `WARMUP` returns) raises `InsufficientDataError` at predict time.
+    """
+
+    name = "ewma_vol"
+    WARMUP = 20
+
+    def __init__(self, task: ForecastTask, lam: float = 0.94) -> None:
+        super().__init__(task)
+        self.lam = lam
+
+    @classmethod
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> "EwmaVol":
+        return cls(task, lam=cfg.ewma_lambda)
+
+    def with_sigma(self, panel: pl.DataFrame) -> pl.DataFrame:
+        """The panel sorted by (ticker, date) with a `sigma` column (NaN during warm-up)."""
+        panel = panel.sort(TICKER, DATE)
+        r = panel[RETURN_COLUMN].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        tickers = panel[TICKER].to_numpy()
+        bounds = np.r_[np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1]]), len(r)]
+        per_ticker = [ewma_variance(r[a:b], self.lam, self.WARMUP) for a, b in pairwise(bounds)]
+        s2 = np.concatenate(per_ticker) if len(r) else np.empty(0)
+        return panel.with_columns(sigma=pl.Series(np.sqrt(s2), dtype=pl.Float64))
+
+    def fit(
+        self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
+    ) -> "EwmaVol":
+        history = self.with_sigma(panel.filter(pl.col(DATE) <= train_end))
+        train = training_rows(history, train_end, self.task)
+        sigma = train["sigma"].to_numpy()
+        train = train.filter(pl.Series(np.isfinite(sigma) & (sigma > 0)))
+        if train.height == 0:
+            raise InsufficientDataError(
+                f"ewma_vol: no training rows past warm-up dated <= {train_end}"
+            )
+        h = np.asarray(self.task.horizons, dtype=np.float64)
+        z = _targets(train, self.task) / (train["sigma"].to_numpy()[:, None] * np.sqrt(h))
+        tau = np.asarray(self.task.quantiles)
+        zq = np.quantile(z, tau, axis=0).T  # [H, Q]
+        upper = np.where(tau > 0.5, np.maximum(zq, 0.0), 0.0)
+        self.z_ = np.where(tau < 0.5, np.minimum(zq, 0.0), upper)
+        return self
+
+    def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        if not hasattr(self, "z_"):
+            raise RuntimeError("ewma_vol: call fit before predict")
+        rows = rows_between(self.with_sigma(panel.filter(pl.col(DATE) <= end)), start, end)
+        sigma = rows["sigma"].to_numpy()
+        if not np.isfinite(sigma).all():
+            bad = ~np.isfinite(sigma)
+            raise InsufficientDataError(
+                f"ewma_vol: sigma still in warm-up (< {self.WARMUP} returns) for "
+                f"{_first_bad_row(rows, bad)}"
+            )
+        scale = sigma[:, None] * np.sqrt(np.asarray(self.task.horizons, dtype=np.float64))
+        return (scale[:, :, None] * self.z_[None]).astype(np.float32)
+
+
+BASELINES: dict[str, type[Forecaster]] = {
+    "zero_return": ZeroReturn,
+    "historical_mean": HistoricalMean,
+    "ridge": RidgeBaseline,
+    "ewma_vol": EwmaVol,
+}
+
+
+def make_baseline(name: str, task: ForecastTask, cfg: ForecastConfig) -> Forecaster:
+    """One baseline by name, with its settings (ridge_alpha, ewma_lambda) from `cfg`."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    return BASELINES[name].from_config(task, cfg)
+
+
+def make_baselines(task: ForecastTask, cfg: ForecastConfig) -> list[Forecaster]:
+    """Every baseline, in the fixed order zero_return, historical_mean, ridge, ewma_vol."""
+    return [make_baseline(name, task, cfg) for name in BASELINES]

@@ -1,0 +1,151 @@
+"""Walk-forward evaluation: every forecaster trained and scored identically on each fold.
+
+For one fold, each forecaster (the LSTM and every baseline) is fitted on the fold's training
+slice (early stopping on its validation slice where it has any use for one) and predicts the test
+slice; predictions and metrics come out as the `fold_predictions` and `fold_metrics` rows. The
+LSTM is also compared with `zero_return` by Diebold-Mariano tests on squared error and on pinball
+loss. Nothing here selects a fold or a model on test scores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from forecast_core import metrics
+from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER
+from forecast_core.folds import Fold
+from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
+
+METRIC = "metric"
+VALUE = "value"
+
+
+def quantile_columns(quantiles: tuple[float, ...]) -> list[str]:
+    """`q10`, `q50`, `q90` for 0.1, 0.5, 0.9."""
+    return [f"q{round(q * 100):d}" for q in quantiles]
+
+
+def point_forecast(model: Forecaster, q: np.ndarray, panel: pl.DataFrame, fold: Fold) -> np.ndarray:
+    """The point forecast `[rows, H]`: a point baseline's own, else the median quantile."""
+    if hasattr(model, "predict_point"):
+        return model.predict_point(panel, fold.test_start, fold.test_end)
+    return q[:, :, model.task.median_index]
+
+
+def predictions_frame(
+    fold: Fold, model_name: str, rows: pl.DataFrame, point: np.ndarray, q: np.ndarray, task: ForecastTask
+) -> pl.DataFrame:
+    """Long `fold_predictions` rows (one per ticker, date, horizon) with a known outcome."""
+    qcols = quantile_columns(task.quantiles)
+    frames = []
+    for h_i, (h, target) in enumerate(zip(task.horizons, task.target_columns)):
+        frames.append(
+            rows.select(TICKER, DATE, pl.col(PRICE).alias("last_close"), pl.col(target).alias("y_true"))
+            .with_columns(
+                pl.lit(h, pl.Int32).alias(HORIZON),
+                pl.Series("y_pred", point[:, h_i], pl.Float64),
+                *[pl.Series(c, q[:, h_i, j], pl.Float64) for j, c in enumerate(qcols)],
+            )
+        )
+    return (
+        pl.concat(frames)
+        .filter(pl.col("y_true").is_not_null())
+        .with_columns(pl.lit(fold.fold, pl.Int32).alias(FOLD), pl.lit(model_name).alias(MODEL))
+        .select(FOLD, MODEL, TICKER, DATE, HORIZON, "last_close", "y_true", "y_pred", *qcols)
+    )
+
+
+def score(predictions: pl.DataFrame, task: ForecastTask) -> dict[str, float]:
+    """Metrics of one model and horizon from its `fold_predictions` rows."""
+    y, y_hat = predictions["y_true"].to_numpy(), predictions["y_pred"].to_numpy()
+    qcols = quantile_columns(task.quantiles)
+    q = predictions.select(qcols).to_numpy()
+    lo, hi = task.quantiles.index(0.1), task.quantiles.index(0.9)
+    return {
+        "mae": metrics.mae(y, y_hat),
+        "rmse": metrics.rmse(y, y_hat),
+        "mape_price": metrics.mape_price(predictions["last_close"].to_numpy(), y, y_hat),
+        "directional_accuracy": metrics.directional_accuracy(y, y_hat),
+        "pinball": metrics.pinball(y, q, task.quantiles),
+        "coverage_80": metrics.coverage(y, q[:, lo], q[:, hi]),
+        "n": float(len(y)),
+    }
+
+
+def _per_row_losses(p: pl.DataFrame, task: ForecastTask) -> tuple[np.ndarray, np.ndarray]:
+    y = p["y_true"].to_numpy()
+    sq = (y - p["y_pred"].to_numpy()) ** 2
+    q = p.select(quantile_columns(task.quantiles)).to_numpy()
+    tau = np.asarray(task.quantiles)
+    d = y[:, None] - q
+    return sq, np.maximum(tau * d, (tau - 1) * d).mean(axis=1)
+
+
+def dm_versus(
+    predictions: pl.DataFrame, task: ForecastTask, model: str, reference: str, horizon: int
+) -> dict[str, float]:
+    """DM tests of `model` against `reference` for one horizon (negative: `model` is better)."""
+    keys = [TICKER, DATE]
+    a = predictions.filter((pl.col(MODEL) == model) & (pl.col(HORIZON) == horizon)).sort(keys)
+    b = predictions.filter((pl.col(MODEL) == reference) & (pl.col(HORIZON) == horizon)).sort(keys)
+    if a.height == 0 or not a.select(keys).equals(b.select(keys)):
+        raise ValueError(f"DM test needs {model} and {reference} predictions on the same rows")
+    sq_a, pin_a = _per_row_losses(a, task)
+    sq_b, pin_b = _per_row_losses(b, task)
+    dates = a[DATE].to_numpy()
+    stat, p = metrics.panel_diebold_mariano(sq_a, sq_b, dates, horizon)
+    pstat, pp = metrics.panel_diebold_mariano(pin_a, pin_b, dates, horizon)
+    return {"dm_stat": stat, "dm_pvalue": p, "dm_pinball_stat": pstat, "dm_pinball_pvalue": pp}
+
+
+@dataclass
+class FoldResult:
+    predictions: pl.DataFrame
+    metrics: pl.DataFrame
+    seconds: dict[str, float]
+
+
+def evaluate_fold(
+    panel: pl.DataFrame, fold: Fold, task: ForecastTask, forecasters: list[Forecaster]
+) -> FoldResult:
+    """Fit every forecaster on `fold`, predict its test slice, score them all the same way."""
+    rows = rows_between(panel, fold.test_start, fold.test_end)
+    preds, seconds = [], {}
+    for model in forecasters:
+        started = time.perf_counter()
+        model.fit(panel, fold.train_end, fold.val)
+        q = model.predict(panel, fold.test_start, fold.test_end)
+        point = point_forecast(model, q, panel, fold)
+        preds.append(predictions_frame(fold, model.name, rows, point, q, task))
+        seconds[model.name] = time.perf_counter() - started
+    predictions = pl.concat(preds)
+    metric_rows = []
+    names = [m.name for m in forecasters]
+    for name in names:
+        for h in task.horizons:
+            part = predictions.filter((pl.col(MODEL) == name) & (pl.col(HORIZON) == h))
+            values = score(part, task)
+            if name == "lstm" and "zero_return" in names:
+                values |= dm_versus(predictions, task, "lstm", "zero_return", h)
+            metric_rows += [
+                {FOLD: fold.fold, MODEL: name, HORIZON: h, METRIC: k, VALUE: v} for k, v in values.items()
+            ]
+    metrics_frame = pl.DataFrame(
+        metric_rows,
+        schema={FOLD: pl.Int32, MODEL: pl.String, HORIZON: pl.Int32, METRIC: pl.String, VALUE: pl.Float64},
+    )
+    return FoldResult(predictions=predictions, metrics=metrics_frame, seconds=seconds)
+
+
+def leaderboard(fold_metrics: pl.DataFrame) -> pl.DataFrame:
+    """Mean of each metric across folds, per model and horizon (the `model_leaderboard` view's core)."""
+    return (
+        fold_metrics.group_by(MODEL, HORIZON, METRIC)
+        .agg(pl.col(VALUE).mean())
+        .pivot(on=METRIC, index=[MODEL, HORIZON], values=VALUE)
+        .sort(HORIZON, "pinball")
+    )
