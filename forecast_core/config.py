@@ -151,6 +151,9 @@ class ForecastConfig:
     # A new model is promoted only if its validation pinball loss is at most
     # (1 + tolerance) x the reference's (zero_return with empirical bands, and the previous model).
     promotion_tolerance: float = 0.0
+    # A daily |log return| above this is flagged by the raw_prices jump check (a warning: it can
+    # be real, like AAPL's -52% on 2000-09-29, or a bad print, like RRC's x3 on 1990-04-10).
+    max_daily_log_return: float = 0.75
 
     def __post_init__(self) -> None:
         validate(self)
@@ -221,6 +224,9 @@ def validate(cfg: ForecastConfig) -> None:
         _positive_ints((getattr(fo, name),), f"folds.{name}")
     _require(fo.window in ("expanding", "sliding"), "folds.window", fo.window,
              "expanding or sliding")
+    _require(fo.window != "sliding" or fo.train_sessions >= fo.min_train_sessions,
+             "folds.train_sessions", fo.train_sessions,
+             f"at least folds.min_train_sessions ({fo.min_train_sessions}) with the sliding window")
     _require(fo.purge_sessions is None or fo.purge_sessions >= cfg.max_horizon,
              "folds.purge_sessions", fo.purge_sessions,
              f"at least the longest horizon ({cfg.max_horizon}) so no label crosses a slice")
@@ -241,6 +247,9 @@ def validate(cfg: ForecastConfig) -> None:
     _require(t.clip_norm > 0, "train.clip_norm", t.clip_norm, "> 0")
     _require(cfg.ridge_alpha > 0, "ridge_alpha", cfg.ridge_alpha, "> 0")
     _require(0.0 < cfg.ewma_lambda < 1.0, "ewma_lambda", cfg.ewma_lambda, "in (0, 1)")
+    _require(cfg.max_daily_log_return > 0, "max_daily_log_return", cfg.max_daily_log_return, "> 0")
+    for level in (0.1, 0.5, 0.9):
+        _require(level in q, "quantiles", q, "0.1, 0.5 and 0.9 among them (the q10/q50/q90 columns)")
     _require(cfg.promotion_tolerance >= 0, "promotion_tolerance", cfg.promotion_tolerance, ">= 0")
 
 

@@ -9,6 +9,7 @@ loss. Nothing here selects a fold or a model on test scores.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -29,10 +30,12 @@ def quantile_columns(quantiles: tuple[float, ...]) -> list[str]:
     return [f"q{round(q * 100):d}" for q in quantiles]
 
 
-def point_forecast(model: Forecaster, q: np.ndarray, panel: pl.DataFrame, fold: Fold) -> np.ndarray:
-    """The point forecast `[rows, H]`: a point baseline's own, else the median quantile."""
+def point_forecast_for_rows(
+    model: Forecaster, q: np.ndarray, panel: pl.DataFrame, start: dt.date, end: dt.date
+) -> np.ndarray:
+    """The point forecast `[rows, H]`: a point baseline's own, else the median quantile `q[..., m]`."""
     if hasattr(model, "predict_point"):
-        return model.predict_point(panel, fold.test_start, fold.test_end)
+        return model.predict_point(panel, start, end)
     return q[:, :, model.task.median_index]
 
 
@@ -119,7 +122,7 @@ def evaluate_fold(
         started = time.perf_counter()
         model.fit(panel, fold.train_end, fold.val)
         q = model.predict(panel, fold.test_start, fold.test_end)
-        point = point_forecast(model, q, panel, fold)
+        point = point_forecast_for_rows(model, q, panel, fold.test_start, fold.test_end)
         preds.append(predictions_frame(fold, model.name, rows, point, q, task))
         seconds[model.name] = time.perf_counter() - started
     predictions = pl.concat(preds)

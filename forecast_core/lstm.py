@@ -79,5 +79,7 @@ class LSTMForecaster(Forecaster):
                 "sessions of features before it"
             )
         rows = np.flatnonzero(in_range).astype(np.int32)
+        if len(rows) == 0:
+            return np.zeros((0, len(self.task.horizons), len(self.task.quantiles)), np.float32)
         scaled = predict_scaled(self.model.apply, self.params, data.x, data.ticker_id, rows, lookback)
         return (scaled * data.target_scale[rows][:, :, None]).astype(np.float32)

@@ -237,6 +237,10 @@ class SampleSource:
     def tickers(self) -> list[str]:
         return sorted(_sample_frame().get_column(TICKER).unique().to_list())
 
+    def last_date(self) -> dt.date:
+        """The last session the sample holds (2022-12-28)."""
+        return _sample_frame().get_column(DATE).max()
+
     def fetch(self, tickers: Sequence[str], start: dt.date, end: dt.date) -> pl.DataFrame:
         requested = _requested(tickers, start, end)
         available = self.tickers()
@@ -288,6 +292,10 @@ class FileSource:
             )
         frame = frame.filter(pl.col(TICKER).is_in(requested) & pl.col(DATE).is_between(start, end))
         return validate_prices(frame, requested, start, end, self.name)
+
+    def last_date(self) -> dt.date:
+        """The last date in the file."""
+        return self._parse(self._read()).get_column(DATE).max()
 
     def _read(self) -> pl.DataFrame:
         p = self.path

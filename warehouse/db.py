@@ -47,9 +47,15 @@ def _sql(name: str) -> str:
     return resources.files("warehouse").joinpath(name).read_text()
 
 
+#: How DuckDB reports a file locked by another process (1.x and 2.0: "Could not set lock on file
+#: ...: Conflicting lock is held in ..."; Windows: "... being used by another process"). Matched as
+#: phrases, not the bare word "lock", which a file path may contain ("/var/lock", "blocks/").
+_LOCK_PHRASES = ("could not set lock", "conflicting lock", "being used by another process")
+
+
 def _is_lock_error(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
-    return "lock" in text or "conflicting" in text or "being used by another process" in text
+    return any(phrase in text for phrase in _LOCK_PHRASES)
 
 
 @contextmanager

@@ -63,21 +63,25 @@ class Writer:
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Recreate `table` with exactly `frame`'s columns and rows (for `features`)."""
         _check_table(table, WRITABLE_TABLES)
-        self.con.register("_incoming", frame)
-        try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
+        self._execute_with_frame(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming", frame)
         self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
         return frame.height
 
+    def _execute_with_frame(self, sql: str, frame: pl.DataFrame) -> None:
+        """Run `sql` with `frame` registered as `_incoming`.
+
+        On failure (a key violation, say) the transaction is aborted and DuckDB refuses even
+        `unregister`, so it is not attempted there: it would replace the real error with
+        "Current transaction is aborted". `transaction` rolls back and closes the connection,
+        which drops the registration.
+        """
+        self.con.register("_incoming", frame)
+        self.con.execute(sql)
+        self.con.unregister("_incoming")
+
     def _insert(self, table: str, frame: pl.DataFrame) -> int:
         if frame.height:
-            self.con.register("_incoming", frame)
-            try:
-                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-            finally:
-                self.con.unregister("_incoming")
+            self._execute_with_frame(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming", frame)
         self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
         return frame.height
 

@@ -1,0 +1,1 @@
+"""Dagster definitions of the forecasting job: assets, checks, jobs, schedules and resources."""

@@ -1,0 +1,97 @@
+"""fold_evaluation: every fold's LSTM and baselines, trained in parallel, scored the same way.
+
+A graph-backed asset: `plan_folds` fans out one `evaluate_fold` step per fold (Dagster's dynamic
+mapping), so the multiprocess executor trains folds in parallel processes, one per core; then
+`publish_fold_evaluation` writes every fold's predictions and metrics in one transaction.
+"""
+
+
+import dagster as dg
+import polars as pl
+
+from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core.baselines import make_baselines
+from forecast_core.evaluation import FoldResult, evaluate_fold, leaderboard
+from forecast_core.forecaster import ForecastTask
+from forecast_core.lstm import LSTMForecaster
+from warehouse import read_table, reads, transaction
+
+
+@dg.op(ins={"after": dg.In(dg.Nothing)}, out=dg.DynamicOut(int))
+def plan_folds(warehouse: WarehouseResource):
+    """One dynamic output per fold of the `folds` table."""
+    for fold in reads.folds(warehouse.resolved_path):
+        yield dg.DynamicOutput(fold.fold, mapping_key=f"fold_{fold.fold}")
+
+
+@dg.op
+def evaluate_one_fold(
+    context: dg.OpExecutionContext, fold_id: int, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> FoldResult:
+    """Train the LSTM and every baseline on one fold and score them on its test slice."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    fold = next(f for f in reads.folds(path) if f.fold == fold_id)
+    panel, feature_cols = reads.panel(path, cfg.horizons, until=fold.test_end)
+    task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
+
+    def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+        context.log.info(f"fold {fold_id} epoch {epoch}: train pinball {train_loss:.5f}, val {val_loss:.5f}")
+
+    lstm = LSTMForecaster(task, cfg, on_epoch=log_epoch)
+    result = evaluate_fold(panel, fold, task, [lstm, *make_baselines(task, cfg)])
+    assert lstm.result is not None
+    context.log.info(
+        f"fold {fold_id}: best epoch {lstm.result.best_epoch}, {lstm.result.seconds:.1f}s on {lstm.result.device}"
+    )
+    return result
+
+
+@dg.op(pool="warehouse_write")
+def publish_fold_evaluation(
+    context: dg.OpExecutionContext, results: list[FoldResult], warehouse: WarehouseResource
+) -> dg.Output[None]:
+    """Replace `fold_predictions` and `fold_metrics` with every fold's rows, atomically."""
+    path = warehouse.resolved_path
+    predictions = pl.concat([r.predictions for r in results])
+    metrics = pl.concat([r.metrics for r in results])
+    with transaction(path) as w:
+        w.replace("fold_predictions", predictions)
+        w.replace("fold_metrics", metrics)
+    board = read_table("model_leaderboard", path=path)
+    lstm = board.filter(pl.col("model") == "lstm")
+    metadata: dict[str, dg.MetadataValue | float | int] = {
+        "folds": len(results),
+        "prediction_rows": predictions.height,
+        "leaderboard": dg.MetadataValue.md(_markdown(board)),
+        "lstm_train_seconds": float(sum(r.seconds.get("lstm", 0.0) for r in results)),
+    }
+    for row in lstm.iter_rows(named=True):
+        h = row["horizon"]
+        metadata[f"lstm_pinball_skill_h{h}"] = float(row["pinball_skill_vs_zero_return"])
+        metadata[f"lstm_coverage_80_h{h}"] = float(row["coverage_80"])
+    context.log.info("leaderboard:\n" + _markdown(board))
+    return dg.Output(None, metadata=metadata)
+
+
+def _markdown(board: pl.DataFrame) -> str:
+    cols = ["model", "horizon", "pinball", "pinball_skill_vs_zero_return", "coverage_80", "rmse",
+            "mae", "mape_price", "directional_accuracy", "dm_pvalue_min"]
+    return board.select([c for c in cols if c in board.columns]).to_pandas().to_markdown(
+        index=False, floatfmt=".5g"
+    )
+
+
+@dg.graph_asset(
+    ins={"walk_forward_folds": dg.AssetIn(dagster_type=dg.Nothing)},
+    group_name="evaluation",
+    kinds={"jax", "duckdb"},
+)
+def fold_evaluation(walk_forward_folds):
+    """Walk-forward evaluation: on every fold, the Flax LSTM and the baselines (zero_return,
+    historical_mean, ridge, ewma_vol) are trained on the fold's training slice and scored on its
+    test slice with the same metrics (mae, rmse, mape_price, directional_accuracy, pinball,
+    coverage_80), plus Diebold-Mariano tests of the LSTM against zero_return. Writes
+    fold_predictions and fold_metrics; the model_leaderboard view ranks them."""
+    results = plan_folds(after=walk_forward_folds).map(evaluate_one_fold)
+    return publish_fold_evaluation(results.collect())

@@ -1,0 +1,64 @@
+"""features (+ targets) and walk_forward_folds."""
+
+
+import dagster as dg
+import polars as pl
+
+from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core.columns import DATE, TICKER
+from forecast_core.features import build_features, build_targets, complete_rows, feature_columns
+from forecast_core import folds as fold_layout
+from forecast_core.panel import targets_long
+from warehouse import reads, transaction
+
+
+@dg.asset(deps=["raw_prices"], group_name="features", kinds={"duckdb", "polars"}, pool="warehouse_write")
+def features(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.MaterializeResult:
+    """Point-in-time features per (ticker, session) (returns, volatility, moving-average ratios,
+    RSI, MACD, Bollinger position, volume features where the source has volume, market features
+    from the exogenous tickers, calendar), and forward log-return targets per horizon in their own
+    table. A feature at date t uses prices up to t only. Recomputed from all stored prices in
+    under a second for the sample, so it is not partitioned."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    prices = reads.prices(path)
+    if prices.height == 0:
+        raise dg.Failure("raw_prices is empty: materialize raw_prices first")
+    feats = build_features(prices, cfg)
+    universe = prices.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
+    targets = targets_long(build_targets(universe, cfg.horizons), cfg.horizons)
+    with transaction(path) as w:
+        w.replace_table("features", feats)
+        w.replace("targets", targets)
+    complete = complete_rows(feats)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(feats.height),
+            "complete_rows": dg.MetadataValue.int(complete.height),
+            "n_features": dg.MetadataValue.int(len(feature_columns(feats))),
+            "feature_columns": dg.MetadataValue.json(list(feature_columns(feats))),
+            "last_date": dg.MetadataValue.text(str(feats[DATE].max())),
+        }
+    )
+
+
+@dg.asset(deps=["features"], group_name="evaluation", kinds={"duckdb"}, pool="warehouse_write")
+def walk_forward_folds(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.MaterializeResult:
+    """Chronological walk-forward folds over the sessions that have complete features and every
+    target: expanding (or sliding) train, a validation slice for early stopping, a test slice;
+    purge gaps of at least the longest horizon between slices (see forecast_core.folds)."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    panel, _ = reads.panel(path, cfg.horizons)
+    sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
+    folds = fold_layout.walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)
+    frame = fold_layout.folds_frame(folds)
+    with transaction(path) as w:
+        w.replace("folds", frame)
+    return dg.MaterializeResult(
+        metadata={
+            "n_folds": dg.MetadataValue.int(len(folds)),
+            "folds": dg.MetadataValue.md(frame.to_pandas().to_markdown(index=False)),
+        }
+    )
+

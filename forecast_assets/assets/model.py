@@ -1,0 +1,130 @@
+"""lstm_model: the production model of each retrain period (monthly), with lineage and a gate."""
+
+
+import datetime as dt
+import json
+import os
+
+import dagster as dg
+import jax
+import polars as pl
+
+from forecast_assets.checks import MODEL_CHECKS
+from forecast_assets.partitions import RETRAIN_MONTHS
+from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core import artifacts
+from forecast_core.columns import DATE
+from forecast_core.features import build_targets
+from forecast_core.forecaster import ForecastTask
+from forecast_core.panel import assemble_panel
+from forecast_core.production import period_key, train_period_model
+from warehouse import reads, transaction
+
+CODE_VERSION = os.environ.get("FORECAST_CODE_VERSION", "0.1.0")
+
+
+def panel_known_at(path: str, cfg, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The panel as it was known after the close of `cutoff`: features up to it, and targets
+    recomputed from prices up to it (a label whose horizon ends later is null, not peeked at)."""
+    prices = reads.prices(path, until=cutoff)
+    feats = reads.features(path, until=cutoff)
+    universe = prices.filter(pl.col("ticker").is_in(list(cfg.universe.tickers)))
+    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), prices)
+    cols = tuple(c for c in feats.columns if c not in ("ticker", "date"))
+    return panel, cols
+
+
+@dg.asset(
+    partitions_def=RETRAIN_MONTHS,
+    deps=["features"],
+    check_specs=MODEL_CHECKS,
+    group_name="model",
+    kinds={"jax", "duckdb"},
+    pool="warehouse_write",
+)
+def lstm_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> dg.MaterializeResult:
+    """The production LSTM for one retrain period (a month), trained only on data known before
+    the period starts, so that every forecast it makes (nightly or in a backfill) is out of
+    sample. Stored with its lineage in `models` and its artifact in `model_artifacts`. A gate
+    compares its validation pinball loss with zero_return's and the previous model's; if it
+    loses, the period is served by the best baseline and `models.decision` says why."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    period_start = context.partition_time_window.start.date()
+    period = period_key(period_start)
+    cutoff = period_start - dt.timedelta(days=1)
+    panel, feature_cols = panel_known_at(path, cfg, cutoff)
+    if panel.height == 0 or panel[DATE].max() < cutoff - dt.timedelta(days=10):
+        raise dg.Failure(
+            f"no features up to the session before {period_start} (last: "
+            f"{panel[DATE].max() if panel.height else None}); materialize raw_prices and features first"
+        )
+    task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
+    previous_period = period_key((period_start - dt.timedelta(days=1)).replace(day=1))
+    prev_row = reads.latest_model(path, previous_period)
+    previous = artifacts.from_bytes(prev_row["artifact"]) if prev_row else None
+
+    def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+        context.log.info(f"{period} epoch {epoch}: train pinball {train_loss:.5f}, val {val_loss:.5f}")
+
+    pm = train_period_model(panel, task, cfg, period_start, previous, on_epoch=log_epoch)
+    blob = artifacts.to_bytes(pm.lstm)
+    sha = artifacts.sha256(blob)
+    version = f"{period}-{sha[:12]}"
+    result = pm.lstm.result
+    assert result is not None
+    model_metrics = {
+        "val_pinball": pm.val_pinball,
+        "previous_val_pinball": pm.previous_val_pinball,
+        "best_epoch": result.best_epoch,
+        "train_losses": result.train_losses,
+        "val_losses": result.val_losses,
+        "train_seconds": result.seconds,
+    }
+    row = pl.DataFrame(
+        {
+            "model_version": [version],
+            "period": [period],
+            "trained_at": [dt.datetime.now(dt.timezone.utc)],
+            "train_start": [pm.slices.train_start],
+            "train_end": [pm.slices.train_end],
+            "config": [json.dumps(cfg.to_dict())],
+            "metrics": [json.dumps(model_metrics)],
+            "code_version": [CODE_VERSION],
+            "device": [result.device],
+            "artifact_sha256": [sha],
+            "promoted": [pm.promoted],
+            "serving_model": [pm.serving_model],
+            "decision": [pm.decision],
+        }
+    )
+    with transaction(path) as w:
+        w.replace("models", row, "model_version = ?", [version])
+        w.replace("model_artifacts", pl.DataFrame({"model_version": [version], "artifact": [blob]}),
+                  "model_version = ?", [version])
+    (context.log.info if pm.promoted else context.log.warning)(f"{version}: {pm.decision}")
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "serving_model": pm.serving_model,
+            "decision": pm.decision,
+            "val_pinball_lstm": float(pm.val_pinball["lstm"]),
+            "val_pinball_zero_return": float(pm.val_pinball["zero_return"]),
+            "best_epoch": result.best_epoch,
+            "epochs": len(result.train_losses),
+            "train_seconds": float(result.seconds),
+            "device": result.device,
+            "jax_backend": jax.default_backend(),
+            "train_end": str(pm.slices.train_end),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="promotion_gate",
+                passed=pm.promoted,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"decision": pm.decision, "serving_model": pm.serving_model},
+            )
+        ],
+    )

@@ -1,0 +1,96 @@
+"""raw_prices: daily prices per ticker and session, from the configured source."""
+
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from forecast_assets.checks import price_check_results, PRICE_CHECKS
+from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core.columns import INGESTED_AT, TICKER
+from forecast_core.errors import PriceDataError, TransientSourceError
+from forecast_core.sources import make_source
+from warehouse import read_sql, transaction
+
+#: Network-facing: transient source errors are retried with exponential backoff and jitter.
+SOURCE_RETRY = dg.RetryPolicy(
+    max_retries=4, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def _new_tickers(path: str, tickers: tuple[str, ...]) -> list[str]:
+    """Configured tickers with no stored history (they get their whole history on this run)."""
+    try:
+        have = set(read_sql("SELECT DISTINCT ticker FROM raw_prices", path=path)[TICKER].to_list())
+    except Exception:  # noqa: BLE001 - a warehouse not created yet has no tickers
+        return list(tickers)
+    return [t for t in tickers if t not in have]
+
+
+@dg.asset(
+    partitions_def=TRADING_DAYS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=SOURCE_RETRY,
+    check_specs=PRICE_CHECKS,
+    group_name="ingest",
+    kinds={"duckdb", "polars"},
+    pool="warehouse_write",
+)
+def raw_prices(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> dg.MaterializeResult:
+    """Daily prices (open, high, low, close, adjusted close, volume) for the universe and the
+    exogenous tickers, one partition per NYSE session. A range of partitions is one run and one
+    download. Every frame is validated before it is written (bad data fails the run with the
+    tickers and dates named, and is not retried); transient source errors are retried. A ticker
+    newly added to the configuration gets its whole history on its first run."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    start, end = partition_dates(context, cfg.calendar)
+    source = make_source(cfg)
+    tickers = cfg.universe.all_tickers
+    history_start = dt.date.fromisoformat(cfg.source.start_date)
+    new = [t for t in _new_tickers(path, tickers) if start > history_start]
+    try:
+        frame = source.fetch(tickers, start, end)
+        history = source.fetch(new, history_start, start - dt.timedelta(days=1)) if new else None
+    except TransientSourceError:
+        raise  # the retry policy retries it
+    except PriceDataError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    now = pl.lit(dt.datetime.now(dt.timezone.utc), pl.Datetime("us", "UTC")).alias(INGESTED_AT)
+    with transaction(path) as w:
+        w.replace(
+            "raw_prices",
+            frame.with_columns(now),
+            "date BETWEEN ? AND ? AND list_contains(?, ticker)",
+            [start, end, list(tickers)],
+        )
+        if history is not None:
+            context.log.info(f"new tickers {new}: stored their history from {history_start}")
+            w.replace(
+                "raw_prices", history.with_columns(now), "date < ? AND list_contains(?, ticker)",
+                [start, new],
+            )
+    stored = read_sql(
+        "SELECT * FROM raw_prices WHERE date BETWEEN ? AND ? ORDER BY ticker, date", [start, end], path
+    )
+    previous = read_sql(
+        "SELECT r.* FROM raw_prices r JOIN (SELECT ticker, max(date) AS d FROM raw_prices "
+        "WHERE date < ? GROUP BY ticker) p ON r.ticker = p.ticker AND r.date = p.d",
+        [start],
+        path,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(stored.height),
+            "tickers": dg.MetadataValue.int(stored[TICKER].n_unique()),
+            "first_date": dg.MetadataValue.text(str(start)),
+            "last_date": dg.MetadataValue.text(str(end)),
+            "source": dg.MetadataValue.text(source.name),
+            "new_tickers": dg.MetadataValue.json(new),
+        },
+        check_results=price_check_results(stored, previous, cfg, start, end),
+    )

@@ -1,0 +1,45 @@
+"""The one `Definitions` object of the forecasting job."""
+
+
+import dagster as dg
+
+from forecast_assets.assets import evaluation, features, forecasts, model, prices
+from forecast_assets.partitions import TRADING_DAYS
+from forecast_assets.resources import default_resources
+from forecast_assets.schedules import nightly_schedule, retrain_schedule
+
+ASSETS = [
+    prices.raw_prices,
+    features.features,
+    features.walk_forward_folds,
+    evaluation.fold_evaluation,
+    model.lstm_model,
+    forecasts.daily_forecasts,
+    forecasts.forecast_scores,
+]
+
+#: Prices, features and folds for a range of sessions (the demo's first step, a backfill's too).
+ingest_job = dg.define_asset_job(
+    "ingest_job", selection=["raw_prices", "features", "walk_forward_folds"], partitions_def=TRADING_DAYS
+)
+#: Walk-forward evaluation of the LSTM and the baselines (folds in parallel processes).
+evaluation_job = dg.define_asset_job("evaluation_job", selection=["fold_evaluation"])
+#: The production model of one retrain month.
+retrain_job = dg.define_asset_job("retrain_job", selection=["lstm_model"])
+#: After the close: the session's prices, features, forecasts and the scores that matured.
+nightly_job = dg.define_asset_job(
+    "nightly_job",
+    selection=["raw_prices", "features", "daily_forecasts", "forecast_scores"],
+    partitions_def=TRADING_DAYS,
+)
+#: Forecasts (and scores) for a range of sessions whose models exist.
+forecast_job = dg.define_asset_job(
+    "forecast_job", selection=["daily_forecasts", "forecast_scores"], partitions_def=TRADING_DAYS
+)
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    jobs=[ingest_job, evaluation_job, retrain_job, nightly_job, forecast_job],
+    schedules=[nightly_schedule(nightly_job), retrain_schedule(retrain_job)],
+    resources=default_resources(),
+)

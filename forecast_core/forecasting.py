@@ -1,0 +1,99 @@
+"""Daily forecasts: quantile log returns for each ticker and horizon, and the prices they imply.
+
+For an as-of date D (a session), the forecaster reads features up to D and predicts the forward
+log return to `target_date` = D + h sessions on the exchange calendar; prices are
+`last_close * exp(q)` where `last_close` is D's (adjusted) close.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from forecast_core import calendar
+from forecast_core.columns import DATE, HORIZON, PRICE, TICKER
+from forecast_core.features import with_price
+from forecast_core.evaluation import point_forecast_for_rows, quantile_columns
+from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
+
+FORECAST_COLUMNS = (
+    "as_of_date", TICKER, HORIZON, "model_version", "model", "target_date", "last_close",
+    "pred_log_return", "q10", "q50", "q90", "pred_close", "q10_close", "q50_close", "q90_close",
+    "created_at",
+)  # fmt: skip
+
+
+def make_forecasts(
+    panel: pl.DataFrame,
+    forecaster: Forecaster,
+    task: ForecastTask,
+    start: dt.date,
+    end: dt.date,
+    model_version: str,
+    created_at: dt.datetime,
+    calendar_code: str = "XNYS",
+) -> pl.DataFrame:
+    """`forecasts` rows for every panel row dated in [start, end] (one per ticker, date, horizon)."""
+    rows = rows_between(panel, start, end)
+    if rows.height == 0:
+        return pl.DataFrame(schema={c: pl.Null for c in FORECAST_COLUMNS})
+    q = forecaster.predict(panel, start, end)
+    point = point_forecast_for_rows(forecaster, q, panel, start, end)
+    qcols = quantile_columns(task.quantiles)
+    dates = rows[DATE].unique().sort().to_list()
+    frames = []
+    for h_i, h in enumerate(task.horizons):
+        targets = pl.DataFrame(
+            {DATE: dates, "target_date": [calendar.add_sessions(d, h, calendar_code) for d in dates]}
+        )
+        frames.append(
+            rows.select(pl.col(DATE).alias("as_of_date"), TICKER, pl.col(PRICE).alias("last_close"), DATE)
+            .join(targets, on=DATE, how="left")
+            .drop(DATE)
+            .with_columns(
+                pl.lit(h, pl.Int32).alias(HORIZON),
+                pl.Series("pred_log_return", point[:, h_i], pl.Float64),
+                *[pl.Series(c, q[:, h_i, j], pl.Float64) for j, c in enumerate(qcols)],
+            )
+        )
+    out = pl.concat(frames).with_columns(
+        pl.lit(model_version).alias("model_version"),
+        pl.lit(forecaster.name).alias("model"),
+        (pl.col("last_close") * pl.col("pred_log_return").exp()).alias("pred_close"),
+        *[(pl.col("last_close") * pl.col(c).exp()).alias(f"{c}_close") for c in ("q10", "q50", "q90")],
+        pl.lit(created_at, pl.Datetime("us", "UTC")).alias("created_at"),
+    )
+    return out.select(FORECAST_COLUMNS).sort("as_of_date", TICKER, HORIZON)
+
+
+def score_forecasts(
+    forecasts: pl.DataFrame, prices: pl.DataFrame, quantiles: tuple[float, ...], scored_at: dt.datetime
+) -> pl.DataFrame:
+    """`forecast_scores` rows for forecasts whose target date has a realised price.
+
+    error = pred_close - actual_close; covered_80 = actual inside [q10_close, q90_close];
+    pinball = mean quantile loss of the log-return quantiles against the realised log return.
+    """
+    actual = with_price(prices).select(
+        TICKER, pl.col(DATE).alias("target_date"), pl.col(PRICE).alias("actual_close")
+    ).collect()
+    joined = forecasts.join(actual, on=[TICKER, "target_date"], how="inner").with_columns(
+        (pl.col("actual_close") / pl.col("last_close")).log().alias("actual_log_return")
+    )
+    qcols = quantile_columns(quantiles)
+    y = joined["actual_log_return"].to_numpy()
+    q = joined.select(qcols).to_numpy() if joined.height else np.zeros((0, len(qcols)))
+    tau = np.asarray(quantiles)
+    d = y[:, None] - q
+    pin = np.maximum(tau * d, (tau - 1) * d).mean(axis=1) if joined.height else np.zeros(0)
+    return joined.select(
+        "as_of_date", TICKER, HORIZON, "model_version", "model", "target_date", "actual_close",
+        "actual_log_return",
+        (pl.col("pred_close") - pl.col("actual_close")).alias("error"),
+        ((pl.col("pred_close") - pl.col("actual_close")).abs() / pl.col("actual_close") * 100).alias("abs_pct_error"),
+        ((pl.col("actual_close") >= pl.col("q10_close")) & (pl.col("actual_close") <= pl.col("q90_close"))).alias("covered_80"),
+        pl.Series("pinball", pin, pl.Float64),
+        pl.lit(scored_at, pl.Datetime("us", "UTC")).alias("scored_at"),
+    ).sort("as_of_date", TICKER, HORIZON)

@@ -1,0 +1,172 @@
+"""The production model of a retrain period, and the gate that decides whether it serves.
+
+The model for a period (default: a calendar month) sees only data known before the period starts:
+its last training label is realised on the session before the period's first day. The slices
+mirror a fold (`o` train, `-` purge, `v` validation; `|` is the period start)::
+
+    | o o o o o o o o o o - - - - - v v v v v |  forecasts for the period ->
+
+The validation slice ends `max_horizon` sessions before the cutoff so that its labels are known
+at the cutoff too. The LSTM is promoted only if its validation pinball loss is not worse (beyond
+`promotion_tolerance`) than `zero_return` with empirical bands fitted on the same rows, and than
+the previous period's model on the same validation rows. Otherwise the period is served by the
+baseline with the best validation pinball loss, and the decision says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from forecast_core import metrics
+from forecast_core.baselines import make_baseline, make_baselines
+from forecast_core.columns import DATE
+from forecast_core.config import ForecastConfig
+from forecast_core.errors import InsufficientDataError
+from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
+from forecast_core.lstm import LSTMForecaster
+
+
+@dataclass(frozen=True)
+class PeriodSlices:
+    """Training layout of the model serving a period starting on `period_start`."""
+
+    period_start: dt.date
+    cutoff: dt.date  # last session before the period
+    train_start: dt.date
+    train_end: dt.date
+    val_start: dt.date
+    val_end: dt.date
+
+    @property
+    def val(self) -> tuple[dt.date, dt.date]:
+        return (self.val_start, self.val_end)
+
+
+def period_slices(
+    sessions: list[dt.date], period_start: dt.date, cfg: ForecastConfig
+) -> PeriodSlices:
+    """Slices over the panel's `sessions` (sorted) for the period starting `period_start`."""
+    usable = [d for d in sessions if d < period_start]
+    h, purge, val = cfg.max_horizon, cfg.purge_sessions, cfg.folds.val_sessions
+    need = cfg.folds.min_train_sessions + purge + val + h
+    if len(usable) < need:
+        raise InsufficientDataError(
+            f"the model for the period starting {period_start} needs at least {need} sessions of "
+            f"features before it (folds.min_train_sessions + purge + folds.val_sessions + "
+            f"max horizon); the panel has {len(usable)}"
+        )
+    cutoff = usable[-1]
+    val_end_i = len(usable) - 1 - h
+    val_start_i = val_end_i - val + 1
+    train_end_i = val_start_i - purge - 1
+    train_start_i = 0 if cfg.folds.window == "expanding" else max(0, train_end_i + 1 - cfg.folds.train_sessions)
+    return PeriodSlices(
+        period_start=period_start,
+        cutoff=cutoff,
+        train_start=usable[train_start_i],
+        train_end=usable[train_end_i],
+        val_start=usable[val_start_i],
+        val_end=usable[val_end_i],
+    )
+
+
+def validation_pinball(model: Forecaster, panel: pl.DataFrame, s: PeriodSlices, task: ForecastTask) -> float:
+    """Mean pinball loss of a fitted model on the validation rows (all horizons)."""
+    rows = rows_between(panel, s.val_start, s.val_end)
+    q = model.predict(panel, s.val_start, s.val_end)
+    y = rows.select(task.target_columns).to_numpy()
+    return float(np.mean([metrics.pinball(y[:, i], q[:, i, :], task.quantiles) for i in range(y.shape[1])]))
+
+
+@dataclass
+class PeriodModel:
+    """A trained period model, the gate's evidence and its decision."""
+
+    slices: PeriodSlices
+    lstm: LSTMForecaster
+    val_pinball: dict[str, float]
+    promoted: bool
+    serving_model: str
+    decision: str
+    previous_val_pinball: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def train_period_model(
+    panel: pl.DataFrame,
+    task: ForecastTask,
+    cfg: ForecastConfig,
+    period_start: dt.date,
+    previous: LSTMForecaster | None = None,
+    on_epoch=None,
+) -> PeriodModel:
+    """Train the LSTM for a period, score it and the baselines on validation, apply the gate."""
+    sessions = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
+    s = period_slices(sessions, period_start, cfg)
+    lstm = LSTMForecaster(task, cfg, on_epoch=on_epoch).fit(panel, s.train_end, s.val)
+    scores = {"lstm": validation_pinball(lstm, panel, s, task)}
+    for baseline in make_baselines(task, cfg):
+        baseline.fit(panel, s.train_end, s.val)
+        scores[baseline.name] = validation_pinball(baseline, panel, s, task)
+    tol = 1.0 + cfg.promotion_tolerance
+    reasons = []
+    if scores["lstm"] > scores["zero_return"] * tol:
+        reasons.append(
+            f"validation pinball {scores['lstm']:.6g} is worse than zero_return's "
+            f"{scores['zero_return']:.6g} beyond tolerance {cfg.promotion_tolerance}"
+        )
+    prev_score = None
+    if previous is not None:
+        try:
+            prev_score = validation_pinball(previous, panel, s, task)
+        except InsufficientDataError:
+            prev_score = None  # the previous model cannot see this universe: nothing to compare
+        if prev_score is not None and scores["lstm"] > prev_score * tol:
+            reasons.append(
+                f"validation pinball {scores['lstm']:.6g} is worse than the previous model's "
+                f"{prev_score:.6g} beyond tolerance {cfg.promotion_tolerance}"
+            )
+    best_baseline = min((k for k in scores if k != "lstm"), key=scores.__getitem__)
+    promoted = not reasons
+    decision = (
+        f"promoted: validation pinball {scores['lstm']:.6g} vs zero_return {scores['zero_return']:.6g}"
+        + (f" and previous model {prev_score:.6g}" if prev_score is not None else "")
+        if promoted
+        else "refused: " + "; ".join(reasons) + f"; serving {best_baseline}"
+    )
+    return PeriodModel(
+        slices=s,
+        lstm=lstm,
+        val_pinball=scores,
+        promoted=promoted,
+        serving_model="lstm" if promoted else best_baseline,
+        decision=decision,
+        previous_val_pinball=prev_score,
+    )
+
+
+def serving_forecaster(
+    serving_model: str, lstm: LSTMForecaster | None, panel: pl.DataFrame, task: ForecastTask,
+    cfg: ForecastConfig, train_end: dt.date, val: tuple[dt.date, dt.date],
+) -> Forecaster:
+    """The forecaster that serves a period: the LSTM, or the named baseline refitted on the same
+    training rows (baselines are deterministic and cheap, so they are refitted, not stored)."""
+    if serving_model == "lstm":
+        if lstm is None:
+            raise ValueError("the period is served by the LSTM but no artifact was given")
+        return lstm
+    return make_baseline(serving_model, task, cfg).fit(panel, train_end, val)
+
+
+def period_start_of(day: dt.date) -> dt.date:
+    """First day of the (monthly) retrain period containing `day`."""
+    return day.replace(day=1)
+
+
+def period_key(period_start: dt.date) -> str:
+    return period_start.strftime("%Y-%m")
+

@@ -1,0 +1,229 @@
+"""The Flax modules and their training: shapes, non-crossing quantiles, the train step, the loss,
+determinism, early stopping and chunked prediction (the flax `sst2` models_test / train_test)."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+import pytest
+
+from forecast_core import metrics
+from forecast_core.columns import DATE
+from forecast_core.config import ForecastConfig
+from forecast_core.forecaster import training_rows
+from forecast_core.model import FusedLSTM, QuantileLSTM, monotone_quantiles
+from forecast_core.train import (
+    create_state,
+    fit,
+    gather_windows,
+    model_from_config,
+    pinball_loss,
+    predict_scaled,
+    train_step,
+)
+from forecast_core.windows import fit_scalers, make_windows
+from tests.test_lstm import CFG, small_setup
+
+#: Shapes as in tests/test_lstm.py (lookback 8, 8 hidden units, 3 tickers), so that the jitted and
+#: eager computations compiled here serve those tests too.
+N_TICKERS = 3
+MODEL = model_from_config(CFG, N_TICKERS)
+
+
+def with_train(**overrides) -> ForecastConfig:
+    return dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, **overrides))
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Scaled windows of the small synthetic panel: x, y, ticker_id, fold 0's train and val rows.
+
+    The synthetic returns are unpredictable, so y is replaced by a noisy function of the window's
+    last features (same shape and missing rows): training then has something to learn.
+    """
+    panel, task, folds = small_setup()
+    f = folds[0]
+    scalers = fit_scalers(training_rows(panel, f.train_end, task), task)
+    w = make_windows(panel.filter(pl.col(DATE) <= f.val_end), task, scalers, CFG.model.lookback)
+    train_rows = w.rows_where(w.dates.min(), f.train_end, need_target=True)
+    noise = np.random.default_rng(0).standard_normal(w.y.shape).astype(np.float32)
+    signal = np.stack([w.x[:, 0] - w.x[:, 1], 0.5 * w.x[:, 2]], axis=1)
+    y = np.where(np.isfinite(w.y), signal + 0.3 * noise, np.nan).astype(np.float32)
+    return w.x, y, w.ticker_id, train_rows, w.rows_where(*f.val, need_target=True)
+
+
+@pytest.mark.parametrize("num_layers,embedding", [(1, 4), (2, 0)])
+def test_output_shapes(num_layers, embedding):
+    """Shapes by abstract evaluation (no compilation): params per layer, output [B, H, Q]."""
+    model = QuantileLSTM(hidden_size=6, num_layers=num_layers, n_tickers=3, ticker_embedding_dim=embedding,
+                         n_horizons=2, quantiles=(0.1, 0.5, 0.9), dropout=0.1)  # fmt: skip
+    x = jax.ShapeDtypeStruct((7, 11, 4), jnp.float32)
+    tid = jax.ShapeDtypeStruct((7,), jnp.int32)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, tid)["params"]
+    for train in (False, True):
+        out = jax.eval_shape(partial(model.apply, train=train, rngs={"dropout": jax.random.PRNGKey(1)}),
+                             {"params": params}, x, tid)  # fmt: skip
+        assert out.shape == (7, 2, 3) and out.dtype == jnp.float32
+    assert ("ticker_embedding" in params) == (embedding > 0)
+    assert sum(k.startswith("lstm_") for k in params) == num_layers
+    assert params["lstm_0"]["input"]["kernel"].shape == (4, 4 * 6)
+    assert params["lstm_0"]["recurrent"].shape == (6, 4 * 6)
+    assert params["head_out"]["kernel"].shape == (6, 2 * 3)
+
+
+def test_fused_lstm_returns_every_hidden_state_and_is_causal():
+    layer = FusedLSTM(hidden_size=5)
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 9, 3))
+    params = jax.jit(layer.init)(jax.random.PRNGKey(1), x)
+    apply = jax.jit(layer.apply)
+    hs = apply(params, x)
+    assert hs.shape == (4, 9, 5)
+    assert np.all(np.abs(np.asarray(hs)) < 1.0)  # o * tanh(c)
+    # Changing step 6 leaves the hidden states of steps 0..5 unchanged and changes step 6.
+    hs2 = apply(params, x.at[:, 6].add(1.0))
+    np.testing.assert_array_equal(np.asarray(hs2[:, :6]), np.asarray(hs[:, :6]))
+    assert not np.allclose(np.asarray(hs2[:, 6]), np.asarray(hs[:, 6]))
+    # The forget gate's bias starts at 1, the other gates' at 0.
+    bias = np.asarray(params["params"]["input"]["bias"])
+    np.testing.assert_array_equal(bias, np.r_[np.zeros(5), np.ones(5), np.zeros(10)])
+
+
+@pytest.mark.parametrize("n_quantiles,median_index", [(3, 1), (5, 2), (4, 0), (4, 3), (1, 0)])
+def test_monotone_quantiles_never_cross(n_quantiles, median_index):
+    """Property test: random raw outputs at scales 1 .. 1e30, and constant rows, never cross."""
+    rng = np.random.default_rng(n_quantiles * 10 + median_index)
+    scales = np.array([1.0, 30.0, 1e4, 1e30])[:, None, None, None]
+    raw = (rng.standard_normal((4, 250, 2, n_quantiles)) * scales).reshape(-1, 2, n_quantiles)
+    raw = np.concatenate([raw, np.full((4, 2, n_quantiles), 1e30), np.full((4, 2, n_quantiles), -1e30),
+                          np.zeros((4, 2, n_quantiles))]).astype(np.float32)  # fmt: skip
+    q = np.asarray(monotone_quantiles(jnp.asarray(raw), median_index))
+    assert q.shape == raw.shape
+    assert not np.isnan(q).any()
+    assert np.all(np.diff(q, axis=-1) >= 0)
+    np.testing.assert_array_equal(q[..., median_index], raw[..., median_index])
+
+
+def test_monotone_quantiles_gaps_are_softplus():
+    raw = jnp.asarray([[-1.0, 0.3, 2.0, -4.0]])  # median at index 1
+    q = np.asarray(monotone_quantiles(raw, 1))[0]
+    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    np.testing.assert_allclose(q, [0.3 - sp(-1.0), 0.3, 0.3 + sp(2.0), 0.3 + sp(2.0) + sp(-4.0)],
+                               rtol=1e-6)  # fmt: skip
+
+
+def test_pinball_loss_by_hand():
+    pred = jnp.asarray([[[-1.0, 0.0, 2.0], [0.0, 0.5, 1.0]]])  # [B=1, H=2, Q=3]
+    y = jnp.asarray([[1.0, 0.25]])
+    tau = jnp.asarray([0.1, 0.5, 0.9])
+    # h=0: y-q = [2, 1, -1] -> [0.1*2, 0.5*1, 0.1*1] ; h=1: y-q = [0.25, -0.25, -0.75]
+    #                                                   -> [0.1*0.25, 0.5*0.25, 0.1*0.75]
+    expected = (0.2 + 0.5 + 0.1 + 0.025 + 0.125 + 0.075) / 6
+    assert float(pinball_loss(pred, y, tau)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_pinball_loss_matches_the_metric():
+    rng = np.random.default_rng(1)
+    pred = np.sort(rng.standard_normal((64, 2, 3)), axis=-1).astype(np.float32)
+    y = rng.standard_normal((64, 2)).astype(np.float32)
+    tau = (0.1, 0.5, 0.9)
+    loss = float(pinball_loss(jnp.asarray(pred), jnp.asarray(y), jnp.asarray(tau)))
+    assert loss == pytest.approx(metrics.pinball(y, pred, tau), rel=1e-5)
+
+
+def test_gather_windows_takes_the_rows_ending_at_each_index():
+    x = jnp.arange(40.0).reshape(20, 2)
+    w = np.asarray(gather_windows(x, jnp.asarray([3, 19]), 4))
+    np.testing.assert_array_equal(w[0], np.asarray(x[0:4]))
+    np.testing.assert_array_equal(w[1], np.asarray(x[16:20]))
+
+
+def test_one_train_step_changes_every_parameter(data):
+    x, y, tid, train_rows, _ = data
+    state = create_state(CFG, MODEL, x.shape[1], jax.random.PRNGKey(0))
+    rows = jnp.asarray(train_rows[:: len(train_rows) // 32][:32])
+    batch = (gather_windows(jnp.asarray(x), rows, CFG.model.lookback), jnp.asarray(tid)[rows],
+             jnp.asarray(y)[rows])  # fmt: skip
+    assert set(np.asarray(batch[1]).tolist()) == set(range(N_TICKERS))  # every ticker's embedding
+    quantiles = jnp.asarray(CFG.quantiles)
+    new_state, loss = jax.jit(train_step)(state, batch, jax.random.PRNGKey(1), quantiles)
+    assert np.isfinite(float(loss)) and float(loss) > 0
+    assert int(new_state.step) == 1
+    before = jax.tree_util.tree_leaves_with_path(state.params)
+    after = jax.tree_util.tree_leaves(new_state.params)
+    assert len(before) == len(after) >= 8
+    for (path, old), new in zip(before, after):
+        assert old.shape == new.shape
+        assert not np.array_equal(np.asarray(old), np.asarray(new)), jax.tree_util.keystr(path)
+
+
+#: Training settings for the `fit` tests: a high learning rate and patience 1, so early stopping
+#: has a chance to trigger within six short epochs.
+FIT_CFG = with_train(max_epochs=6, patience=1, learning_rate=0.02, warmup_steps=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    """`fit` on the panel's windows, with every (epoch, train loss, val loss) passed to `on_epoch`."""
+    x, y, tid, train_rows, val_rows = data
+    seen = []
+    result = fit(FIT_CFG, MODEL, x, y, tid, train_rows, val_rows,
+                 on_epoch=lambda e, tr, va: seen.append((e, tr, va)))  # fmt: skip
+    return result, seen
+
+
+def test_fit_is_deterministic_for_a_seed(data, fitted):
+    x, y, tid, train_rows, val_rows = data
+    a, _ = fitted
+    b = fit(FIT_CFG, MODEL, x, y, tid, train_rows, val_rows)
+    other_seed = dataclasses.replace(FIT_CFG, train=dataclasses.replace(FIT_CFG.train, seed=1))
+    c = fit(other_seed, MODEL, x, y, tid, train_rows, val_rows)
+    leaves_a, leaves_b, leaves_c = (jax.tree_util.tree_leaves(r.params) for r in (a, b, c))
+    for la, lb in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
+    assert a.val_losses == b.val_losses and a.train_losses == b.train_losses
+    assert any(not np.array_equal(np.asarray(la), np.asarray(lc)) for la, lc in zip(leaves_a, leaves_c))
+    assert a.val_losses != c.val_losses
+
+
+def test_fit_keeps_the_best_epoch_and_stops_early(data, fitted):
+    x, y, tid, _, val_rows = data
+    result, seen = fitted
+    losses = result.val_losses
+    assert seen == list(zip(range(len(losses)), result.train_losses, losses))
+    assert result.best_epoch == int(np.argmin(losses))
+    assert result.best_val_loss == min(losses)
+    # patience=1: training stops at the first epoch that does not improve on the best so far.
+    worse = [i for i in range(1, len(losses)) if losses[i] >= min(losses[:i])]
+    assert len(losses) == (worse[0] + 1 if worse else FIT_CFG.train.max_epochs)
+    # The returned parameters are the ones that scored best_val_loss...
+    q = jnp.asarray(FIT_CFG.quantiles, jnp.float32)
+
+    def val_loss(params) -> float:
+        pred = predict_scaled(MODEL.apply, params, jnp.asarray(x), jnp.asarray(tid), val_rows,
+                              FIT_CFG.model.lookback)  # fmt: skip
+        return float(pinball_loss(jnp.asarray(pred), jnp.asarray(y[val_rows]), q))
+
+    assert val_loss(result.params) == pytest.approx(result.best_val_loss, rel=1e-6)
+    # ... and they beat the initial parameters (fit's init key is split(PRNGKey(seed))[0]).
+    init_key = jax.random.split(jax.random.PRNGKey(FIT_CFG.train.seed))[0]
+    assert result.best_val_loss < val_loss(create_state(FIT_CFG, MODEL, x.shape[1], init_key).params)
+
+
+def test_predict_scaled_chunks_agree_with_one_chunk(data, fitted):
+    x, _, tid, train_rows, _ = data
+    params = fitted[0].params
+    rows = train_rows[:100]
+    args = (MODEL.apply, params, jnp.asarray(x), jnp.asarray(tid))
+    whole = predict_scaled(*args, rows, CFG.model.lookback, chunk=100)
+    assert whole.shape == (100, len(CFG.horizons), len(CFG.quantiles))
+    chunked = predict_scaled(*args, rows, CFG.model.lookback, chunk=32)  # 4 chunks, the last padded
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-7)
+    # The rows are the windows asked for: the last one alone, through the default (padded) chunk.
+    last = predict_scaled(*args, rows[-1:], CFG.model.lookback, chunk=32)
+    np.testing.assert_allclose(last[0], whole[-1], rtol=1e-6, atol=1e-7)
+    assert predict_scaled(*args, rows[:0], CFG.model.lookback).shape[0] == 0
