@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from forecast_assets.checks import PRICE_CHECKS
 from forecast_assets.assets import evaluation, features, forecasts, model, prices
 from forecast_assets.partitions import TRADING_DAYS
 from forecast_assets.resources import default_resources
@@ -39,6 +40,7 @@ forecast_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ASSETS,
+    asset_checks=PRICE_CHECKS,
     jobs=[ingest_job, evaluation_job, retrain_job, nightly_job, forecast_job],
     schedules=[nightly_schedule(nightly_job), retrain_schedule(retrain_job)],
     resources=default_resources(),

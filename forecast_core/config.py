@@ -150,7 +150,7 @@ class ForecastConfig:
     ewma_lambda: float = 0.94
     # A new model is promoted only if its validation pinball loss is at most
     # (1 + tolerance) x the reference's (zero_return with empirical bands, and the previous model).
-    promotion_tolerance: float = 0.0
+    promotion_tolerance: float = 0.01
     # A daily |log return| above this is flagged by the raw_prices jump check (a warning: it can
     # be real, like AAPL's -52% on 2000-09-29, or a bad print, like RRC's x3 on 1990-04-10).
     max_daily_log_return: float = 0.75
