@@ -19,7 +19,10 @@ WITH per_model AS (
         avg(value) FILTER (WHERE metric = 'directional_accuracy') AS directional_accuracy,
         avg(value) FILTER (WHERE metric = 'dm_stat') AS dm_stat_mean,
         max(value) FILTER (WHERE metric = 'dm_pvalue') AS dm_pvalue_max,
-        min(value) FILTER (WHERE metric = 'dm_pvalue') AS dm_pvalue_min
+        min(value) FILTER (WHERE metric = 'dm_pvalue') AS dm_pvalue_min,
+        avg(value) FILTER (WHERE metric = 'dm_pinball_stat') AS dm_pinball_stat_mean,
+        min(value) FILTER (WHERE metric = 'dm_pinball_pvalue') AS dm_pinball_pvalue_min,
+        max(value) FILTER (WHERE metric = 'dm_pinball_pvalue') AS dm_pinball_pvalue_max
     FROM fold_metrics
     GROUP BY model, horizon
 )

@@ -1,0 +1,24 @@
+# Two commands (README quick start). Both create .venv with the Python 3.11+ found as python3.
+PYTHON ?= python3
+VENV := .venv
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: demo test ui bench
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+
+## Install and run the whole pipeline on the embedded sample.
+demo: $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e .
+	$(VENV)/bin/python -m forecast_assets.demo
+
+## Install (with the test extra) and run the test suite.
+test: $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pytest -n 2 --durations=15
+
+## The Dagster UI and daemon (schedules, backfills) on http://127.0.0.1:3000
+ui: $(VENV)/bin/python
+	$(VENV)/bin/dagster dev -w workspace.yaml
