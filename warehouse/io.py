@@ -32,7 +32,9 @@ WRITABLE_TABLES = frozenset(
         "forecast_scores",
     }
 )
-READABLE = WRITABLE_TABLES | {"latest_forecasts", "model_leaderboard", "schema_meta"}
+READABLE = WRITABLE_TABLES | {
+    "latest_forecasts", "model_leaderboard", "rolling_accuracy", "calibration", "schema_meta"
+}
 
 
 def _check_table(name: str, allowed: frozenset[str]) -> str:

@@ -34,3 +34,42 @@ SELECT
 FROM per_model p
 LEFT JOIN per_model z ON z.model = 'zero_return' AND z.horizon = p.horizon
 ORDER BY p.horizon, p.pinball;
+
+-- Accuracy of the published forecasts over the last 20 and 60 scored forecasts per ticker,
+-- horizon and model (the nightly job's running report card).
+CREATE OR REPLACE VIEW rolling_accuracy AS
+WITH ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY ticker, horizon, model ORDER BY as_of_date DESC) AS recency
+    FROM forecast_scores
+)
+SELECT
+    ticker,
+    horizon,
+    model,
+    max(as_of_date) AS last_as_of_date,
+    count(*) FILTER (WHERE recency <= 20) AS n_20,
+    avg(abs_pct_error) FILTER (WHERE recency <= 20) AS mape_20,
+    avg(covered_80::INTEGER) FILTER (WHERE recency <= 20) AS coverage_80_20,
+    avg(pinball) FILTER (WHERE recency <= 20) AS pinball_20,
+    count(*) FILTER (WHERE recency <= 60) AS n_60,
+    avg(abs_pct_error) FILTER (WHERE recency <= 60) AS mape_60,
+    avg(covered_80::INTEGER) FILTER (WHERE recency <= 60) AS coverage_80_60,
+    avg(pinball) FILTER (WHERE recency <= 60) AS pinball_60
+FROM ranked
+GROUP BY ticker, horizon, model;
+
+-- Calibration over time: the share of realised returns at or below each forecast quantile
+-- (ideally 0.1, 0.5 and 0.9) and inside the 80% band, per horizon, model and target month.
+CREATE OR REPLACE VIEW calibration AS
+SELECT
+    s.horizon,
+    s.model,
+    CAST(date_trunc('month', s.target_date) AS DATE) AS month,
+    count(*) AS n,
+    avg((s.actual_log_return <= f.q10)::INTEGER) AS share_below_q10,
+    avg((s.actual_log_return <= f.q50)::INTEGER) AS share_below_q50,
+    avg((s.actual_log_return <= f.q90)::INTEGER) AS share_below_q90,
+    avg(s.covered_80::INTEGER) AS coverage_80
+FROM forecast_scores s
+JOIN forecasts f USING (as_of_date, ticker, horizon, model_version)
+GROUP BY s.horizon, s.model, month;

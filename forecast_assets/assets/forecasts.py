@@ -1,6 +1,7 @@
 """daily_forecasts and forecast_scores."""
 
 
+import base64
 import datetime as dt
 import itertools
 
@@ -14,6 +15,7 @@ from forecast_core import artifacts, calendar
 from forecast_core.columns import DATE
 from forecast_core.forecaster import ForecastTask
 from forecast_core.forecasting import make_forecasts, score_forecasts
+from forecast_core.plots import fan_chart
 from forecast_core.production import period_key, period_start_of, period_slices, serving_forecaster
 from forecast_assets.assets.model import panel_known_at
 from warehouse import read_table, reads, transaction
@@ -70,6 +72,7 @@ def daily_forecasts(
     with transaction(path) as w:
         w.replace("forecasts", forecasts, "as_of_date BETWEEN ? AND ?", [start, end])
     fallback = forecasts.filter(pl.col("model") != "lstm").height
+    chart = base64.b64encode(fan_chart(reads.prices(path, until=end), forecasts)).decode()
     return dg.MaterializeResult(
         metadata={
             "rows": dg.MetadataValue.int(forecasts.height),
@@ -77,6 +80,7 @@ def daily_forecasts(
             "models": dg.MetadataValue.json(served),
             "fallback_rows": dg.MetadataValue.int(fallback),
             "mean_band_width_80": float((forecasts["q90"] - forecasts["q10"]).mean()),
+            "fan_chart": dg.MetadataValue.md(f"![fan chart](data:image/png;base64,{chart})"),
         },
         check_results=forecast_check_results(forecasts, cfg, sessions),
     )
