@@ -131,6 +131,25 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class BacktestConfig:
+    # The strategy rules of `forecast_core.backtest`, driven by each horizon-1 forecast made at a
+    # session's close and traded at the next session's close. Long when the median forecast q50 is
+    # > 0 and the band's lower edge q10 is > -max_downside (a log return), flat otherwise.
+    max_downside: float = 0.03
+    # Annualised volatility each position aims at: size = min(max_position, vol_target / sigma),
+    # with sigma = (q90 - q10) / (2 * 1.2816) * sqrt(periods_per_year) (the band read as normal).
+    vol_target: float = 0.15
+    # Largest position, as a fraction of the ticker's capital (1: fully invested, no leverage).
+    max_position: float = 1.0
+    # Commission and fees, in basis points of the notional traded (|change in position|).
+    cost_bps: float = 1.0
+    # Slippage against the closing price, in basis points of the notional traded.
+    slippage_bps: float = 2.0
+    # Sessions per year, for CAGR, annualised volatility, Sharpe, Sortino and turnover.
+    periods_per_year: int = 252
+
+
+@dataclass(frozen=True)
 class ForecastConfig:
     universe: UniverseConfig = field(default_factory=UniverseConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -142,6 +161,7 @@ class ForecastConfig:
     folds: FoldConfig = field(default_factory=FoldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
     # Exchange calendar (exchange_calendars code) for sessions and partitions.
     calendar: str = "XNYS"
     # Ridge baseline L2 strength.
@@ -252,6 +272,16 @@ def validate(cfg: ForecastConfig) -> None:
         _require(level in q, "quantiles", q, "0.1, 0.5 and 0.9 among them (the q10/q50/q90 columns)")
     _require(cfg.promotion_tolerance >= 0, "promotion_tolerance", cfg.promotion_tolerance, ">= 0")
 
+    b = cfg.backtest
+    for name in ("max_downside", "vol_target", "cost_bps", "slippage_bps"):
+        value = getattr(b, name)
+        _require(isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                 and value >= 0, f"backtest.{name}", value, "a finite number >= 0")
+    _require(b.vol_target > 0, "backtest.vol_target", b.vol_target, "> 0")
+    _require(isinstance(b.max_position, int | float) and 0 < b.max_position <= 1,
+             "backtest.max_position", b.max_position, "in (0, 1] (no leverage)")
+    _positive_ints((b.periods_per_year,), "backtest.periods_per_year")
+
 
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     """Instantiate dataclass `cls` from a TOML table, recursing into nested config sections."""
@@ -283,6 +313,7 @@ _SECTIONS: dict[str, type] = {
     "folds": FoldConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "backtest": BacktestConfig,
 }
 
 

@@ -202,7 +202,9 @@ def test_targets_are_forward_log_returns(prices):
 
 
 def test_targets_use_close_when_adj_close_missing(prices):
-    as_close = prices.with_columns(pl.col(ADJ_CLOSE).alias("close"), pl.lit(None, pl.Float64).alias(ADJ_CLOSE))
+    as_close = prices.with_columns(
+        pl.col(ADJ_CLOSE).alias("close"), pl.lit(None, pl.Float64).alias(ADJ_CLOSE)
+    )
     assert_frame_equal(build_targets(as_close, (5,)), build_targets(prices, (5,)))
 
 

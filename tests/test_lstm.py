@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import polars as pl
 import pytest
+from flax import serialization
 
 from forecast_core import artifacts
 from forecast_core.baselines import BASELINES, make_baseline
@@ -174,7 +175,7 @@ def test_unfitted_or_foreign_artifacts_are_refused(setup):
     with pytest.raises(ValueError, match="not been fitted"):
         artifacts.to_bytes(LSTMForecaster(task, CFG))
     with pytest.raises(ValueError, match="unsupported artifact format"):
-        artifacts.from_bytes(__import__("flax").serialization.msgpack_serialize({"format_version": 99}))
+        artifacts.from_bytes(serialization.msgpack_serialize({"format_version": 99}))
 
 
 def test_ticker_unseen_in_training_raises_naming_it(setup, late_changes):
@@ -202,7 +203,7 @@ def make_forecaster(name: str, task: ForecastTask) -> Forecaster:
 
 
 @pytest.mark.parametrize("name", ["lstm", *BASELINES])
-def test_forecaster_contract(name, setup, lstm):
+def test_forecaster_contract(name, setup, request):
     panel, task, folds = setup
     f = folds[0]
     model = make_forecaster(name, task)
@@ -227,5 +228,8 @@ def test_forecaster_contract(name, setup, lstm):
     saturday = dt.date(2016, 1, 9)
     assert model.predict(panel, saturday, saturday).shape == (0, len(task.horizons), len(task.quantiles))
     # Refitting a fresh instance on the same inputs gives the same predictions.
-    again = lstm if name == "lstm" else make_forecaster(name, task).fit(panel, f.train_end, f.val)
+    if name == "lstm":  # the module's fitted LSTM is the refit
+        again = request.getfixturevalue("lstm")
+    else:
+        again = make_forecaster(name, task).fit(panel, f.train_end, f.val)
     np.testing.assert_array_equal(again.predict(panel, f.test_start, f.test_end), q)

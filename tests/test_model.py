@@ -221,9 +221,10 @@ def test_predict_scaled_chunks_agree_with_one_chunk(data, fitted):
     args = (MODEL.apply, params, jnp.asarray(x), jnp.asarray(tid))
     whole = predict_scaled(*args, rows, CFG.model.lookback, chunk=100)
     assert whole.shape == (100, len(CFG.horizons), len(CFG.quantiles))
-    chunked = predict_scaled(*args, rows, CFG.model.lookback, chunk=32)  # 4 chunks, the last padded
-    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-7)
-    # The rows are the windows asked for: the last one alone, through the default (padded) chunk.
+    # 4 chunks, the last one padded. A different batch size compiles to a different program, so
+    # equality is up to float32 rounding; the same chunk size gives bit-identical rows.
+    chunked = predict_scaled(*args, rows, CFG.model.lookback, chunk=32)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     last = predict_scaled(*args, rows[-1:], CFG.model.lookback, chunk=32)
-    np.testing.assert_allclose(last[0], whole[-1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(last[0], chunked[-1])
     assert predict_scaled(*args, rows[:0], CFG.model.lookback).shape[0] == 0
