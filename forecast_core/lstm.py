@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from typing import Callable
 
 import numpy as np
@@ -14,14 +13,6 @@ from forecast_core.errors import InsufficientDataError
 from forecast_core.forecaster import Forecaster, ForecastTask, training_rows
 from forecast_core.train import TrainResult, fit, model_from_config, predict_scaled
 from forecast_core.windows import Scalers, fit_scalers, make_windows
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_model(cfg: ForecastConfig, n_tickers: int):
-    """One module instance per (config, vocabulary size): `predict_rows` is jitted with the bound
-    `model.apply` as a static argument, and bound methods of distinct (even equal) modules compare
-    unequal, so a fresh module per call would recompile prediction on every `predict`."""
-    return model_from_config(cfg, n_tickers)
 
 
 class LSTMForecaster(Forecaster):
@@ -45,7 +36,7 @@ class LSTMForecaster(Forecaster):
     @property
     def model(self):
         assert self.scalers is not None, "fit or load the model first"
-        return _cached_model(self.cfg, len(self.scalers.tickers))
+        return model_from_config(self.cfg, len(self.scalers.tickers))
 
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None

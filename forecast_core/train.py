@@ -8,6 +8,7 @@ Arrays live on the default JAX device (a GPU when JAX sees one, else the CPU). A
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,11 +20,14 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from forecast_core.config import ForecastConfig
+from forecast_core.config import ForecastConfig, TrainConfig
 from forecast_core.model import QuantileLSTM
 
 
+@functools.lru_cache(maxsize=32)
 def model_from_config(cfg: ForecastConfig, n_tickers: int) -> QuantileLSTM:
+    """The module for a config and vocabulary size. Cached: jitted functions take the module's
+    `apply` as a static argument, and a new (even equal) module would recompile them."""
     m = cfg.model
     return QuantileLSTM(
         hidden_size=m.hidden_size,
@@ -49,11 +53,15 @@ class TrainState(train_state.TrainState):
     pass
 
 
-def create_state(cfg: ForecastConfig, model: QuantileLSTM, n_features: int, key: jax.Array) -> TrainState:
-    """Initialised parameters and an AdamW optimizer with warmup-cosine schedule and clipping."""
-    t = cfg.train
-    x = jnp.zeros((1, cfg.model.lookback, n_features), jnp.float32)
-    params = model.init(key, x, jnp.zeros((1,), jnp.int32), train=False)["params"]
+@functools.lru_cache(maxsize=32)
+def _jitted_init(model: QuantileLSTM) -> Callable:
+    return jax.jit(functools.partial(model.init, train=False))
+
+
+@functools.lru_cache(maxsize=32)
+def optimizer(t: TrainConfig) -> optax.GradientTransformation:
+    """AdamW with a warmup-cosine schedule and global-norm clipping. Cached per config, so that
+    the jitted epoch (whose state carries the optimizer as a static field) compiles once."""
     total = t.max_epochs * t.steps_per_epoch
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=t.learning_rate / 10,
@@ -62,11 +70,17 @@ def create_state(cfg: ForecastConfig, model: QuantileLSTM, n_features: int, key:
         decay_steps=total,
         end_value=t.learning_rate / 20,
     )
-    tx = optax.chain(
+    return optax.chain(
         optax.clip_by_global_norm(t.clip_norm),
         optax.adamw(schedule, weight_decay=t.weight_decay),
     )
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def create_state(cfg: ForecastConfig, model: QuantileLSTM, n_features: int, key: jax.Array) -> TrainState:
+    """Initialised parameters (`model.init`, jitted) and the optimizer of `cfg.train`."""
+    x = jnp.zeros((1, cfg.model.lookback, n_features), jnp.float32)
+    params = _jitted_init(model)(key, x, jnp.zeros((1,), jnp.int32))["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer(cfg.train))
 
 
 def gather_windows(x: jax.Array, rows: jax.Array, lookback: int) -> jax.Array:
