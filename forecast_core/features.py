@@ -12,6 +12,7 @@ the source lacks (volume, high/low) are simply not produced.
 
 from __future__ import annotations
 
+import math
 import re
 
 import polars as pl
@@ -90,10 +91,13 @@ def volume_feature_exprs(cfg: FeatureConfig, has_volume: bool, has_range: bool) 
 
 
 def calendar_feature_exprs() -> list[pl.Expr]:
-    """Day of week (0-4) and month (1-12) of the session itself: known in advance."""
+    """Day of week (0-4) and the month as a point on the unit circle, of the session itself
+    (known in advance). Cyclic, so December sits next to January instead of 11 units away."""
+    angle = (pl.col(DATE).dt.month() - 1).cast(pl.Float64) * (2.0 * math.pi / 12.0)
     return [
         (pl.col(DATE).dt.weekday() - 1).cast(pl.Float64).alias("day_of_week"),
-        pl.col(DATE).dt.month().cast(pl.Float64).alias("month"),
+        angle.sin().alias("month_sin"),
+        angle.cos().alias("month_cos"),
     ]
 
 
