@@ -1,13 +1,20 @@
 """The one `Definitions` object of the forecasting job."""
 
+import os
 
 import dagster as dg
+import jax
 
 from forecast_assets.checks import PRICE_CHECKS
 from forecast_assets.assets import evaluation, features, forecasts, model, prices
+from forecast_assets.assets import decision
 from forecast_assets.partitions import TRADING_DAYS
 from forecast_assets.resources import default_resources
 from forecast_assets.schedules import nightly_schedule, retrain_schedule
+
+# Compiled XLA programs persist across runs and step processes (paid once per shape).
+jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", ".jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 ASSETS = [
     prices.raw_prices,
@@ -17,6 +24,8 @@ ASSETS = [
     model.lstm_model,
     forecasts.daily_forecasts,
     forecasts.forecast_scores,
+    decision.strategy_backtest,
+    decision.forecast_explanations,
 ]
 
 #: Prices, features and folds for a range of sessions (the demo's first step, a backfill's too).
@@ -38,10 +47,15 @@ forecast_job = dg.define_asset_job(
     "forecast_job", selection=["daily_forecasts", "forecast_scores"], partitions_def=TRADING_DAYS
 )
 
+#: Strategy backtest over the out-of-sample forecasts, and explanations of a range of forecasts.
+decision_job = dg.define_asset_job(
+    "decision_job", selection=["strategy_backtest", "forecast_explanations"], partitions_def=TRADING_DAYS
+)
+
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=PRICE_CHECKS,
-    jobs=[ingest_job, evaluation_job, retrain_job, nightly_job, forecast_job],
+    jobs=[ingest_job, evaluation_job, retrain_job, nightly_job, forecast_job, decision_job],
     schedules=[nightly_schedule(nightly_job), retrain_schedule(retrain_job)],
     resources=default_resources(),
 )

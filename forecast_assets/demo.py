@@ -5,7 +5,8 @@
 Materializes, through Dagster on the instance in $DAGSTER_HOME (so every run shows in the UI):
 prices, features and folds for the source's whole history (one run, one download); the
 walk-forward evaluation (folds in parallel processes); the models of the retrain months covering
-the last `--sessions` sessions; their forecasts; and the scores of those that matured. Ends by
+the last `--sessions` sessions; their forecasts; the scores of those that matured; the strategy
+backtest and the forecasts' explanations. Ends by
 printing the warehouse path, the leaderboard and a query to try.
 """
 
@@ -50,10 +51,15 @@ def forecast_job() -> dg.JobDefinition:
     return _job("forecast_job")
 
 
+def decision_job() -> dg.JobDefinition:
+    return _job("decision_job")
+
+
 def run(job_fn, instance: dg.DagsterInstance, tags: dict[str, str], label: str) -> float:
     """Execute a job (multiprocess executor) and fail loudly if it did not succeed."""
     started = time.perf_counter()
-    with dg.execute_job(dg.reconstructable(job_fn), instance=instance, tags=tags) as result:
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    with dg.execute_job(dg.reconstructable(job_fn), instance=instance, tags=tags, run_config=quiet) as result:
         if not result.success:
             failures = [e.message for e in result.all_events if e.is_failure]
             sys.exit(f"{label} failed:\n" + "\n".join(failures[-5:]))
@@ -89,7 +95,38 @@ def main(argv: list[str] | None = None) -> None:
             forecast_job, instance,
             {RANGE_START: str(forecast_days[0]), RANGE_END: str(forecast_days[-1])}, "forecasts and scores",
         )
+        timings["decision"] = run(
+            decision_job, instance,
+            {RANGE_START: str(forecast_days[0]), RANGE_END: str(forecast_days[-1])}, "backtest and explanations",
+        )
+    write_timings(timings)
     print_summary(path)
+
+
+def write_timings(timings: dict[str, float]) -> None:
+    """Wall seconds per step, total, and peak memory, to bench/results/demo_timings.json."""
+    import json
+    import platform
+    import resource
+
+    import jax
+
+    out = Path("bench/results/demo_timings.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    record = {
+        "steps_s": {k: round(v, 1) for k, v in timings.items()},
+        "total_s": round(sum(timings.values()), 1),
+        "peak_rss_mb": round(peak_kb / 1024),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "jax_backend": jax.default_backend(),
+        "date": dt.date.today().isoformat(),
+    }
+    out.write_text(json.dumps(record, indent=2))
+    print("\nTimings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["steps_s"].items())
+          + f"; total {record['total_s']:.0f}; peak RSS {record['peak_rss_mb']} MB")
 
 
 def _last_available_session(cfg) -> dt.date:

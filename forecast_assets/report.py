@@ -2,7 +2,7 @@
 
     python -m forecast_assets.report [--readme README.md]
 
-The README's leaderboard is this command's output on the demo warehouse, never typed by hand.
+The README's leaderboard, backtest and demo timings are this command's output on the demo warehouse, never typed by hand.
 """
 
 import argparse
@@ -54,23 +54,95 @@ def _table(frame: pl.DataFrame) -> str:
     return "\n".join([head, sep, *rows])
 
 
-def update_readme(readme: Path, body: str) -> None:
+BACKTEST_START, BACKTEST_END = "<!-- backtest-table:start -->", "<!-- backtest-table:end -->"
+
+
+def backtest_markdown(path=None) -> str:
+    """The `strategy_comparison` view as Markdown: every strategy's portfolio metrics over all
+    folds' test slices, the Sharpe ratio fold by fold, and the published forecasts' period."""
+    cols = (
+        "strategy, role, round(cagr, 4) AS cagr, round(ann_volatility, 4) AS ann_vol, "
+        "round(sharpe, 3) AS sharpe, round(sortino, 3) AS sortino, round(max_drawdown, 4) AS max_dd, "
+        "max_drawdown_duration::INT AS max_dd_sessions, round(hit_rate, 4) AS hit_rate, "
+        "round(profit_factor, 3) AS profit_factor, round(turnover, 2) AS turnover, "
+        "round(exposure, 3) AS exposure, round(psr, 3) AS psr, round(dsr, 3) AS dsr, "
+        "n_trials::INT AS n_trials"
+    )
+    overall = read_sql(f"SELECT {cols} FROM strategy_comparison WHERE period = 'all'", path=path)
+    if overall.height == 0:
+        raise SystemExit("strategy_comparison has no rows: materialize strategy_backtest first")
+    span = read_sql(
+        "SELECT min(date) AS first, max(date) AS last, count(DISTINCT date) AS sessions "
+        "FROM backtest_returns WHERE period = 'all' AND ticker = 'portfolio'", path=path,
+    ).row(0, named=True)
+    per_fold = read_sql(
+        "PIVOT (SELECT strategy, period, round(sharpe, 2) AS sharpe FROM strategy_comparison "
+        "WHERE period LIKE 'fold_%') ON period USING first(sharpe) GROUP BY strategy ORDER BY strategy",
+        path=path,
+    )
+    published = read_sql(
+        f"SELECT {cols}, n_sessions::INT AS n_sessions FROM strategy_comparison WHERE period = 'published'",
+        path=path,
+    )
+    text = (
+        f"Equal-weight portfolio of the tickers, {span['sessions']} sessions of returns from "
+        f"{span['first']} to {span['last']} (the folds' test slices, traded one session after each "
+        "forecast), net of costs. Fractions, not percent; turnover is one-way a year in multiples "
+        "of the capital; n_trials is the number of strategies the DSR deflates for.\n\n"
+        + _table(overall)
+        + "\n\nAnnualised Sharpe ratio per fold (one year of test sessions each):\n\n"
+        + _table(per_fold)
+    )
+    if published.height:
+        text += (
+            f"\n\nThe published daily forecasts of the demo ({published['n_sessions'][0]} sessions "
+            "with a known outcome: far too few to judge, shown for completeness):\n\n"
+            + _table(published.drop("n_sessions"))
+        )
+    return text
+
+
+def update_readme_section(readme: Path, body: str, start: str, end: str) -> None:
+    """Replace the text between the `start` and `end` markers of `readme` with `body`."""
     text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise SystemExit(f"{readme} has no {START} ... {END} section")
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{body}\n{END}", text))
+        raise SystemExit(f"{readme} has no {start} ... {end} section")
+    readme.write_text(pattern.sub(lambda _: f"{start}\n{body}\n{end}", text))
+
+
+TIMINGS_START, TIMINGS_END = "<!-- demo-timings:start -->", "<!-- demo-timings:end -->"
+TIMINGS_FILE = Path("bench/results/demo_timings.json")
+
+
+def timings_markdown(path: Path = TIMINGS_FILE) -> str:
+    """The demo's step timings (written by `forecast_assets.demo`) as a Markdown table."""
+    import json
+
+    record = json.loads(path.read_text())
+    rows = "\n".join(f"| {step} | {seconds:.0f} |" for step, seconds in record["steps_s"].items())
+    return (
+        f"`make demo` on {record['date']}: {record['cpus']} CPUs ({record['machine']}), JAX backend "
+        f"`{record['jax_backend']}`, peak RSS {record['peak_rss_mb']} MB.\n\n"
+        f"| step | wall seconds |\n|---|---|\n{rows}\n| **total** | **{record['total_s']:.0f}** |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, help="write into this README instead of printing")
+    parser.add_argument("--readme", type=Path, help="write every section into this README instead of printing")
     args = parser.parse_args()
-    body = leaderboard_markdown()
-    if args.readme:
-        update_readme(args.readme, body)
-    else:
-        print(body)
+    sections = [
+        (START, END, leaderboard_markdown()),
+        (BACKTEST_START, BACKTEST_END, backtest_markdown()),
+    ]
+    if TIMINGS_FILE.exists():
+        sections.append((TIMINGS_START, TIMINGS_END, timings_markdown()))
+    for start, end, body in sections:
+        if args.readme:
+            update_readme_section(args.readme, body, start, end)
+        else:
+            print(body + "\n")
 
 
 if __name__ == "__main__":

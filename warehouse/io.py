@@ -30,10 +30,14 @@ WRITABLE_TABLES = frozenset(
         "model_artifacts",
         "forecasts",
         "forecast_scores",
+        "backtest_returns",
+        "backtest_metrics",
+        "forecast_explanations",
     }
 )
 READABLE = WRITABLE_TABLES | {
-    "latest_forecasts", "model_leaderboard", "rolling_accuracy", "calibration", "schema_meta"
+    "latest_forecasts", "model_leaderboard", "rolling_accuracy", "calibration", "schema_meta",
+    "strategy_comparison",
 }
 
 

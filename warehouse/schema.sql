@@ -131,3 +131,44 @@ CREATE TABLE IF NOT EXISTS forecast_scores (
     PRIMARY KEY (as_of_date, ticker, horizon, model_version)
 );
 COMMENT ON TABLE forecast_scores IS 'Forecasts whose target date has passed: error = pred_close - actual_close, covered_80 = actual inside [q10_close, q90_close], pinball = mean quantile loss in log-return space.';
+
+CREATE TABLE IF NOT EXISTS backtest_returns (
+    strategy     VARCHAR NOT NULL,
+    ticker       VARCHAR NOT NULL,
+    date         DATE NOT NULL,
+    period       VARCHAR NOT NULL,
+    position     DOUBLE NOT NULL,
+    turnover     DOUBLE NOT NULL,
+    gross_return DOUBLE NOT NULL,
+    cost         DOUBLE NOT NULL,
+    net_return   DOUBLE NOT NULL,
+    PRIMARY KEY (strategy, ticker, date, period)
+);
+COMMENT ON TABLE backtest_returns IS 'Daily returns of the strategy backtest (forecast_core/backtest.py). strategy: a model (rules on its horizon-1 fold forecasts), published (the daily forecasts) or buy_and_hold. The forecast made at the close of t sets the position at the close of t+1, held over the return to the close of date = t+2. period: fold_<k>, all or published; ticker portfolio = equal weight across tickers.';
+COMMENT ON COLUMN backtest_returns.position IS 'Fraction of the ticker''s capital held long over the session ending on date (0 = flat, at most backtest.max_position).';
+COMMENT ON COLUMN backtest_returns.turnover IS '|position - previous position|, traded at the close of the previous session (each strategy, ticker and period starts flat).';
+COMMENT ON COLUMN backtest_returns.gross_return IS 'position * simple return of the ticker from the previous close to the close of date.';
+COMMENT ON COLUMN backtest_returns.cost IS '(backtest.cost_bps + backtest.slippage_bps) / 10000 * turnover.';
+COMMENT ON COLUMN backtest_returns.net_return IS 'gross_return - cost (simple return of the capital).';
+
+CREATE TABLE IF NOT EXISTS backtest_metrics (
+    strategy VARCHAR NOT NULL,
+    ticker   VARCHAR NOT NULL,
+    period   VARCHAR NOT NULL,
+    metric   VARCHAR NOT NULL,
+    value    DOUBLE,
+    PRIMARY KEY (strategy, ticker, period, metric)
+);
+COMMENT ON TABLE backtest_metrics IS 'Risk and performance of each strategy per ticker (and portfolio) and period, on net returns: n_sessions, total_return, cagr, ann_volatility, sharpe, sortino (annualised, risk-free 0), max_drawdown, max_drawdown_duration (sessions under water), hit_rate, profit_factor, turnover (one-way, a year), exposure, psr (P[true Sharpe > 0]), dsr (deflated Sharpe ratio over n_trials strategies). Null where undefined (a strategy that never trades has no Sharpe ratio).';
+
+CREATE TABLE IF NOT EXISTS forecast_explanations (
+    as_of_date    DATE NOT NULL,
+    ticker        VARCHAR NOT NULL,
+    horizon       INTEGER NOT NULL,
+    model_version VARCHAR NOT NULL,
+    feature       VARCHAR NOT NULL,
+    lag           INTEGER NOT NULL,
+    attribution   DOUBLE NOT NULL,
+    PRIMARY KEY (as_of_date, ticker, horizon, model_version, feature, lag)
+);
+COMMENT ON TABLE forecast_explanations IS 'Integrated-gradient attributions of the LSTM''s median forecast (log return) made after the close of as_of_date to each input feature at each lag (sessions before as_of_date) of its lookback window; baseline: every feature at the ticker''s training mean. Per forecast they sum to the median minus the baseline window''s median. Where the gate refused the month''s LSTM (forecasts.model is a baseline), they explain the LSTM, not the forecast published.';

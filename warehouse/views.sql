@@ -73,3 +73,44 @@ SELECT
 FROM forecast_scores s
 JOIN forecasts f USING (as_of_date, ticker, horizon, model_version)
 GROUP BY s.horizon, s.model, month;
+
+-- The strategy backtest at portfolio level (equal weight across tickers): every strategy's key
+-- metrics side by side per period, the LSTM's first, then the baselines', then buy-and-hold's,
+-- with the difference to buy-and-hold's Sharpe ratio and CAGR.
+CREATE OR REPLACE VIEW strategy_comparison AS
+WITH p AS (
+    SELECT
+        strategy,
+        period,
+        max(value) FILTER (WHERE metric = 'n_sessions') AS n_sessions,
+        max(value) FILTER (WHERE metric = 'cagr') AS cagr,
+        max(value) FILTER (WHERE metric = 'ann_volatility') AS ann_volatility,
+        max(value) FILTER (WHERE metric = 'sharpe') AS sharpe,
+        max(value) FILTER (WHERE metric = 'sortino') AS sortino,
+        max(value) FILTER (WHERE metric = 'max_drawdown') AS max_drawdown,
+        max(value) FILTER (WHERE metric = 'max_drawdown_duration') AS max_drawdown_duration,
+        max(value) FILTER (WHERE metric = 'hit_rate') AS hit_rate,
+        max(value) FILTER (WHERE metric = 'profit_factor') AS profit_factor,
+        max(value) FILTER (WHERE metric = 'turnover') AS turnover,
+        max(value) FILTER (WHERE metric = 'exposure') AS exposure,
+        max(value) FILTER (WHERE metric = 'psr') AS psr,
+        max(value) FILTER (WHERE metric = 'dsr') AS dsr,
+        max(value) FILTER (WHERE metric = 'n_trials') AS n_trials
+    FROM backtest_metrics
+    WHERE ticker = 'portfolio'
+    GROUP BY strategy, period
+)
+SELECT
+    p.period,
+    p.strategy,
+    CASE p.strategy WHEN 'lstm' THEN 'model' WHEN 'buy_and_hold' THEN 'benchmark'
+                    WHEN 'published' THEN 'published' ELSE 'baseline' END AS role,
+    p.* EXCLUDE (strategy, period),
+    p.sharpe - b.sharpe AS sharpe_vs_buy_and_hold,
+    p.cagr - b.cagr AS cagr_vs_buy_and_hold
+FROM p
+LEFT JOIN p b ON b.strategy = 'buy_and_hold' AND b.period = p.period
+ORDER BY
+    p.period,
+    CASE p.strategy WHEN 'lstm' THEN 0 WHEN 'published' THEN 0 WHEN 'buy_and_hold' THEN 2 ELSE 1 END,
+    p.sharpe DESC NULLS LAST;

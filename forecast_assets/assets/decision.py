@@ -1,0 +1,170 @@
+"""Decision quality: strategy_backtest (would acting on the forecasts have paid, at what risk)
+and forecast_explanations (why the LSTM said what it said)."""
+
+
+import base64
+import itertools
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from forecast_assets.assets.model import panel_known_at
+from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core import artifacts, backtest, calendar, explain
+from forecast_core.columns import DATE
+from forecast_core.plots import attribution_chart, equity_chart
+from forecast_core.production import period_key, period_start_of
+from warehouse import read_table, reads, transaction
+
+#: Portfolio metrics of the `all` period reported as numeric metadata, per strategy.
+_KEY_METRICS = ("sharpe", "dsr", "cagr", "max_drawdown")
+
+
+def _png_md(png: bytes, alt: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+@dg.asset(
+    deps=["fold_evaluation", "forecast_scores"],
+    group_name="decision",
+    kinds={"duckdb"},
+    pool="warehouse_write",
+)
+def strategy_backtest(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.MaterializeResult:
+    """Would acting on the forecasts have paid? The same documented rules (long when the
+    horizon-1 median is positive and the band's lower edge is above -backtest.max_downside,
+    sized to a volatility target from the band width, capped at 1) applied to every model's
+    out-of-sample fold forecasts and to the published daily forecasts, traded at the next
+    session's close with costs and slippage, beside buy-and-hold. Writes backtest_returns and
+    backtest_metrics (CAGR, volatility, Sharpe, Sortino, drawdown, hit rate, profit factor,
+    turnover, probabilistic and deflated Sharpe ratios); the strategy_comparison view lines
+    them up."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    horizon = min(cfg.horizons)
+    if horizon != 1:
+        raise dg.Failure(f"the backtest trades horizon-1 forecasts; configured horizons are {cfg.horizons}")
+    signals = [backtest.fold_signals(read_table("fold_predictions", "horizon = ?", [horizon], path))]
+    published = read_table("forecasts", "horizon = ?", [horizon], path)
+    if published.height:
+        signals.append(backtest.published_signals(published, horizon))
+    result = backtest.run_backtest(pl.concat(signals), reads.prices(path), cfg.backtest)
+    with transaction(path) as w:
+        w.replace("backtest_returns", result.returns)
+        w.replace("backtest_metrics", result.metrics)
+    comparison = read_table("strategy_comparison", path=path)
+    overall = comparison.filter(pl.col("period") == backtest.ALL)
+    metadata: dict[str, dg.MetadataValue | float | int] = {
+        "return_rows": dg.MetadataValue.int(result.returns.height),
+        "metric_rows": dg.MetadataValue.int(result.metrics.height),
+        "strategies": dg.MetadataValue.int(result.returns["strategy"].n_unique()),
+        "cost_bps_per_turnover": float(cfg.backtest.cost_bps + cfg.backtest.slippage_bps),
+        "comparison_all_periods": dg.MetadataValue.md(_markdown(overall)),
+        "equity_curves": _png_md(equity_chart(result.returns, backtest.ALL), "equity curves"),
+    }
+    for row in overall.iter_rows(named=True):
+        for metric in _KEY_METRICS:
+            value = row[metric]
+            metadata[f"{row['strategy']}_{metric}"] = float(value) if value is not None else float("nan")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    cols = ["strategy", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown",
+            "max_drawdown_duration", "hit_rate", "turnover", "psr", "dsr"]
+    return frame.select(cols).to_pandas().to_markdown(index=False, floatfmt=".4g")
+
+
+@dg.asset(
+    partitions_def=TRADING_DAYS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["daily_forecasts", "lstm_model"],
+    group_name="decision",
+    kinds={"jax", "duckdb"},
+    pool="warehouse_write",
+)
+def forecast_explanations(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> dg.MaterializeResult:
+    """Why the LSTM forecast what it did: integrated-gradient attributions of each session's
+    median forecast (every ticker and horizon) to each input feature at each lag of the
+    lookback window, computed with the model of the session's month (one jitted call per
+    session and horizon for all tickers). Baseline: the ticker's training mean of every feature;
+    the attributions of a forecast sum to its median minus the baseline's."""
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    start, end = partition_dates(context, cfg.calendar)
+    sessions = calendar.sessions(start, end, cfg.calendar)
+    frames, explained, served = [], [], {}
+    for period_start, days in itertools.groupby(sessions, key=period_start_of):
+        days = list(days)
+        period = period_key(period_start)
+        row = reads.latest_model(path, period)
+        if row is None:
+            raise dg.Failure(
+                f"no model for retrain period {period} (needed for {days[0]}..{days[-1]}): "
+                f"materialize lstm_model partition {period_start.isoformat()} first"
+            )
+        if row["serving_model"] != "lstm":
+            context.log.warning(
+                f"{period}: the gate refused the LSTM ({row['serving_model']} serves); the attributions "
+                "explain the LSTM's forecasts, not the published ones"
+            )
+        lstm = artifacts.from_bytes(row["artifact"])
+        panel, _ = panel_known_at(path, cfg, days[-1])
+        missing = sorted(set(days) - set(panel[DATE].unique().to_list()))
+        if missing:
+            raise dg.Failure(
+                f"no features for sessions {missing[:10]}: materialize raw_prices and features for them"
+            )
+        sessions_explained = explain.explain_sessions(lstm, panel, days)
+        explained += sessions_explained
+        served[period] = f"{row['model_version']} ({row['serving_model']})"
+        frames += [e.frame(row["model_version"]) for e in sessions_explained]
+    table = pl.concat(frames)
+    with transaction(path) as w:
+        w.replace("forecast_explanations", table, "as_of_date BETWEEN ? AND ?", [start, end])
+    gap = max(e.completeness_gap for e in explained)
+    scale = max(float(np.abs(e.forecast - e.baseline_forecast).max()) for e in explained)
+    last = explained[-1]
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(table.height),
+            "sessions": dg.MetadataValue.int(len(sessions)),
+            "models": dg.MetadataValue.json(served),
+            "completeness_max_abs_gap": gap,
+            "max_abs_forecast_minus_baseline": scale,
+            "top_features": dg.MetadataValue.md(_top_features(table, end)),
+            "attribution_chart": _attribution_picture(last),
+        }
+    )
+
+
+def _top_features(table: pl.DataFrame, day) -> str:
+    """Top 10 features by mean |attribution| summed over the window, on `day`, per horizon."""
+    top = (
+        table.filter(pl.col("as_of_date") == day)
+        .group_by("horizon", "ticker", "feature")
+        .agg(pl.col("attribution").sum())
+        .group_by("horizon", "feature")
+        .agg(
+            pl.col("attribution").abs().mean().alias("mean_abs_attribution"),
+            pl.col("attribution").mean().alias("mean_attribution"),
+        )
+        .sort("horizon", "mean_abs_attribution", descending=[False, True])
+        .group_by("horizon", maintain_order=True)
+        .head(10)
+    )
+    return (f"Features with the largest attributions to the median forecast on {day} "
+            "(summed over the lookback window, averaged over tickers; log return):\n\n"
+            + top.to_pandas().to_markdown(index=False, floatfmt=".3g"))
+
+
+def _attribution_picture(e: explain.SessionExplanation) -> dg.MetadataValue:
+    """The horizon-1 attributions of the ticker whose median moved most from the baseline."""
+    i = int(np.argmax(np.abs(e.forecast[0] - e.baseline_forecast[0])))
+    title = (f"{e.tickers[i]} on {e.day}, horizon {e.horizons[0]}: median {e.forecast[0, i]:+.4f} "
+             f"vs baseline {e.baseline_forecast[0, i]:+.4f} (log return)")
+    return _png_md(attribution_chart(e.attributions[0, i], e.features, title), "attributions")

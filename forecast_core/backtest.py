@@ -1,0 +1,490 @@
+"""Strategy backtest of the horizon-1 forecasts: rules, timing, costs, risk metrics and the
+deflated Sharpe ratio. Pure polars and numpy; the Dagster asset only reads, calls and writes.
+
+Timing. Dates are sessions of the ticker's own price series and `P_d` is the (adjusted) close of
+session `d`. A forecast dated `t` was made after the close of `t` from data up to `P_t`, so the
+earliest price it can trade at is the next session's close::
+
+    close of t        close of t+1                 close of t+2
+    forecast made --> order filled, position w_t --> held until here
+                      (trade_date)                   (date of the return row)
+    strategy return over the row: w_t * r,  r = P_{t+2} / P_{t+1} - 1
+
+`align_next_session` builds exactly that pairing and `check_timing` rejects any row whose forecast
+is not strictly older than the trade that uses it (`forecast_date < trade_date < date`): a
+forecast dated the day of (or after) the close it trades at would be using a price it could not
+have known. Forecasts whose t+2 close is not known yet are left out (pending).
+
+Rules (the same for every model; `BacktestConfig` holds the numbers)::
+
+    long     when q50 > 0 and q10 > -max_downside, flat otherwise (no shorting)
+    sigma    = (q90 - q10) / (2 * z_0.9) * sqrt(A)       the 80% band read as a normal band,
+                                                         annualised; z_0.9 = 1.2816
+    position = min(max_position, vol_target / sigma)     (max_position if sigma = 0)
+
+`buy_and_hold` holds a position of 1 on the same rows. Costs: trading from w_{t-1} to w_t costs
+`(cost_bps + slippage_bps) / 10^4 * |w_t - w_{t-1}|` of the capital, charged on the row the trade
+opens; each (strategy, ticker, period) starts flat, so its first row pays for entering. Returns
+are simple returns of the capital (the unused part earns nothing):
+`net = w_t * r - cost`. The portfolio gives every ticker the same capital, rebalanced each session
+(its rows are the cross-sectional means, ticker `portfolio`).
+
+Periods: `fold_<k>` (the forecasts of fold k's test slice), `all` (every fold's forecasts in one
+run) and `published` (the daily forecasts of the `forecasts` table). Metrics, with `r` the net
+returns of n sessions, `A` sessions a year, equity `E_t = prod_{s<=t}(1 + r_s)`, `E_0 = 1`, are in
+the docstrings of the functions below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from forecast_core.columns import DATE, PRICE, TICKER
+from forecast_core.config import BacktestConfig
+from forecast_core.errors import ForecastError
+from forecast_core.features import with_price
+
+STRATEGY = "strategy"
+PERIOD = "period"
+FORECAST_DATE = "forecast_date"
+TRADE_DATE = "trade_date"
+ASSET_RETURN = "asset_return"
+POSITION = "position"
+TURNOVER = "turnover"
+GROSS = "gross_return"
+COST = "cost"
+NET = "net_return"
+METRIC = "metric"
+VALUE = "value"
+
+BUY_AND_HOLD = "buy_and_hold"
+PORTFOLIO = "portfolio"
+ALL = "all"
+PUBLISHED = "published"
+
+#: Columns of the `backtest_returns` table, in order.
+RETURN_COLUMNS = (STRATEGY, TICKER, DATE, PERIOD, POSITION, TURNOVER, GROSS, COST, NET)
+#: The metrics stored per (strategy, ticker, period), in the order the view shows them.
+METRICS = (
+    "n_sessions", "total_return", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown",
+    "max_drawdown_duration", "hit_rate", "profit_factor", "turnover", "exposure", "psr", "dsr",
+    "n_trials",
+)  # fmt: skip
+
+#: Euler-Mascheroni constant (expected maximum of Gaussian trials, Bailey & Lopez de Prado 2014).
+EULER_GAMMA = 0.5772156649015329
+Z90 = NormalDist().inv_cdf(0.9)
+
+
+class LookAheadError(ForecastError, ValueError):
+    """A forecast would trade at a price that was not known when it was made."""
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+def asset_returns(prices: pl.DataFrame) -> pl.DataFrame:
+    """Close-to-close simple returns per ticker: (ticker, trade_date, date, asset_return).
+
+    `prices` has ticker, date and adj_close and/or close (the raw_prices schema). Row `date` = d
+    holds `P_d / P_{d-1} - 1` with `trade_date` = d-1, the ticker's previous session.
+    """
+    return (
+        with_price(prices)
+        .select(
+            TICKER,
+            pl.col(DATE).shift(1).over(TICKER).alias(TRADE_DATE),
+            DATE,
+            (pl.col(PRICE) / pl.col(PRICE).shift(1).over(TICKER) - 1.0).alias(ASSET_RETURN),
+        )
+        .filter(pl.col(TRADE_DATE).is_not_null())
+        .collect()
+    )
+
+
+def align_next_session(signals: pl.DataFrame, returns: pl.DataFrame) -> pl.DataFrame:
+    """Pair each forecast with the return it may trade: made at t, filled at t+1, held to t+2.
+
+    signals: one row per (strategy, period, ticker, date) with q10, q50, q90 (`date` = t, the
+    forecast's as-of session). returns: `asset_returns` output. Returns the signals' columns with
+    `date` renamed `forecast_date`, plus `trade_date` (t+1), `date` (t+2) and `asset_return`
+    (P_{t+2} / P_{t+1} - 1); rows whose t+2 is not known yet are dropped. Raises
+    `LookAheadError` if the result fails `check_timing`, and `ValueError` if a forecast is dated
+    on a session the ticker has no price for.
+    """
+    sessions = (
+        returns.select(TICKER, pl.col(TRADE_DATE).alias(DATE))
+        .vstack(returns.select(TICKER, DATE))
+        .unique()
+        .sort(TICKER, DATE)
+        .with_columns(pl.col(DATE).shift(-1).over(TICKER).alias(TRADE_DATE))
+    )
+    dated = signals.join(sessions, on=[TICKER, DATE], how="left")
+    unknown = dated.filter(pl.col(TRADE_DATE).is_null()).join(
+        sessions.select(TICKER, DATE), on=[TICKER, DATE], how="anti"
+    )
+    if unknown.height:
+        rows = unknown.select(TICKER, DATE).unique().sort(TICKER, DATE).head(5).rows()
+        raise ValueError(f"forecasts dated on sessions without a price (ticker, date): {rows}")
+    aligned = (
+        dated.rename({DATE: FORECAST_DATE})
+        .join(returns, on=[TICKER, TRADE_DATE], how="inner")
+        .sort(*[c for c in (STRATEGY, PERIOD) if c in signals.columns], TICKER, DATE)
+    )
+    check_timing(aligned)
+    return aligned
+
+
+def check_timing(aligned: pl.DataFrame) -> None:
+    """Reject rows where a forecast is not strictly older than the trade it drives.
+
+    Every row must satisfy `forecast_date < trade_date < date`: the position is set at the close
+    of `trade_date` from a forecast made at an earlier close, and held over the return from
+    `trade_date` to `date`. A forecast dated `trade_date` or later has seen the price it trades
+    at (or later ones): a look-ahead, raised as `LookAheadError` naming the first rows. Each
+    (strategy, period, ticker, date) must also be unique (no return traded twice).
+    """
+    bad = aligned.filter(
+        ~((pl.col(FORECAST_DATE) < pl.col(TRADE_DATE)) & (pl.col(TRADE_DATE) < pl.col(DATE)))
+    )
+    if bad.height:
+        rows = bad.select(TICKER, FORECAST_DATE, TRADE_DATE, DATE).head(5).rows()
+        raise LookAheadError(
+            f"{bad.height} forecasts are applied to returns that start on or before their own "
+            f"date (ticker, forecast_date, trade_date, return date): {rows}; a forecast made at "
+            "the close of t can first trade at the close of the next session"
+        )
+    keys = [c for c in (STRATEGY, PERIOD) if c in aligned.columns] + [TICKER, DATE]
+    dup = aligned.group_by(keys).len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise LookAheadError(f"returns traded more than once: {dup.head(5).rows()}")
+
+
+# -- rules and simulation ---------------------------------------------------------------------
+
+
+def rule_position(cfg: BacktestConfig) -> pl.Expr:
+    """The position of the documented rule, from columns q10, q50, q90 (log returns, horizon 1).
+
+    `long = q50 > 0 and q10 > -max_downside`; `sigma = (q90 - q10) / (2 z_0.9) sqrt(A)`;
+    `position = min(max_position, vol_target / sigma)` when long (max_position if sigma = 0), else 0.
+    """
+    sigma = (pl.col("q90") - pl.col("q10")) / (2.0 * Z90) * math.sqrt(cfg.periods_per_year)
+    size = (
+        pl.when(sigma > 0)
+        .then(pl.min_horizontal(pl.lit(cfg.max_position), cfg.vol_target / sigma))
+        .otherwise(pl.lit(cfg.max_position))
+    )
+    long = (pl.col("q50") > 0) & (pl.col("q10") > -cfg.max_downside)
+    return pl.when(long).then(size).otherwise(0.0).cast(pl.Float64).alias(POSITION)
+
+
+def with_buy_and_hold(aligned: pl.DataFrame) -> pl.DataFrame:
+    """`aligned` with positions from `rule_position` already in `position`, plus a `buy_and_hold`
+    strategy (position 1) on every (period, ticker, date) that any strategy trades."""
+    bench = (
+        aligned.select(PERIOD, TICKER, FORECAST_DATE, TRADE_DATE, DATE, ASSET_RETURN)
+        .unique(subset=[PERIOD, TICKER, DATE], keep="first")
+        .with_columns(pl.lit(BUY_AND_HOLD).alias(STRATEGY), pl.lit(1.0).alias(POSITION))
+    )
+    return pl.concat([aligned, bench], how="diagonal_relaxed")
+
+
+def simulate(positions: pl.DataFrame, cfg: BacktestConfig) -> pl.DataFrame:
+    """Per-ticker strategy returns with costs, one row per (strategy, ticker, date, period).
+
+    positions: aligned rows (see `align_next_session`) with a `position` column. Per (strategy,
+    period, ticker) in date order, starting flat:
+    `turnover_t = |w_t - w_{t-1}|` (w_0 = 0), `gross = w_t * r`,
+    `cost = (cost_bps + slippage_bps) / 10^4 * turnover_t`, `net = gross - cost`.
+    Checks the timing first (`check_timing`).
+    """
+    check_timing(positions)
+    rate = (cfg.cost_bps + cfg.slippage_bps) / 1e4
+    by = [STRATEGY, PERIOD, TICKER]
+    return (
+        positions.sort(*by, DATE)
+        .with_columns(
+            (pl.col(POSITION) - pl.col(POSITION).shift(1, fill_value=0.0).over(by)).abs().alias(TURNOVER),
+            (pl.col(POSITION) * pl.col(ASSET_RETURN)).alias(GROSS),
+        )
+        .with_columns((pl.col(TURNOVER) * rate).alias(COST))
+        .with_columns((pl.col(GROSS) - pl.col(COST)).alias(NET))
+        .select(RETURN_COLUMNS)
+    )
+
+
+def portfolio(returns: pl.DataFrame) -> pl.DataFrame:
+    """Equal-weight portfolio rows (ticker `portfolio`): per (strategy, period, date), the mean of
+    the tickers' position, turnover, gross return, cost and net return (each ticker's sleeve
+    holds the same capital, rebalanced every session)."""
+    cols = (POSITION, TURNOVER, GROSS, COST, NET)
+    return (
+        returns.group_by(STRATEGY, PERIOD, DATE)
+        .agg(*[pl.col(c).mean() for c in cols])
+        .with_columns(pl.lit(PORTFOLIO).alias(TICKER))
+        .select(RETURN_COLUMNS)
+    )
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def _returns(r: np.ndarray) -> np.ndarray:
+    return np.asarray(r, dtype=np.float64)
+
+
+def total_return(r: np.ndarray) -> float:
+    """`E_n - 1 = prod(1 + r) - 1`."""
+    return float(np.prod(1.0 + _returns(r)) - 1.0)
+
+
+def cagr(r: np.ndarray, periods_per_year: int = 252) -> float:
+    """Compound annual growth rate: `E_n^(A / n) - 1` (n sessions, A a year)."""
+    r = _returns(r)
+    growth = float(np.prod(1.0 + r))
+    if r.size == 0 or growth <= 0:
+        return -1.0 if r.size else math.nan
+    return growth ** (periods_per_year / r.size) - 1.0
+
+
+def annualised_volatility(r: np.ndarray, periods_per_year: int = 252) -> float:
+    """`std(r) * sqrt(A)`, sample standard deviation (ddof 1)."""
+    r = _returns(r)
+    return float(np.std(r, ddof=1) * math.sqrt(periods_per_year)) if r.size > 1 else math.nan
+
+
+def per_period_sharpe(r: np.ndarray) -> float:
+    """`mean(r) / std(r)` (ddof 1, risk-free rate 0); NaN for fewer than 2 returns or std 0."""
+    r = _returns(r)
+    if r.size < 2:
+        return math.nan
+    sd = float(np.std(r, ddof=1))
+    return float(np.mean(r)) / sd if sd > 1e-15 else math.nan
+
+
+def sharpe_ratio(r: np.ndarray, periods_per_year: int = 252) -> float:
+    """Annualised Sharpe ratio: `mean(r) / std(r) * sqrt(A)` (risk-free rate 0, ddof 1)."""
+    return per_period_sharpe(r) * math.sqrt(periods_per_year)
+
+
+def sortino_ratio(r: np.ndarray, periods_per_year: int = 252) -> float:
+    """`mean(r) / sqrt(mean(min(r, 0)^2)) * sqrt(A)` (downside deviation about 0, over all n)."""
+    r = _returns(r)
+    if r.size == 0:
+        return math.nan
+    dd = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    return float(np.mean(r)) / dd * math.sqrt(periods_per_year) if dd > 0 else math.nan
+
+
+def max_drawdown(r: np.ndarray) -> tuple[float, int]:
+    """Deepest fall from a peak and the longest time under water.
+
+    `drawdown_t = 1 - E_t / max_{s<=t} E_s` (with E_0 = 1 as the first peak);
+    returns `(max_t drawdown_t, duration)`, duration = the longest run of consecutive sessions
+    with `E_t` below its running peak (sessions from the peak to the recovery, the recovery
+    session excluded, or to the end if not recovered).
+    """
+    r = _returns(r)
+    if r.size == 0:
+        return math.nan, 0
+    equity = np.concatenate([[1.0], np.cumprod(1.0 + r)])
+    peak = np.maximum.accumulate(equity)
+    depth = float(np.max(1.0 - equity / peak))
+    under = equity < peak * (1 - 1e-12)
+    longest = run = 0
+    for u in under:
+        run = run + 1 if u else 0
+        longest = max(longest, run)
+    return depth, longest
+
+
+def hit_rate(r: np.ndarray, position: np.ndarray) -> float:
+    """Share of sessions in the market (`position != 0`) with a positive net return."""
+    r, position = _returns(r), np.asarray(position)
+    active = position != 0
+    return float(np.mean(r[active] > 0)) if active.any() else math.nan
+
+
+def profit_factor(r: np.ndarray) -> float:
+    """`sum(r | r > 0) / |sum(r | r < 0)|`; inf with gains and no loss, NaN with neither."""
+    r = _returns(r)
+    gains, losses = float(r[r > 0].sum()), float(-r[r < 0].sum())
+    if losses > 0:
+        return gains / losses
+    return math.inf if gains > 0 else math.nan
+
+
+def annual_turnover(turnover: np.ndarray, periods_per_year: int = 252) -> float:
+    """One-way turnover a year, in multiples of the capital: `sum|w_t - w_{t-1}| / n * A`."""
+    t = _returns(turnover)
+    return float(t.sum() / t.size * periods_per_year) if t.size else math.nan
+
+
+def probabilistic_sharpe_ratio(r: np.ndarray, sr_benchmark: float = 0.0) -> float:
+    """Probability that the true (per-session) Sharpe ratio exceeds `sr_benchmark`.
+
+    Bailey & Lopez de Prado (2012), with `SR = per_period_sharpe(r)`, skewness `g3` and
+    (non-excess) kurtosis `g4` of r (population moments) and n returns::
+
+        PSR(SR*) = Phi( (SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR + (g4 - 1) / 4 SR^2) )
+
+    NaN when the Sharpe ratio is undefined (fewer than 2 returns, or constant returns).
+    """
+    r = _returns(r)
+    sr = per_period_sharpe(r)
+    if not math.isfinite(sr) or not math.isfinite(sr_benchmark):
+        return math.nan
+    g3 = float(stats.skew(r))
+    g4 = float(stats.kurtosis(r, fisher=False))
+    denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2
+    if not denom > 0:
+        return math.nan
+    return float(stats.norm.cdf((sr - sr_benchmark) * math.sqrt(r.size - 1) / math.sqrt(denom)))
+
+
+def expected_max_sharpe(sr_variance: float, n_trials: int) -> float:
+    """Expected maximum of `n_trials` per-session Sharpe ratios whose true value is 0.
+
+    `SR0 = sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))`, V the variance of
+    the trials' Sharpe ratios, gamma the Euler-Mascheroni constant (Bailey & Lopez de Prado
+    2014). 0 for a single trial or an unknown variance (the PSR against 0).
+    """
+    if n_trials < 2 or not math.isfinite(sr_variance) or sr_variance <= 0:
+        return 0.0
+    inv = stats.norm.ppf
+    return math.sqrt(sr_variance) * (
+        (1.0 - EULER_GAMMA) * inv(1.0 - 1.0 / n_trials) + EULER_GAMMA * inv(1.0 - 1.0 / (n_trials * math.e))
+    )
+
+
+def deflated_sharpe_ratio(r: np.ndarray, trial_sharpes: np.ndarray, n_trials: int) -> float:
+    """PSR against the Sharpe ratio the best of `n_trials` skill-less strategies would show.
+
+    `DSR = PSR(SR0)`, `SR0 = expected_max_sharpe(var(trial_sharpes), n_trials)` with
+    `trial_sharpes` the per-session Sharpe ratios of the strategies tried (the finite ones; the
+    variance with ddof 1). Bailey & Lopez de Prado, "The Deflated Sharpe Ratio" (2014).
+    """
+    finite = np.asarray(trial_sharpes, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    variance = float(np.var(finite, ddof=1)) if finite.size > 1 else math.nan
+    return probabilistic_sharpe_ratio(r, expected_max_sharpe(variance, n_trials))
+
+
+def performance(
+    net: np.ndarray, position: np.ndarray, turnover: np.ndarray, periods_per_year: int = 252
+) -> dict[str, float]:
+    """Every metric of one return series but the DSR (which needs the other trials)."""
+    depth, duration = max_drawdown(net)
+    return {
+        "n_sessions": float(len(net)),
+        "total_return": total_return(net),
+        "cagr": cagr(net, periods_per_year),
+        "ann_volatility": annualised_volatility(net, periods_per_year),
+        "sharpe": sharpe_ratio(net, periods_per_year),
+        "sortino": sortino_ratio(net, periods_per_year),
+        "max_drawdown": depth,
+        "max_drawdown_duration": float(duration),
+        "hit_rate": hit_rate(net, position),
+        "profit_factor": profit_factor(net),
+        "turnover": annual_turnover(turnover, periods_per_year),
+        "exposure": float(np.mean(np.abs(position))) if len(position) else math.nan,
+        "psr": probabilistic_sharpe_ratio(net),
+    }
+
+
+def metrics_frame(returns: pl.DataFrame, cfg: BacktestConfig) -> pl.DataFrame:
+    """Long `backtest_metrics` rows (strategy, ticker, period, metric, value) of `returns`.
+
+    The DSR of a strategy counts as trials every strategy backtested on the same ticker and
+    period (the models, and buy_and_hold): `n_trials` is stored beside it. An undefined metric
+    (the Sharpe ratio of a strategy that never trades, say) is null, not NaN.
+    """
+    rows = []
+    for (ticker, period), block in returns.group_by(TICKER, PERIOD, maintain_order=True):
+        series = {}
+        for (strategy,), part in block.sort(DATE).group_by(STRATEGY, maintain_order=True):
+            net = part[NET].to_numpy()
+            series[strategy] = (net, performance(net, part[POSITION].to_numpy(), part[TURNOVER].to_numpy(),
+                                                 cfg.periods_per_year))
+        trial_sharpes = np.asarray([per_period_sharpe(net) for net, _ in series.values()])
+        for strategy, (net, values) in series.items():
+            values = values | {
+                "dsr": deflated_sharpe_ratio(net, trial_sharpes, len(series)),
+                "n_trials": float(len(series)),
+            }
+            rows += [(strategy, ticker, period, m, values[m]) for m in METRICS]
+    return pl.DataFrame(
+        rows, schema={STRATEGY: pl.String, TICKER: pl.String, PERIOD: pl.String, METRIC: pl.String,
+                      VALUE: pl.Float64}, orient="row",
+    ).with_columns(pl.col(VALUE).fill_nan(None)).sort(PERIOD, TICKER, STRATEGY, METRIC)
+
+
+# -- the whole backtest -----------------------------------------------------------------------
+
+
+@dataclass
+class BacktestResult:
+    """`returns`: `backtest_returns` rows (tickers and portfolio); `metrics`: `backtest_metrics`."""
+
+    returns: pl.DataFrame
+    metrics: pl.DataFrame
+
+
+def fold_signals(fold_predictions: pl.DataFrame, horizon: int = 1) -> pl.DataFrame:
+    """Signals from `fold_predictions` rows of `horizon`: strategy = model, period `fold_<k>`,
+    and the same rows again as period `all` (the folds' test slices must not overlap)."""
+    rows = fold_predictions.filter(pl.col("horizon") == horizon)
+    if rows.height == 0:
+        raise ValueError(f"no fold predictions of horizon {horizon} to backtest")
+    per_fold = rows.select(
+        pl.col("model").alias(STRATEGY),
+        pl.format("fold_{}", pl.col("fold")).alias(PERIOD),
+        TICKER, DATE, "q10", "q50", "q90",
+    )
+    dup = per_fold.group_by(STRATEGY, TICKER, DATE).len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise ValueError(f"fold test slices overlap (strategy, ticker, date): {dup.head(5).rows()}")
+    return pl.concat([per_fold, per_fold.with_columns(pl.lit(ALL).alias(PERIOD))])
+
+
+def published_signals(forecasts: pl.DataFrame, horizon: int = 1) -> pl.DataFrame:
+    """Signals from the `forecasts` table's rows of `horizon` (the newest per as-of date and
+    ticker): strategy and period `published`, whichever model served."""
+    rows = (
+        forecasts.filter(pl.col("horizon") == horizon)
+        .sort("as_of_date", TICKER, "created_at")
+        .unique(subset=["as_of_date", TICKER], keep="last")
+    )
+    return rows.select(
+        pl.lit(PUBLISHED).alias(STRATEGY), pl.lit(PUBLISHED).alias(PERIOD), TICKER,
+        pl.col("as_of_date").alias(DATE), "q10", "q50", "q90",
+    )
+
+
+def run_backtest(signals: pl.DataFrame, prices: pl.DataFrame, cfg: BacktestConfig) -> BacktestResult:
+    """Rules, buy-and-hold, costs, the portfolio and every metric for `signals` (strategy,
+    period, ticker, date, q10, q50, q90) traded on `prices` (raw_prices rows)."""
+    aligned = align_next_session(signals, asset_returns(prices)).with_columns(rule_position(cfg))
+    per_ticker = simulate(with_buy_and_hold(aligned), cfg)
+    returns = pl.concat([per_ticker, portfolio(per_ticker)]).sort(STRATEGY, PERIOD, TICKER, DATE)
+    return BacktestResult(returns=returns, metrics=metrics_frame(returns, cfg))
+
+
+def equity_curves(returns: pl.DataFrame) -> pl.DataFrame:
+    """Equity `E_t` and drawdown `1 - E_t / max E` per (strategy, ticker, period), by date."""
+    by = [STRATEGY, TICKER, PERIOD]
+    return (
+        returns.sort(*by, DATE)
+        .with_columns((1.0 + pl.col(NET)).cum_prod().over(by).alias("equity"))
+        .with_columns(
+            (1.0 - pl.col("equity") / pl.max_horizontal(pl.col("equity").cum_max().over(by), pl.lit(1.0)))
+            .alias("drawdown")
+        )
+    )
