@@ -23,8 +23,16 @@ _LIST = 10
 # by the last materialization (they share its ingested_at).
 
 
+def _show(item: object) -> str:
+    """`AAPL 2022-12-01`: a tuple's fields joined by spaces, dates in ISO form (a bare tuple would
+    print `('AAPL', datetime.date(2022, 12, 1))`)."""
+    if isinstance(item, tuple):
+        return " ".join(_show(v) for v in item)
+    return item.isoformat() if isinstance(item, dt.date) else str(item)
+
+
 def _listing(items: list) -> str:
-    head = ", ".join(map(str, items[:_LIST]))
+    head = ", ".join(map(_show, items[:_LIST]))
     return head + (f" and {len(items) - _LIST} more" if len(items) > _LIST else "")
 
 
@@ -74,8 +82,8 @@ def _stored_prices(path: str) -> pl.DataFrame:
 @dg.asset_check(asset="raw_prices", blocking=True, description="At most one row per (ticker, date).")
 def no_duplicate_sessions(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     dup = duplicate_sessions(_stored_prices(warehouse.resolved_path))
-    return dg.AssetCheckResult(passed=dup.height == 0,
-                               metadata={"duplicates": dup.height, "examples": _listing(dup.rows())})
+    examples = _listing([(t, d, f"x{n}") for t, d, n in dup.rows()])
+    return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height, "examples": examples})
 
 
 @dg.asset_check(asset="raw_prices", blocking=True,
@@ -95,7 +103,8 @@ def no_missing_sessions(warehouse: WarehouseResource, pipeline: PipelineConfig) 
     cfg = pipeline.load()
     missing = missing_sessions(_stored_prices(warehouse.resolved_path), cfg.universe.all_tickers, cfg.calendar)
     return dg.AssetCheckResult(passed=not missing,
-                               metadata={"missing": len(missing), "examples": _listing(missing)})
+                               metadata={"missing": len(missing),
+                                         "examples": _listing([(t, d or "no rows") for t, d in missing])})
 
 
 @dg.asset_check(asset="raw_prices", blocking=False,
@@ -132,16 +141,22 @@ def forecast_check_results(
 ) -> list[dg.AssetCheckResult]:
     numeric = [c for c in forecasts.columns if forecasts[c].dtype == pl.Float64]
     values = forecasts.select(numeric).to_numpy() if forecasts.height else np.zeros((0, 1))
-    non_finite = int((~np.isfinite(values)).any(axis=1).sum())
+    non_finite_rows = forecasts.filter(pl.Series((~np.isfinite(values)).any(axis=1)))
+    non_finite = non_finite_rows.height
     crossed = forecasts.filter((pl.col("q10") > pl.col("q50")) | (pl.col("q50") > pl.col("q90")))
+
+    def keys(rows: pl.DataFrame) -> list[tuple[str, str, int]]:
+        return [(str(d), t, h) for d, t, h in rows.select("as_of_date", TICKER, "horizon").iter_rows()]
+
     have = set(zip(forecasts["as_of_date"].to_list(), forecasts[TICKER].to_list(), forecasts["horizon"].to_list()))
     missing = [(str(d), t, h) for d in dates for t in cfg.universe.tickers for h in cfg.horizons
                if (d, t, h) not in have]
     return [
         dg.AssetCheckResult(check_name="forecasts_finite", passed=non_finite == 0,
-                            metadata={"non_finite_rows": non_finite}),
+                            metadata={"non_finite_rows": non_finite,
+                                      "examples": _listing(keys(non_finite_rows))}),
         dg.AssetCheckResult(check_name="quantiles_ordered", passed=crossed.height == 0,
-                            metadata={"crossed_rows": crossed.height}),
+                            metadata={"crossed_rows": crossed.height, "examples": _listing(keys(crossed))}),
         dg.AssetCheckResult(check_name="complete_forecasts", passed=not missing,
                             metadata={"missing": len(missing), "examples": _listing(missing)}),
     ]

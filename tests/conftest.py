@@ -1,0 +1,85 @@
+"""Shared fixtures: a temporary warehouse, a tiny pipeline configuration and the Dagster resources
+that point at both.
+
+The tiny configuration runs every asset on three tickers of the embedded sample in seconds: a
+history from 2018, two folds of 60 test sessions, a 10-session lookback and an 8-unit LSTM trained
+for at most 3 epochs of 10 steps. Module-scoped fixtures (which cannot use the function-scoped
+`tmp_path`) build the same thing with `write_config` and `TINY_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core.config import load_config
+
+#: Overrides of `forecast_core.config` defaults, nested like the TOML file.
+TINY_CONFIG: dict[str, Any] = {
+    "universe": {"tickers": ["AAPL", "MSFT", "KO"], "exogenous": ["^GSPC"]},
+    "source": {"start_date": "2018-01-02"},
+    "folds": {"n_folds": 2, "test_sessions": 60, "val_sessions": 40, "min_train_sessions": 250},
+    "model": {"lookback": 10, "hidden_size": 8},
+    "train": {"steps_per_epoch": 10, "max_epochs": 3, "batch_size": 64, "patience": 2},
+}
+
+
+def _toml_value(value: Any) -> str:
+    # Strings, numbers, booleans and flat lists of them are spelled the same in JSON and TOML.
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_config(path: Path, values: dict[str, Any]) -> Path:
+    """Write `values` (nested like `TINY_CONFIG`) as a TOML file of overrides; checked by loading it."""
+    top = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
+    sections = [
+        f"[{name}]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in table.items())
+        for name, table in values.items()
+        if isinstance(table, dict)
+    ]
+    path.write_text("\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n")
+    load_config(path)  # fail here, naming the setting, rather than inside a Dagster run
+    return path
+
+
+def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, one section deep (`{"train": {"max_epochs": 1}}`)."""
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for k, v in overrides.items():
+        if isinstance(v, dict):
+            merged[k] = {**merged.get(k, {}), **v}
+        else:
+            merged[k] = v
+    return merged
+
+
+def make_resources(warehouse: Path, config_file: Path) -> dict[str, Any]:
+    """The resources `dg.materialize` needs, on this warehouse file and configuration."""
+    return {
+        "warehouse": WarehouseResource(path=str(warehouse)),
+        "pipeline": PipelineConfig(config_file=str(config_file)),
+    }
+
+
+@pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    """A warehouse file that does not exist yet (the first write creates it)."""
+    return tmp_path / "w.duckdb"
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path: Path) -> Path:
+    """`TINY_CONFIG` as a TOML file of overrides."""
+    return write_config(tmp_path / "tiny.toml", TINY_CONFIG)
+
+
+@pytest.fixture
+def resources(warehouse_path: Path, tiny_config_file: Path) -> dict[str, Any]:
+    """Resources for `dg.materialize`: the temporary warehouse and the tiny configuration."""
+    return make_resources(warehouse_path, tiny_config_file)
