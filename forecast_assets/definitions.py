@@ -8,7 +8,6 @@ import jax
 from forecast_assets.checks import PRICE_CHECKS
 from forecast_assets.assets import evaluation, features, forecasts, model, prices
 from forecast_assets.assets import decision
-from forecast_assets.partitions import TRADING_DAYS
 from forecast_assets.resources import default_resources
 from forecast_assets.schedules import nightly_schedule, retrain_schedule
 
@@ -30,7 +29,7 @@ ASSETS = [
 
 #: Prices, features and folds for a range of sessions (the demo's first step, a backfill's too).
 ingest_job = dg.define_asset_job(
-    "ingest_job", selection=["raw_prices", "features", "walk_forward_folds"], partitions_def=TRADING_DAYS
+    "ingest_job", selection=["raw_prices", "features", "walk_forward_folds"]
 )
 #: Walk-forward evaluation of the LSTM and the baselines (folds in parallel processes).
 evaluation_job = dg.define_asset_job("evaluation_job", selection=["fold_evaluation"])
@@ -40,16 +39,15 @@ retrain_job = dg.define_asset_job("retrain_job", selection=["lstm_model"])
 nightly_job = dg.define_asset_job(
     "nightly_job",
     selection=["raw_prices", "features", "daily_forecasts", "forecast_scores"],
-    partitions_def=TRADING_DAYS,
 )
 #: Forecasts (and scores) for a range of sessions whose models exist.
 forecast_job = dg.define_asset_job(
-    "forecast_job", selection=["daily_forecasts", "forecast_scores"], partitions_def=TRADING_DAYS
+    "forecast_job", selection=["daily_forecasts", "forecast_scores"]
 )
 
 #: Strategy backtest over the out-of-sample forecasts, and explanations of a range of forecasts.
 decision_job = dg.define_asset_job(
-    "decision_job", selection=["strategy_backtest", "forecast_explanations"], partitions_def=TRADING_DAYS
+    "decision_job", selection=["strategy_backtest", "forecast_explanations"]
 )
 
 defs = dg.Definitions(
