@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
         "lstm_model": materialize(["lstm_model"], res, partition_key=PERIOD_START.isoformat()),
         "daily_forecasts": materialize(["daily_forecasts"], res, start=DECEMBER[0], end=DECEMBER[-1]),
         "forecast_scores": materialize(["forecast_scores"], res),
+        "strategy_backtest": materialize(["strategy_backtest"], res),
+        "forecast_explanations": materialize(["forecast_explanations"], res, start=DECEMBER[-1], end=DECEMBER[-1]),
     }
     return Pipeline(directory, warehouse, load_config(config_file), res, results)
 
@@ -377,3 +380,24 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
     assert set(served["model"]) == {model["serving_model"]}
     assert set(served["model_version"]) == {model["model_version"]}
     assert ((served["q10"] <= served["q50"]) & (served["q50"] <= served["q90"])).all()
+
+
+# --- the README's SQL ---------------------------------------------------------------------------
+
+
+def readme_queries() -> list[str]:
+    """Every statement of every ```sql block in the README."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
+    statements = [s.strip() for block in blocks for s in block.split(";")]
+    return [s for s in statements if any(line and not line.startswith("--") for line in s.splitlines())]
+
+
+def test_readme_has_analyst_queries():
+    assert len(readme_queries()) >= 5
+
+
+@pytest.mark.parametrize("sql", readme_queries(), ids=lambda s: s.splitlines()[0][:60])
+def test_every_readme_query_runs_on_the_pipeline_warehouse(pipeline, sql):
+    rows = table(pipeline.warehouse, sql)
+    assert rows.height > 0, f"README query returned nothing:\n{sql}"
