@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -12,6 +13,7 @@ from forecast_core.columns import INGESTED_AT, TICKER
 from forecast_core.errors import PriceDataError, TransientSourceError
 from forecast_core.sources import make_source
 from warehouse import read_sql, transaction
+from warehouse.io import table_exists
 
 #: Network-facing: transient source errors are retried with exponential backoff and jitter.
 SOURCE_RETRY = dg.RetryPolicy(
@@ -21,10 +23,9 @@ SOURCE_RETRY = dg.RetryPolicy(
 
 def _new_tickers(path: str, tickers: tuple[str, ...]) -> list[str]:
     """Configured tickers with no stored history (they get their whole history on this run)."""
-    try:
-        have = set(read_sql("SELECT DISTINCT ticker FROM raw_prices", path=path)[TICKER].to_list())
-    except Exception:  # noqa: BLE001 - a warehouse not created yet has no tickers
+    if not Path(path).exists() or not table_exists("raw_prices", path):
         return list(tickers)
+    have = set(read_sql("SELECT DISTINCT ticker FROM raw_prices", path=path)[TICKER].to_list())
     return [t for t in tickers if t not in have]
 
 
