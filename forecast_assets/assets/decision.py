@@ -3,19 +3,16 @@ and forecast_explanations (why the LSTM said what it said)."""
 
 
 import base64
-import itertools
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
-from forecast_assets.assets.model import panel_known_at
+from forecast_assets.periods import batches_by_period
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import artifacts, backtest, calendar, explain
-from forecast_core.columns import DATE
+from forecast_core import backtest, calendar, explain
 from forecast_core.plots import attribution_chart, equity_chart
-from forecast_core.production import period_key, period_start_of
 from warehouse import read_table, reads, transaction
 
 #: Portfolio metrics of the `all` period reported as numeric metadata, per strategy.
@@ -98,28 +95,14 @@ def forecast_explanations(
     start, end = partition_dates(context, cfg.calendar)
     sessions = calendar.sessions(start, end, cfg.calendar)
     frames, explained, served = [], [], {}
-    for period_start, days in itertools.groupby(sessions, key=period_start_of):
-        days = list(days)
-        period = period_key(period_start)
-        row = reads.latest_model(path, period)
-        if row is None:
-            raise dg.Failure(
-                f"no model for retrain period {period} (needed for {days[0]}..{days[-1]}): "
-                f"materialize lstm_model partition {period_start.isoformat()} first"
-            )
+    for batch in batches_by_period(path, cfg, sessions):
+        row, period = batch.model_row, batch.period
         if row["serving_model"] != "lstm":
             context.log.warning(
                 f"{period}: the gate refused the LSTM ({row['serving_model']} serves); the attributions "
                 "explain the LSTM's forecasts, not the published ones"
             )
-        lstm = artifacts.from_bytes(row["artifact"])
-        panel, _ = panel_known_at(path, cfg, days[-1])
-        missing = sorted(set(days) - set(panel[DATE].unique().to_list()))
-        if missing:
-            raise dg.Failure(
-                f"no features for sessions {missing[:10]}: materialize raw_prices and features for them"
-            )
-        sessions_explained = explain.explain_sessions(lstm, panel, days)
+        sessions_explained = explain.explain_sessions(batch.lstm, batch.panel, batch.days)
         explained += sessions_explained
         served[period] = f"{row['model_version']} ({row['serving_model']})"
         frames += [e.frame(row["model_version"]) for e in sessions_explained]

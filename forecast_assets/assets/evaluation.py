@@ -11,7 +11,7 @@ import polars as pl
 
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.baselines import make_baselines
-from forecast_core.evaluation import FoldResult, evaluate_fold, leaderboard
+from forecast_core.evaluation import FoldResult, evaluate_fold
 from forecast_core.forecaster import ForecastTask
 from forecast_core.lstm import LSTMForecaster
 from warehouse import read_table, reads, transaction

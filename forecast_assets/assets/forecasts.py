@@ -3,7 +3,6 @@
 
 import base64
 import datetime as dt
-import itertools
 
 import dagster as dg
 import polars as pl
@@ -11,13 +10,13 @@ import polars as pl
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import artifacts, calendar
+from forecast_core import calendar
 from forecast_core.columns import DATE
 from forecast_core.forecaster import ForecastTask
 from forecast_core.forecasting import make_forecasts, score_forecasts
 from forecast_core.plots import fan_chart
-from forecast_core.production import period_key, period_start_of, period_slices, serving_forecaster
-from forecast_assets.assets.model import panel_known_at
+from forecast_core.production import period_slices, serving_forecaster
+from forecast_assets.periods import batches_by_period
 from warehouse import read_table, reads, transaction
 
 
@@ -44,30 +43,18 @@ def daily_forecasts(
     sessions = calendar.sessions(start, end, cfg.calendar)
     created = dt.datetime.now(dt.timezone.utc)
     frames, served = [], {}
-    for period_start, days in itertools.groupby(sessions, key=period_start_of):
-        days = list(days)
-        period = period_key(period_start)
-        row = reads.latest_model(path, period)
-        if row is None:
-            raise dg.Failure(
-                f"no model for retrain period {period} (needed for {days[0]}..{days[-1]}): "
-                f"materialize lstm_model partition {period_start.isoformat()} first"
-            )
-        lstm = artifacts.from_bytes(row["artifact"])
-        panel, feature_cols = panel_known_at(path, cfg, days[-1])
-        missing = sorted(set(days) - set(panel[DATE].unique().to_list()))
-        if missing:
-            raise dg.Failure(f"no features for sessions {missing[:10]}: materialize raw_prices and features for them")
-        task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
-        forecaster = lstm
+    for batch in batches_by_period(path, cfg, sessions):
+        row, period = batch.model_row, batch.period
+        task = ForecastTask(batch.feature_columns, cfg.horizons, cfg.quantiles)
+        forecaster = batch.lstm
         if row["serving_model"] != "lstm":
-            history = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
-            s = period_slices(history, period_start, cfg)
-            forecaster = serving_forecaster(row["serving_model"], None, panel, task, cfg, s.train_end, s.val)
+            history = batch.panel.filter(pl.col(DATE) < batch.period_start)[DATE].unique().sort().to_list()
+            s = period_slices(history, batch.period_start, cfg)
+            forecaster = serving_forecaster(row["serving_model"], None, batch.panel, task, cfg, s.train_end, s.val)
             context.log.warning(f"{period}: serving {row['serving_model']} ({row['decision']})")
         served[period] = f"{row['model_version']} ({row['serving_model']})"
-        frames.append(make_forecasts(panel, forecaster, task, days[0], days[-1], row["model_version"],
-                                     created, cfg.calendar))
+        frames.append(make_forecasts(batch.panel, forecaster, task, batch.days[0], batch.days[-1],
+                                     row["model_version"], created, cfg.calendar))
     forecasts = pl.concat(frames)
     with transaction(path) as w:
         w.replace("forecasts", forecasts, "as_of_date BETWEEN ? AND ?", [start, end])

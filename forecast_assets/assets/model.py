@@ -11,27 +11,15 @@ import polars as pl
 
 from forecast_assets.checks import MODEL_CHECKS
 from forecast_assets.partitions import RETRAIN_MONTHS
+from forecast_assets.periods import panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core import artifacts
 from forecast_core.columns import DATE
-from forecast_core.features import build_targets
 from forecast_core.forecaster import ForecastTask
-from forecast_core.panel import assemble_panel
 from forecast_core.production import period_key, train_period_model
 from warehouse import reads, transaction
 
 CODE_VERSION = os.environ.get("FORECAST_CODE_VERSION", "0.1.0")
-
-
-def panel_known_at(path: str, cfg, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
-    """The panel as it was known after the close of `cutoff`: features up to it, and targets
-    recomputed from prices up to it (a label whose horizon ends later is null, not peeked at)."""
-    prices = reads.prices(path, until=cutoff)
-    feats = reads.features(path, until=cutoff)
-    universe = prices.filter(pl.col("ticker").is_in(list(cfg.universe.tickers)))
-    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), prices)
-    cols = tuple(c for c in feats.columns if c not in ("ticker", "date"))
-    return panel, cols
 
 
 @dg.asset(

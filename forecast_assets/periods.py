@@ -1,0 +1,65 @@
+"""Sessions grouped by retrain period, each with the period's stored model and the panel as it was
+known on the group's last session: what forecasting and explaining a range of sessions share."""
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+from typing import Iterator
+
+import dagster as dg
+import polars as pl
+
+from forecast_core import artifacts
+from forecast_core.columns import DATE, TICKER
+from forecast_core.config import ForecastConfig
+from forecast_core.features import build_targets
+from forecast_core.lstm import LSTMForecaster
+from forecast_core.panel import assemble_panel
+from forecast_core.production import period_key, period_start_of
+from warehouse import reads
+
+
+def panel_known_at(path: str, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The panel as it was known after the close of `cutoff`: features up to it, and targets
+    recomputed from prices up to it (a label whose horizon ends later is null, not peeked at)."""
+    prices = reads.prices(path, until=cutoff)
+    feats = reads.features(path, until=cutoff)
+    universe = prices.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
+    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), prices)
+    return panel, tuple(c for c in feats.columns if c not in (TICKER, DATE))
+
+
+@dataclass
+class PeriodBatch:
+    """Sessions of one retrain period with the period's model and panel."""
+
+    period_start: dt.date
+    days: list[dt.date]
+    model_row: dict  # the `models` row, with its artifact
+    lstm: LSTMForecaster
+    panel: pl.DataFrame
+    feature_columns: tuple[str, ...]
+
+    @property
+    def period(self) -> str:
+        return period_key(self.period_start)
+
+
+def batches_by_period(path: str, cfg: ForecastConfig, sessions: list[dt.date]) -> Iterator[PeriodBatch]:
+    """One batch per retrain period among `sessions`; fails naming the missing model or sessions."""
+    for period_start, group in itertools.groupby(sessions, key=period_start_of):
+        days = list(group)
+        period = period_key(period_start)
+        row = reads.latest_model(path, period)
+        if row is None:
+            raise dg.Failure(
+                f"no model for retrain period {period} (needed for {days[0]}..{days[-1]}): "
+                f"materialize lstm_model partition {period_start.isoformat()} first"
+            )
+        panel, feature_cols = panel_known_at(path, cfg, days[-1])
+        missing = sorted(set(days) - set(panel[DATE].unique().to_list()))
+        if missing:
+            raise dg.Failure(
+                f"no features for sessions {missing[:10]}: materialize raw_prices and features for them"
+            )
+        yield PeriodBatch(period_start, days, row, artifacts.from_bytes(row["artifact"]), panel, feature_cols)
