@@ -53,6 +53,11 @@ def price_feature_exprs(cfg: FeatureConfig) -> list[pl.Expr]:
     exprs += [
         r1.rolling_std(w).over(_BY).alias(f"vol_{w}") for w in cfg.volatility_windows if w > 1
     ]
+    # RiskMetrics volatility (EWMA of squared returns, lambda 0.94): the ewma_vol baseline's state,
+    # given to the model as an input so that it starts from the risk desk's estimate.
+    exprs.append(
+        (r1**2).ewm_mean(alpha=0.06, adjust=False, min_samples=20).over(_BY).sqrt().alias("vol_ewma")
+    )
     exprs += [
         (pl.col(PRICE) / pl.col(PRICE).rolling_mean(w).over(_BY) - 1.0).alias(f"ma_ratio_{w}")
         for w in cfg.moving_average_windows

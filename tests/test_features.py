@@ -84,7 +84,7 @@ def test_adj_close_only_has_no_volume_or_range_features(prices):
         *(f"vol_{w}" for w in f.volatility_windows),
         *(f"ma_ratio_{w}" for w in f.moving_average_windows),
         f"rsi_{f.rsi_window}", "macd", "macd_hist", f"bb_position_{f.bollinger_window}",
-        "day_of_week", "month_sin", "month_cos",
+        "vol_ewma", "day_of_week", "month_sin", "month_cos",
         f"{MKT}_ret_1", f"{MKT}_ret_5", f"{MKT}_vol_20", f"{MKT}_ma_ratio_50",
     }  # fmt: skip
     assert cols == expected
