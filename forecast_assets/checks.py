@@ -2,7 +2,6 @@
 the same run (a bad day of prices never reaches the forecasts, a broken forecast never reaches the
 scores). The check logic is plain polars on the rows just written, so it is testable directly."""
 
-
 import datetime as dt
 
 import dagster as dg

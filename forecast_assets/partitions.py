@@ -5,7 +5,6 @@ exchange_calendars), in America/New_York. `end_offset=1` makes the session that 
 a partition already, so the nightly run after the close can target it.
 """
 
-
 import datetime as dt
 import os
 

@@ -4,7 +4,6 @@ Both default from the environment (`FORECAST_WAREHOUSE`, `FORECAST_CONFIG`), so 
 schedules, the demo and the tests share one set of defaults: `forecast_core.config`.
 """
 
-
 import os
 
 import dagster as dg

@@ -6,7 +6,6 @@ the first calendar day of each month at 06:00 and trains the model of that month
 up to the previous month's last session, ingested the night before).
 """
 
-
 import dagster as dg
 
 from forecast_core import calendar

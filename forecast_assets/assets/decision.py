@@ -1,7 +1,6 @@
 """Decision quality: strategy_backtest (would acting on the forecasts have paid, at what risk)
 and forecast_explanations (why the LSTM said what it said)."""
 
-
 import base64
 
 import dagster as dg

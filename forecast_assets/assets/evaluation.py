@@ -5,7 +5,6 @@ mapping), so the multiprocess executor trains folds in parallel processes, one p
 `publish_fold_evaluation` writes every fold's predictions and metrics in one transaction.
 """
 
-
 import dagster as dg
 import polars as pl
 

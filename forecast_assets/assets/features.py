@@ -1,6 +1,5 @@
 """features (+ targets) and walk_forward_folds."""
 
-
 import dagster as dg
 import polars as pl
 

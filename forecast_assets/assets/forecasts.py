@@ -1,6 +1,5 @@
 """daily_forecasts and forecast_scores."""
 
-
 import base64
 import datetime as dt
 

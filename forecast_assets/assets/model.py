@@ -1,9 +1,11 @@
 """lstm_model: the production model of each retrain period (monthly), with lineage and a gate."""
 
-
 import datetime as dt
+import importlib.metadata
 import json
 import os
+import subprocess
+from pathlib import Path
 
 import dagster as dg
 import jax
@@ -19,7 +21,24 @@ from forecast_core.forecaster import ForecastTask
 from forecast_core.production import period_key, train_period_model
 from warehouse import reads, transaction
 
-CODE_VERSION = os.environ.get("FORECAST_CODE_VERSION", "0.1.0")
+def code_version() -> str:
+    """`FORECAST_CODE_VERSION` if set, else the package version plus the git commit when the code
+    runs from a checkout (`0.1.0+3f2a1bc`, with `.dirty` for uncommitted changes)."""
+    if os.environ.get("FORECAST_CODE_VERSION"):
+        return os.environ["FORECAST_CODE_VERSION"]
+    try:
+        version = importlib.metadata.version("stock-forecast")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+{sha}{'.dirty' if dirty else ''}"
 
 
 @dg.asset(
@@ -80,7 +99,7 @@ def lstm_model(
             "train_end": [pm.slices.train_end],
             "config": [json.dumps(cfg.to_dict())],
             "metrics": [json.dumps(model_metrics)],
-            "code_version": [CODE_VERSION],
+            "code_version": [code_version()],
             "device": [result.device],
             "artifact_sha256": [sha],
             "promoted": [pm.promoted],
@@ -106,6 +125,8 @@ def lstm_model(
             "device": result.device,
             "jax_backend": jax.default_backend(),
             "train_end": str(pm.slices.train_end),
+            "train_losses": dg.MetadataValue.json([round(v, 6) for v in result.train_losses]),
+            "val_losses": dg.MetadataValue.json([round(v, 6) for v in result.val_losses]),
         },
         check_results=[
             dg.AssetCheckResult(

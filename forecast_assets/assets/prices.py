@@ -1,6 +1,5 @@
 """raw_prices: daily prices per ticker and session, from the configured source."""
 
-
 import datetime as dt
 from pathlib import Path
 
