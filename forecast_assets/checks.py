@@ -5,15 +5,21 @@ scores). The check logic is plain polars on the rows just written, so it is test
 import datetime as dt
 
 import dagster as dg
+import jax
 import numpy as np
 import polars as pl
 
-from forecast_core import calendar
+from forecast_core import artifacts, calendar
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE, TICKER
 from forecast_core.config import ForecastConfig
+from forecast_core.errors import ForecastError
 from forecast_core.features import with_price
-from warehouse import read_table
+from forecast_core.forecaster import ForecastTask
+from forecast_core.forecasting import make_forecasts
+from forecast_core.production import period_slices, period_start_of, serving_forecaster
+from forecast_core.sources import make_source
+from warehouse import read_sql, read_table
 
 _LIST = 10
 # Price checks are standalone asset checks over the stored table (not check_specs of the
@@ -122,7 +128,75 @@ def plausible_jumps(warehouse: WarehouseResource, pipeline: PipelineConfig) -> d
     )
 
 
-PRICE_CHECKS = [no_duplicate_sessions, positive_prices, no_missing_sessions, plausible_jumps]
+#: Stored sessions just before the latest batch that `history_matches_source` downloads again; the
+#: relative change of a price that counts as a revision (a dividend moves the adjusted closes of
+#: every earlier session by its yield: a warning); and the |log ratio| above which a revision blocks
+#: the run (a split or a restatement: features would mix two price scales).
+REVISION_SESSIONS = 5
+REVISION_TOLERANCE = 1e-4
+REVISION_BLOCKING_LOG_RATIO = 0.05
+
+
+def history_revisions(stored: pl.DataFrame, fresh: pl.DataFrame, tolerance: float) -> pl.DataFrame:
+    """(ticker, date, column, stored, source, ratio) for every close or adj_close present in both
+    frames whose relative change source / stored - 1 exceeds `tolerance`, by ticker and date."""
+    joined = stored.join(fresh, on=[TICKER, DATE], suffix="_source")
+    frames = [
+        joined.select(TICKER, DATE, pl.lit(c).alias("column"), pl.col(c).alias("stored"),
+                      pl.col(f"{c}_source").alias("source"))
+        for c in (CLOSE, ADJ_CLOSE)
+    ]
+    long = pl.concat(frames).drop_nulls(["stored", "source"])
+    return (
+        long.with_columns((pl.col("source") / pl.col("stored")).alias("ratio"))
+        .filter((pl.col("ratio") - 1).abs() > tolerance)
+        .sort(TICKER, DATE, "column")
+    )
+
+
+@dg.asset_check(asset="raw_prices", blocking=True,
+                description=f"The {REVISION_SESSIONS} sessions stored just before the latest batch still "
+                            "match the source. A split or restatement that rewrote history (|log ratio| > "
+                            f"{REVISION_BLOCKING_LOG_RATIO}) fails and blocks the run; smaller revisions "
+                            "(dividends) warn. Remedy: re-materialize raw_prices over the stored range.")
+def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
+    cfg = pipeline.load()
+    prices = _stored_prices(warehouse.resolved_path)
+    latest_first = prices.filter(pl.col(INGESTED_AT) == pl.col(INGESTED_AT).max())[DATE].min()
+    earlier = prices.filter(pl.col(DATE) < latest_first) if latest_first else prices.clear()
+    dates = earlier[DATE].unique().sort().tail(REVISION_SESSIONS).to_list()
+    window = earlier.filter(pl.col(DATE).is_in(dates), pl.col(TICKER).is_in(list(cfg.universe.all_tickers)))
+    if window.height == 0:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"compared_rows": 0, "note": "nothing stored before the latest batch"})
+    tickers = sorted(window[TICKER].unique().to_list())
+    try:
+        fresh = make_source(cfg).fetch(tickers, dates[0], dates[-1])
+    except ForecastError as exc:  # evidence, not a crash: this warning must not fail the nightly run
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"compared_rows": 0, "error": f"could not download again: {exc}"})
+    revised = history_revisions(window, fresh, REVISION_TOLERANCE)
+    examples = [(t, d, c, f"{s:.6g} -> {n:.6g} (x{r:.4g})") for t, d, c, s, n, r in revised.rows()]
+    rewritten = revised.filter(pl.col("ratio").log().abs() > REVISION_BLOCKING_LOG_RATIO)
+    return dg.AssetCheckResult(
+        passed=revised.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR if rewritten.height else dg.AssetCheckSeverity.WARN,
+        description=(f"history rewritten by the source for {_listing(sorted(set(rewritten[TICKER])))}: "
+                     "re-materialize raw_prices from the first stored session to replace it"
+                     if rewritten.height else None),
+        metadata={
+            "compared_rows": window.height,
+            "sessions": f"{dates[0]}..{dates[-1]}",
+            "revised_values": revised.height,
+            "tickers_revised": dg.MetadataValue.json(sorted(set(revised[TICKER].to_list()))),
+            "examples": _listing(examples),
+            "tolerance": REVISION_TOLERANCE,
+        },
+    )
+
+
+PRICE_CHECKS = [no_duplicate_sessions, positive_prices, no_missing_sessions, plausible_jumps,
+                history_matches_source]
 
 
 FORECAST_CHECKS = [
@@ -166,3 +240,80 @@ MODEL_CHECKS = [
                       description="The LSTM beat zero_return (and the previous model) on validation "
                                   "pinball loss; if not, the period is served by the best baseline."),
 ]
+
+
+# --- reproducibility ---------------------------------------------------------------------------
+
+
+def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_version: str) -> pl.DataFrame:
+    """The forecasts of session `day` as `daily_forecasts` makes them, from the stored artifact of
+    `model_version` and the stored prices and features known after the close of `day`."""
+    from forecast_assets.assets.model import panel_known_at  # that module imports this one
+
+    rows = read_sql("SELECT m.serving_model, a.artifact FROM models m JOIN model_artifacts a USING (model_version) "
+                    "WHERE m.model_version = ?", [model_version], path)
+    if rows.height == 0:
+        raise ValueError(f"model {model_version} of the forecasts of {day} is not in the warehouse")
+    serving, blob = rows.row(0)
+    panel, feature_cols = panel_known_at(path, cfg, day)
+    task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
+    forecaster = artifacts.from_bytes(blob)
+    if serving != "lstm":
+        period_start = period_start_of(day)
+        history = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
+        s = period_slices(history, period_start, cfg)
+        forecaster = serving_forecaster(serving, None, panel, task, cfg, s.train_end, s.val)
+    created = dt.datetime.now(dt.timezone.utc)
+    return make_forecasts(panel, forecaster, task, day, day, model_version, created, cfg.calendar)
+
+
+def forecast_differences(stored: pl.DataFrame, recomputed: pl.DataFrame) -> tuple[list[tuple], float]:
+    """Keys (as_of_date, ticker, horizon) whose rows differ in any bit (created_at aside), and the
+    largest absolute difference of a float column."""
+    key = ["as_of_date", TICKER, "horizon"]
+    columns = [c for c in stored.columns if c != "created_at"]
+    a = stored.select(columns).sort(key)
+    b = recomputed.select(columns).sort(key).cast(dict(a.schema))
+    if a.select(key).rows() != b.select(key).rows():
+        extra = set(a.select(key).rows()) ^ set(b.select(key).rows())
+        return sorted(extra), float("inf")
+    differs = np.zeros(a.height, dtype=bool)
+    worst = 0.0
+    for c in columns:
+        if a[c].dtype == pl.Float64:
+            x, y = a[c].to_numpy(), b[c].to_numpy()
+            differs |= x.view(np.uint64) != y.view(np.uint64)
+            worst = max(worst, float(np.nanmax(np.abs(x - y), initial=0.0)))
+        else:
+            differs |= (a[c] != b[c]).fill_null(True).to_numpy()
+    return [r for r, d in zip(a.select(key).rows(), differs) if d], worst
+
+
+@dg.asset_check(asset="daily_forecasts", blocking=False,
+                description="Re-computes the latest session's forecasts from the stored model artifact and "
+                            "the stored features, and compares them bit for bit with the published rows "
+                            "(exact on the device that trained the model; one session, so it is cheap).")
+def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
+    cfg = pipeline.load()
+    path = warehouse.resolved_path
+    latest = read_sql("SELECT max(as_of_date) AS day FROM forecasts", path=path)["day"][0]
+    if latest is None:
+        return dg.AssetCheckResult(passed=True, metadata={"rows": 0, "note": "no forecasts yet"})
+    stored = read_table("forecasts", "as_of_date = ?", [latest], path)
+    versions = sorted(stored["model_version"].unique().to_list())
+    recomputed = pl.concat([recompute_forecasts(path, cfg, latest, v) for v in versions])
+    different, worst = forecast_differences(stored, recomputed)
+    devices = read_sql("SELECT DISTINCT device FROM models WHERE list_contains(?, model_version)", [versions], path)
+    return dg.AssetCheckResult(
+        passed=not different,
+        metadata={
+            "as_of_date": str(latest),
+            "model_versions": dg.MetadataValue.json(versions),
+            "rows": stored.height,
+            "different_rows": len(different),
+            "max_abs_difference": worst,
+            "examples": _listing(different),
+            "model_device": ", ".join(devices["device"].to_list()),
+            "device": str(jax.devices()[0]),
+        },
+    )

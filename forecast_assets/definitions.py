@@ -5,7 +5,7 @@ import os
 import dagster as dg
 import jax
 
-from forecast_assets.checks import PRICE_CHECKS
+from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.assets import evaluation, features, forecasts, model, prices
 from forecast_assets.assets import decision
 from forecast_assets.resources import default_resources
@@ -52,7 +52,7 @@ decision_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=PRICE_CHECKS,
+    asset_checks=[*PRICE_CHECKS, forecasts_reproducible],
     jobs=[ingest_job, evaluation_job, retrain_job, nightly_job, forecast_job, decision_job],
     schedules=[nightly_schedule(nightly_job), retrain_schedule(retrain_job)],
     resources=default_resources(),

@@ -8,6 +8,7 @@ Invalid values raise `ConfigError` naming the setting before anything is read or
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import re
 import tomllib
@@ -27,9 +28,27 @@ SAMPLE_TICKERS = (
 )  # fmt: skip
 
 
+#: File paths in settings and the environment: letters, digits, spaces and . , + @ ~ : / \ ( ) _ -.
+#: No quotes, semicolons, shell or glob characters, or control characters (a newline would forge
+#: log lines); paths never enter SQL, and this keeps it so.
+PATH_PATTERN = re.compile(r"^[\w .,+@~:/\\()\-]+$")
+#: An ISO calendar date, nothing else (`date.fromisoformat` also takes 20220103 and 2022-W01-1).
+ISO_DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def validate_path(path: object, setting: str) -> str:
+    """Return `path` if it matches `PATH_PATTERN`, else raise `ConfigError` naming the setting."""
+    if not isinstance(path, str) or not PATH_PATTERN.fullmatch(path):
+        raise ConfigError(
+            f"invalid setting {setting} = {path!r}: expected a file path of letters, digits, spaces "
+            "and . , + @ ~ : / \\ ( ) _ - (no quotes, semicolons or control characters)"
+        )
+    return path
+
+
 def validate_ticker(ticker: object) -> str:
     """Return `ticker` if it matches `TICKER_PATTERN`, else raise `ConfigError` naming it."""
-    if not isinstance(ticker, str) or not TICKER_PATTERN.match(ticker):
+    if not isinstance(ticker, str) or not TICKER_PATTERN.fullmatch(ticker):  # `$` allows a final newline
         raise ConfigError(
             f"invalid ticker {ticker!r}: expected 1-15 upper-case letters, digits or . - =, "
             "optionally after a leading ^ (for example AAPL, BRK-B, ^GSPC)"
@@ -200,6 +219,14 @@ def _require(condition: bool, setting: str, value: object, expected: str) -> Non
         raise ConfigError(f"invalid setting {setting} = {value!r}: expected {expected}")
 
 
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _positive_ints(values: tuple[int, ...], setting: str) -> None:
     _require(len(values) > 0, setting, values, "at least one value")
     for v in values:
@@ -221,6 +248,10 @@ def validate(cfg: ForecastConfig) -> None:
     _require(s.kind in ("sample", "yfinance", "file"), "source.kind", s.kind,
              "one of sample, yfinance, file")
     _require(s.kind != "file" or bool(s.path), "source.path", s.path, "a file path when kind = file")
+    if s.path is not None:
+        validate_path(s.path, "source.path")
+    _require(isinstance(s.start_date, str) and bool(ISO_DATE_PATTERN.match(s.start_date))
+             and _is_date(s.start_date), "source.start_date", s.start_date, "an ISO date YYYY-MM-DD")
 
     _positive_ints(cfg.horizons, "horizons")
     _require(tuple(sorted(set(cfg.horizons))) == cfg.horizons, "horizons", cfg.horizons,

@@ -16,7 +16,7 @@ import importlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -219,6 +219,32 @@ def _row_problems(out: pl.DataFrame, start: dt.date, end: dt.date, today: dt.dat
     return problems
 
 
+def require_sessions(
+    frame: pl.DataFrame, sessions: Sequence[dt.date], listed: Collection[str], source_name: str
+) -> None:
+    """Raise `PriceDataError` naming each (ticker, session) of `sessions` absent from `frame`.
+
+    A ticker in `listed` (it has prices before the first session) needs every session; any other
+    ticker every session from its first row on (it may have been listed inside the range). A
+    missing last session is usually one the source has not published yet (a late close): nothing
+    is written, and a later run fetches it. `frame` is a validated `fetch` result.
+    """
+    if not sessions:
+        return
+    have = frame.group_by(TICKER).agg(pl.col(DATE).min().alias("first"), pl.col(DATE).alias("dates"))
+    missing: list[str] = []
+    for ticker, first, dates in have.sort(TICKER).iter_rows():
+        since = sessions[0] if ticker in listed else first
+        present = set(dates)
+        missing += [f"{ticker} {d}" for d in sessions if d >= since and d not in present]
+    if missing:
+        raise PriceDataError(
+            f"{source_name} prices lack {len(missing)} session(s) of {sessions[0]}..{sessions[-1]}: "
+            f"{_listing(missing)} (not published yet, or a gap in the source's data); nothing was "
+            "written, run again once the source has them"
+        )
+
+
 # --- the embedded sample ------------------------------------------------------------------------
 
 
@@ -413,6 +439,31 @@ _YF_HINTS = (re.compile(r"^Failed to get ticker '([^']+)' reason: (.+)$", re.DOT
 
 _DOWNLOAD_LOCK = threading.Lock()
 
+#: Secrets an HTTP error's text can carry (its URL): Yahoo's session crumb and other tokens in the
+#: query, and user:password in a (proxy) URL. `_redact` removes them before a message is raised,
+#: since raised messages end up in the run's event log.
+_SECRET_QUERY = re.compile(r"(?i)\b(crumb|token|api_?key|key|password|passwd|secret|sig|signature)=[^&\s'\"]+")
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@'\"]+:[^/\s@'\"]+@")
+
+
+def _redact(text: str) -> str:
+    """`text` without URL credentials and secret query parameters (`crumb=<redacted>`)."""
+    text = _URL_CREDENTIALS.sub(r"\1<redacted>@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=<redacted>", text)
+
+
+def _redact_exception(exc: BaseException) -> None:
+    """Redact the string arguments of `exc` and of the exceptions it chains, in place."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.args = tuple(_redact(a) if isinstance(a, str) else a for a in e.args)
+        todo += [e.__cause__, e.__context__]
+
 
 class _YahooErrorLog(logging.Handler):
     """Collects the per-ticker errors that `yfinance.download` logs instead of raising."""
@@ -541,6 +592,7 @@ class YFinanceSource:
             )
         except Exception as exc:
             what = f"yfinance download of {_listing(requested)} for {span} failed"
+            _redact_exception(exc)  # it is chained below, and the run's event log prints causes
             if _is_transient(exc):
                 raise TransientSourceError(f"{what} (worth retrying): {exc!r}") from exc
             if type(exc).__module__.startswith("yfinance"):
@@ -569,7 +621,7 @@ def _raise_ticker_errors(
 
     by_message: dict[str, list[str]] = {}
     for ticker, messages in failures.items():
-        by_message.setdefault("; ".join(dict.fromkeys(messages))[:300], []).append(ticker)
+        by_message.setdefault(_redact("; ".join(dict.fromkeys(messages)))[:300], []).append(ticker)
     details = _listing([f"{_listing(ts)}: {m}" for m, ts in by_message.items()])
     transient = [t for t in failures if looks_transient(t)]
     if transient:

@@ -3,7 +3,9 @@
 No connection is opened at import time or kept between steps: every caller opens one with
 `connect()` for the duration of a read or a transaction. DuckDB allows one writer process per file;
 a writer that finds the file locked by another process retries for a while before failing with a
-message that says so, and readers open read-only.
+message that says so, and so does a read-only open (DuckDB refuses it while a writer holds the
+file). Readers outside the job open the read replica instead (`warehouse.replica`), which no
+writer ever locks.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Iterator
 
 import duckdb
 
+from forecast_core.config import validate_path
 from forecast_core.errors import ConfigError, ForecastError
 
 #: Bumped whenever schema.sql changes incompatibly; stored in `schema_meta`.
@@ -32,9 +35,11 @@ class WarehouseError(ForecastError):
 def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The warehouse file: `path`, else $FORECAST_WAREHOUSE, else warehouse/forecast.duckdb.
 
-    Raises `ConfigError` if the path names a directory or has an unusable suffix.
+    Raises `ConfigError` if the path names a directory, has an unusable suffix or characters
+    outside `forecast_core.config.PATH_PATTERN` (quotes, semicolons, control characters).
     """
     raw = os.fspath(path) if path is not None else os.environ.get(ENV_VAR) or DEFAULT_PATH
+    validate_path(raw, "warehouse path" if path is not None else ENV_VAR)
     p = Path(raw).expanduser()
     if p.is_dir():
         raise ConfigError(f"warehouse path {str(p)!r} is a directory; give a .duckdb file path")

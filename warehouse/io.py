@@ -3,7 +3,9 @@
 A write replaces a slice of a table: the rows matching a `WHERE` clause written by this project's
 own code (values always bound as parameters) are deleted and the new rows inserted, in one
 transaction with any other table written in the same step. Re-running a partition therefore
-replaces it, and a failure (or a killed process) leaves the previous contents.
+replaces it, and a failure (or a killed process) leaves the previous contents. Every committed
+transaction also publishes the read replica that analysts read while the job writes
+(`warehouse.replica`).
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ class Writer:
 
 @contextmanager
 def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
-    """Open the warehouse, apply the schema, and commit every write in the block at once."""
+    """Open the warehouse, apply the schema, and commit every write in the block at once; then,
+    still holding the write lock, publish the read replica (`warehouse.replica`)."""
+    from warehouse.replica import publish  # not at the top: `python -m warehouse.replica` runs it
+
     with connect(path) as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
@@ -104,6 +109,7 @@ def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        publish(con, path)
 
 
 def read_sql(

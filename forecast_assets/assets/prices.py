@@ -9,12 +9,14 @@ import polars as pl
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import INGESTED_AT, TICKER
-from forecast_core.errors import PriceDataError, TransientSourceError
-from forecast_core.sources import make_source
+from forecast_core.errors import ForecastError, TransientSourceError
+from forecast_core import calendar
+from forecast_core.sources import make_source, require_sessions
 from warehouse import read_sql, transaction
 from warehouse.io import table_exists
 
-#: Network-facing: transient source errors are retried with exponential backoff and jitter.
+#: Network-facing: transient source errors are retried with exponential backoff and jitter (any
+#: other ForecastError fails at once: see `raw_prices`).
 SOURCE_RETRY = dg.RetryPolicy(
     max_retries=4, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -44,20 +46,35 @@ def raw_prices(
     download. Every frame is validated before it is written (bad data fails the run with the
     tickers and dates named, and is not retried); transient source errors are retried. A ticker
     newly added to the configuration gets its whole history on its first run."""
+    try:
+        return _ingest(context, warehouse, pipeline)
+    except TransientSourceError:
+        raise  # the retry policy retries it
+    except ForecastError as exc:
+        # Bad data, a bad setting or an unusable warehouse: retrying would only wait for minutes.
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _ingest(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> dg.MaterializeResult:
     cfg = pipeline.load()
     path = warehouse.resolved_path
     start, end = partition_dates(context, cfg.calendar)
     source = make_source(cfg)
     tickers = cfg.universe.all_tickers
     history_start = dt.date.fromisoformat(cfg.source.start_date)
-    new = [t for t in _new_tickers(path, tickers) if start > history_start]
-    try:
-        frame = source.fetch(tickers, start, end)
-        history = source.fetch(new, history_start, start - dt.timedelta(days=1)) if new else None
-    except TransientSourceError:
-        raise  # the retry policy retries it
-    except PriceDataError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    unstored = _new_tickers(path, tickers)
+    new = [t for t in unstored if start > history_start]
+    frame = source.fetch(tickers, start, end)
+    history = source.fetch(new, history_start, start - dt.timedelta(days=1)) if new else None
+    # Every session must be there (a late close, a dropped NaN row, a gap) before any write.
+    listed = set(tickers) - set(unstored)
+    if history is not None:
+        before = calendar.sessions(history_start, start - dt.timedelta(days=1), cfg.calendar)
+        require_sessions(history, before, frozenset(), source.name)
+        listed |= set(history[TICKER].to_list())
+    require_sessions(frame, calendar.sessions(start, end, cfg.calendar), listed, source.name)
     now = pl.lit(dt.datetime.now(dt.timezone.utc), pl.Datetime("us", "UTC")).alias(INGESTED_AT)
     with transaction(path) as w:
         w.replace(
