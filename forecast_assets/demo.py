@@ -24,6 +24,7 @@ from forecast_core import calendar
 from forecast_core.config import load_config
 from forecast_core.sources import make_source
 from warehouse import read_sql, warehouse_path
+from warehouse.replica import replica_path
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -153,14 +154,13 @@ def print_summary(path: Path) -> None:
     )
     print("\nScored daily forecasts:")
     print(scores)
-    print(f"\nWarehouse: {path.resolve()}")
+    replica = replica_path(path)
+    print(f"\nWarehouse: {path.resolve()}\nRead replica for queries (safe while the job runs): {replica.resolve()}")
     print(
-        "Try:\n  duckdb -readonly " + str(path) + " \"SELECT ticker, horizon, as_of_date, target_date, "
-        "q10_close, q50_close, q90_close FROM latest_forecasts ORDER BY ticker, horizon\""
-        "\n  (or: python -c \"import duckdb; print(duckdb.connect('" + str(path) + "', read_only=True)"
-        ".sql('FROM latest_forecasts LIMIT 10'))\")"
+        "Try:\n  .venv/bin/python -c \"import duckdb; print(duckdb.connect('" + str(replica) + "', read_only=True)"
+        ".sql('SELECT ticker, horizon, as_of_date, target_date, q10_close, q50_close, q90_close "
+        "FROM latest_forecasts ORDER BY ticker, horizon'))\""
     )
-
 
 if __name__ == "__main__":
     main()
