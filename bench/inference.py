@@ -1,0 +1,102 @@
+"""Item 2: forecasts for 20, 100 and 500 tickers: time and memory.
+
+`python -m bench.inference N` (one size per process) prints JSON for a model of the default
+configuration (random initial parameters: the cost does not depend on their values) over N
+synthetic tickers with two years of history:
+- `jit_call_s`: one jitted call (`train.predict_rows`) on the N windows of the last session,
+  median over repeats after compilation (`compile_s`); `xla_temp_mb`: the call's working memory
+  from XLA's memory analysis;
+- `predict_s`: the project's path for one session, `LSTMForecaster.predict` (scale the panel,
+  window it, `predict_scaled` in 8192-row chunks);
+- `forecasts_s`: `make_forecasts` for one session (what `daily_forecasts` computes per night).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import sys
+import time
+
+from bench._subprocess import emit
+
+SIZES = (20, 100, 500)
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure(n_tickers: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import polars as pl
+
+    from bench.synthetic import config_for, synthetic_prices
+    from forecast_core import train
+    from forecast_core.columns import DATE, TICKER
+    from forecast_core.features import build_features, build_targets, feature_columns
+    from forecast_core.forecaster import ForecastTask, training_rows
+    from forecast_core.forecasting import make_forecasts
+    from forecast_core.lstm import LSTMForecaster
+    from forecast_core.panel import assemble_panel
+    from forecast_core.windows import fit_scalers, make_windows
+
+    cfg = config_for(n_tickers)
+    prices = synthetic_prices(n_tickers, years=2)
+    universe = prices.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
+    feats = build_features(prices, cfg)
+    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), prices)
+    task = ForecastTask(feature_columns(feats), cfg.horizons, cfg.quantiles)
+    day = panel[DATE].max()
+    lstm = LSTMForecaster(task, cfg)
+    lstm.scalers = fit_scalers(training_rows(panel, day, task), task)
+    model = lstm.model
+    state = train.create_state(cfg, model, len(task.feature_columns), jax.random.PRNGKey(0))
+    lstm.params = jax.device_get(state.params)
+
+    data = make_windows(panel, task, lstm.scalers, cfg.model.lookback)
+    rows = np.flatnonzero(data.dates == np.datetime64(day)).astype(np.int32)
+    x, tid, rows_d = jnp.asarray(data.x), jnp.asarray(data.ticker_id), jnp.asarray(rows)
+
+    def call():
+        return train.predict_rows(model.apply, lstm.params, x, tid, rows_d,
+                                  lookback=cfg.model.lookback).block_until_ready()
+
+    t = time.perf_counter()
+    call()
+    compile_s = time.perf_counter() - t
+    jit_call_s = _median_time(call, 20)
+    compiled = jax.jit(train.predict_rows, static_argnames=("apply_fn", "lookback")).lower(
+        model.apply, lstm.params, x, tid, rows_d, lookback=cfg.model.lookback).compile()
+    memory = compiled.memory_analysis()
+    temp_mb = getattr(memory, "temp_size_in_bytes", 0) / 2**20 if memory is not None else None
+
+    lstm.predict(panel, day, day)  # compiles the 8192-row chunk program
+    predict_s = _median_time(lambda: lstm.predict(panel, day, day), 5)
+    created = dt.datetime.now(dt.timezone.utc)
+    forecasts = make_forecasts(panel, lstm, task, day, day, "bench", created, cfg.calendar)
+    forecasts_s = _median_time(
+        lambda: make_forecasts(panel, lstm, task, day, day, "bench", created, cfg.calendar), 5
+    )
+    return {
+        "tickers": n_tickers,
+        "windows": int(len(rows)),
+        "forecast_rows": forecasts.height,
+        "backend": jax.default_backend(),
+        "compile_s": round(compile_s, 3),
+        "jit_call_s": round(jit_call_s, 5),
+        "xla_temp_mb": None if temp_mb is None else round(temp_mb, 2),
+        "predict_s": round(predict_s, 4),
+        "forecasts_s": round(forecasts_s, 4),
+    }
+
+
+if __name__ == "__main__":
+    emit(measure(int(sys.argv[1])))
