@@ -35,8 +35,8 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def write_config(path: Path, values: dict[str, Any]) -> Path:
-    """Write `values` (nested like `TINY_CONFIG`) as a TOML file of overrides; checked by loading it."""
+def write_toml(path: Path, values: dict[str, Any]) -> Path:
+    """Write `values` (nested like `TINY_CONFIG`) as a TOML file of overrides, unchecked."""
     top = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
     sections = [
         f"[{name}]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in table.items())
@@ -44,7 +44,13 @@ def write_config(path: Path, values: dict[str, Any]) -> Path:
         if isinstance(table, dict)
     ]
     path.write_text("\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n")
-    load_config(path)  # fail here, naming the setting, rather than inside a Dagster run
+    return path
+
+
+def write_config(path: Path, values: dict[str, Any]) -> Path:
+    """`write_toml`, then load it: fail here, naming the setting, rather than inside a Dagster run."""
+    write_toml(path, values)
+    load_config(path)
     return path
 
 

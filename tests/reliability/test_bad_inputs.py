@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
 from forecast_core.errors import ConfigError, InsufficientDataError, PriceDataError
 from forecast_core.lstm import LSTMForecaster
 from forecast_core.sources import FileSource
-from tests.conftest import TINY_CONFIG, with_overrides
+from tests.conftest import TINY_CONFIG, with_overrides, write_toml
 from tests.reliability.ledger import record
 from tests.synthetic import synthetic_prices
 from tests.test_lstm import CFG as LSTM_CFG, small_setup
@@ -44,21 +43,6 @@ BAD_DAY = dt.date(2022, 12, 14)
 
 
 # --- inputs -------------------------------------------------------------------------------------
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def write_toml(path: Path, values: dict[str, Any]) -> Path:
-    """Like tests.conftest.write_config, without loading it: these files are meant to be bad."""
-    top = [f"{k} = {_toml(v)}" for k, v in values.items() if not isinstance(v, dict)]
-    sections = [f"[{name}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in table.items())
-                for name, table in values.items() if isinstance(table, dict)]
-    path.write_text("\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n")
-    return path
 
 
 def prices_csv(path: Path, mutate: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> Path:
