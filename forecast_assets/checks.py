@@ -9,15 +9,16 @@ import jax
 import numpy as np
 import polars as pl
 
-from forecast_core import artifacts, calendar
+from forecast_assets.periods import panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core import artifacts, calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import ForecastError
 from forecast_core.features import with_price
 from forecast_core.forecaster import ForecastTask
 from forecast_core.forecasting import make_forecasts
-from forecast_core.production import period_slices, period_start_of, serving_forecaster
+from forecast_core.production import period_start_of, serving_forecaster
 from forecast_core.sources import make_source
 from warehouse import read_sql, read_table
 
@@ -248,8 +249,6 @@ MODEL_CHECKS = [
 def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_version: str) -> pl.DataFrame:
     """The forecasts of session `day` as `daily_forecasts` makes them, from the stored artifact of
     `model_version` and the stored prices and features known after the close of `day`."""
-    from forecast_assets.assets.model import panel_known_at  # that module imports this one
-
     rows = read_sql("SELECT m.serving_model, a.artifact FROM models m JOIN model_artifacts a USING (model_version) "
                     "WHERE m.model_version = ?", [model_version], path)
     if rows.height == 0:
@@ -257,12 +256,7 @@ def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_vers
     serving, blob = rows.row(0)
     panel, feature_cols = panel_known_at(path, cfg, day)
     task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
-    forecaster = artifacts.from_bytes(blob)
-    if serving != "lstm":
-        period_start = period_start_of(day)
-        history = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
-        s = period_slices(history, period_start, cfg)
-        forecaster = serving_forecaster(serving, None, panel, task, cfg, s.train_end, s.val)
+    forecaster = serving_forecaster(serving, artifacts.from_bytes(blob), panel, task, cfg, period_start_of(day))
     created = dt.datetime.now(dt.timezone.utc)
     return make_forecasts(panel, forecaster, task, day, day, model_version, created, cfg.calendar)
 

@@ -143,12 +143,3 @@ def evaluate_fold(
     )
     return FoldResult(predictions=predictions, metrics=metrics_frame, seconds=seconds)
 
-
-def leaderboard(fold_metrics: pl.DataFrame) -> pl.DataFrame:
-    """Mean of each metric across folds, per model and horizon (the `model_leaderboard` view's core)."""
-    return (
-        fold_metrics.group_by(MODEL, HORIZON, METRIC)
-        .agg(pl.col(VALUE).mean())
-        .pivot(on=METRIC, index=[MODEL, HORIZON], values=VALUE)
-        .sort(HORIZON, "pinball")
-    )

@@ -150,16 +150,17 @@ def train_period_model(
 
 
 def serving_forecaster(
-    serving_model: str, lstm: LSTMForecaster | None, panel: pl.DataFrame, task: ForecastTask,
-    cfg: ForecastConfig, train_end: dt.date, val: tuple[dt.date, dt.date],
+    serving_model: str, lstm: LSTMForecaster, panel: pl.DataFrame, task: ForecastTask,
+    cfg: ForecastConfig, period_start: dt.date,
 ) -> Forecaster:
-    """The forecaster that serves a period: the LSTM, or the named baseline refitted on the same
-    training rows (baselines are deterministic and cheap, so they are refitted, not stored)."""
+    """The forecaster that serves the period starting `period_start`: the period's LSTM, or the
+    named baseline refitted on the period's training slice of `panel` (baselines are
+    deterministic and cheap, so they are refitted, not stored)."""
     if serving_model == "lstm":
-        if lstm is None:
-            raise ValueError("the period is served by the LSTM but no artifact was given")
         return lstm
-    return make_baseline(serving_model, task, cfg).fit(panel, train_end, val)
+    sessions = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
+    s = period_slices(sessions, period_start, cfg)
+    return make_baseline(serving_model, task, cfg).fit(panel, s.train_end, s.val)
 
 
 def period_start_of(day: dt.date) -> dt.date:

@@ -1,4 +1,4 @@
-"""Fold evaluation on the small synthetic panel: prediction rows, metric rows, scores, leaderboard."""
+"""Fold evaluation on the small synthetic panel: prediction rows, metric rows, scores."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from forecast_core.baselines import BASELINES, make_baselines
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER, target_column
-from forecast_core.evaluation import METRIC, VALUE, evaluate_fold, leaderboard, quantile_columns, score
+from forecast_core.evaluation import METRIC, VALUE, evaluate_fold, quantile_columns, score
 from forecast_core.forecaster import rows_between
 from forecast_core.lstm import LSTMForecaster
 from forecast_core.metrics import panel_diebold_mariano
@@ -139,21 +139,3 @@ def test_dm_statistics_compare_lstm_with_zero_return(setup, result):
         assert recorded["dm_stat"] == pytest.approx(stat, rel=1e-12)
         assert recorded["dm_pvalue"] == pytest.approx(pvalue, rel=1e-12)
 
-
-def test_leaderboard_pivots_means_across_folds(result):
-    m = result.metrics
-    second = m.with_columns(pl.lit(1, pl.Int32).alias(FOLD), pl.col(VALUE) * 3)
-    board = leaderboard(pl.concat([m, second]))
-    assert board.height == len(MODELS) * len(CFG.horizons)
-    assert board.select(MODEL, HORIZON).is_unique().all()
-    assert {*POINT_METRICS, *DM_METRICS} <= set(board.columns)
-    for row in board.iter_rows(named=True):
-        one = dict(m.filter((pl.col(MODEL) == row[MODEL]) & (pl.col(HORIZON) == row[HORIZON]))
-                   .select(METRIC, VALUE).iter_rows())  # fmt: skip
-        for name, value in one.items():
-            assert row[name] == pytest.approx(2 * value, rel=1e-12)  # mean of value and 3 x value
-        if row[MODEL] != "lstm":
-            assert row["dm_stat"] is None
-    # Sorted by horizon, then pinball loss (best first).
-    keys = board.select(HORIZON, "pinball").rows()
-    assert keys == sorted(keys)

@@ -10,11 +10,10 @@ from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core import calendar
-from forecast_core.columns import DATE
 from forecast_core.forecaster import ForecastTask
 from forecast_core.forecasting import make_forecasts, score_forecasts
 from forecast_core.plots import fan_chart
-from forecast_core.production import period_slices, serving_forecaster
+from forecast_core.production import serving_forecaster
 from forecast_assets.periods import batches_by_period
 from warehouse import read_table, reads, transaction
 
@@ -45,11 +44,9 @@ def daily_forecasts(
     for batch in batches_by_period(path, cfg, sessions):
         row, period = batch.model_row, batch.period
         task = ForecastTask(batch.feature_columns, cfg.horizons, cfg.quantiles)
-        forecaster = batch.lstm
+        forecaster = serving_forecaster(row["serving_model"], batch.lstm, batch.panel, task, cfg,
+                                        batch.period_start)
         if row["serving_model"] != "lstm":
-            history = batch.panel.filter(pl.col(DATE) < batch.period_start)[DATE].unique().sort().to_list()
-            s = period_slices(history, batch.period_start, cfg)
-            forecaster = serving_forecaster(row["serving_model"], None, batch.panel, task, cfg, s.train_end, s.val)
             context.log.warning(f"{period}: serving {row['serving_model']} ({row['decision']})")
         served[period] = f"{row['model_version']} ({row['serving_model']})"
         frames.append(make_forecasts(batch.panel, forecaster, task, batch.days[0], batch.days[-1],
