@@ -20,6 +20,7 @@ import polars as pl
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, PRICE, TICKER, VOLUME
 from forecast_core.columns import target_column
 from forecast_core.config import FeatureConfig, ForecastConfig
+from forecast_core.row_order import sorted_by_ticker_date
 
 _BY = TICKER
 
@@ -27,10 +28,13 @@ _BY = TICKER
 DAILY_RETURN = "ret_1"
 
 
-def with_price(prices: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """Sorted lazy panel with a `price` column (adj_close, else close)."""
-    present = [c for c in (ADJ_CLOSE, CLOSE) if c in prices.collect_schema().names()]
-    return prices.lazy().with_columns(pl.coalesce(present).alias(PRICE)).sort(TICKER, DATE)
+def with_price(prices: pl.DataFrame) -> pl.LazyFrame:
+    """The panel in (ticker, date) order, lazy, with a `price` column (adj_close, else close).
+
+    Rows keep that order through `select`s of window expressions (`.over(ticker)`), so frames built
+    from it need no sort of their own."""
+    present = [c for c in (ADJ_CLOSE, CLOSE) if c in prices.columns]
+    return sorted_by_ticker_date(prices).lazy().with_columns(pl.coalesce(present).alias(PRICE))
 
 
 def _log_price() -> pl.Expr:
@@ -144,8 +148,8 @@ def build_features(prices: pl.DataFrame, cfg: ForecastConfig) -> pl.DataFrame:
         *calendar_feature_exprs(),
     )
     for exo in cfg.universe.exogenous:
-        out = out.join(_exogenous_features(lazy, exo), on=DATE, how="left")
-    return out.sort(TICKER, DATE).collect()
+        out = out.join(_exogenous_features(lazy, exo), on=DATE, how="left", maintain_order="left")
+    return out.collect()
 
 
 def feature_columns(features: pl.DataFrame) -> tuple[str, ...]:
@@ -166,7 +170,6 @@ def build_targets(prices: pl.DataFrame, horizons: tuple[int, ...]) -> pl.DataFra
             DATE,
             *[(logp.shift(-h) - logp).over(_BY).alias(target_column(h)) for h in horizons],
         )
-        .sort(TICKER, DATE)
         .collect()
     )
 
