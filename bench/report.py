@@ -153,12 +153,13 @@ def render(record: dict) -> str:
         "section from `bench/results/bench.json`.",
         "",
         f"Machine: {m['cpu']}, {m['cpus_usable']} cores, CPU only; Python {m['python']}, JAX "
-        f"{m['jax']}, PyTorch {m['torch']}; measured {record['date'][:10]}. The cores were shared "
-        f"with other work while the suite ran (1-minute load average before -> after each item: "
+        f"{m['jax']}, PyTorch {m['torch']}; measured {record['date'][:10]}. 1-minute load average "
+        f"before -> after each item (the suite's own processes count: item 1 keeps both cores busy, "
+        f"so about 2 is the suite alone; more means other work shared the cores): "
         + ", ".join(f"item {k} {v['load_average'][0]} -> {v['load_average'][1]}"
                     for k, v in sorted(_item_runs(record).items()))
-        + "), so absolute figures are noisy; ratios compare the two sides measured alternately in "
-        f"the same run. {record['gpu']}",
+        + ". Absolute figures move with the machine's load; ratios compare the two sides measured "
+        f"alternately in the same run. {record['gpu']}",
     ]
     if "training" in record:
         parts += ["", *_training(record)]
