@@ -9,18 +9,16 @@ import jax
 import numpy as np
 import polars as pl
 
-from forecast_assets.periods import panel_known_at
+from forecast_assets.periods import PeriodBatch, panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core import artifacts, calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import ForecastError
 from forecast_core.features import with_price
-from forecast_core.forecaster import ForecastTask
-from forecast_core.forecasting import make_forecasts
-from forecast_core.production import period_start_of, serving_forecaster
+from forecast_core.production import period_start_of
 from forecast_core.sources import make_source
-from warehouse import read_sql, read_table
+from warehouse import read_sql, read_table, reads
 
 _LIST = 10
 # Price checks are standalone asset checks over the stored table (not check_specs of the
@@ -249,16 +247,12 @@ MODEL_CHECKS = [
 def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_version: str) -> pl.DataFrame:
     """The forecasts of session `day` as `daily_forecasts` makes them, from the stored artifact of
     `model_version` and the stored prices and features known after the close of `day`."""
-    rows = read_sql("SELECT m.serving_model, a.artifact FROM models m JOIN model_artifacts a USING (model_version) "
-                    "WHERE m.model_version = ?", [model_version], path)
-    if rows.height == 0:
+    row = reads.model(path, model_version)
+    if row is None:
         raise ValueError(f"model {model_version} of the forecasts of {day} is not in the warehouse")
-    serving, blob = rows.row(0)
     panel, feature_cols = panel_known_at(path, cfg, day)
-    task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
-    forecaster = serving_forecaster(serving, artifacts.from_bytes(blob), panel, task, cfg, period_start_of(day))
-    created = dt.datetime.now(dt.timezone.utc)
-    return make_forecasts(panel, forecaster, task, day, day, model_version, created, cfg.calendar)
+    batch = PeriodBatch(period_start_of(day), [day], row, artifacts.from_bytes(row["artifact"]), panel, feature_cols)
+    return batch.forecasts(cfg, dt.datetime.now(dt.timezone.utc))[0]
 
 
 def forecast_differences(stored: pl.DataFrame, recomputed: pl.DataFrame) -> tuple[list[tuple], float]:

@@ -3,6 +3,7 @@ known on the group's last session: what forecasting and explaining a range of se
 
 import datetime as dt
 import itertools
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -10,12 +11,14 @@ import dagster as dg
 import polars as pl
 
 from forecast_core import artifacts
-from forecast_core.columns import DATE, TICKER
+from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.features import build_targets
+from forecast_core.forecaster import ForecastTask, rows_between
+from forecast_core.forecasting import make_forecasts
 from forecast_core.lstm import LSTMForecaster
 from forecast_core.panel import assemble_panel
-from forecast_core.production import period_key, period_start_of
+from forecast_core.production import best_baseline, period_key, period_start_of, serving_plan
 from warehouse import reads
 
 
@@ -43,6 +46,23 @@ class PeriodBatch:
     @property
     def period(self) -> str:
         return period_key(self.period_start)
+
+    def forecasts(self, cfg: ForecastConfig, created_at: dt.datetime) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+        """`forecasts` rows for the batch's sessions, made by the period's serving plan
+        (`production.serving_plan`), and which model served which tickers."""
+        row = self.model_row
+        task = ForecastTask(self.feature_columns, cfg.horizons, cfg.quantiles)
+        stand_in = best_baseline(json.loads(row["metrics"])["val_pinball"])
+        tickers = rows_between(self.panel, self.days[0], self.days[-1])[TICKER].unique().sort().to_list()
+        plan = serving_plan(row["serving_model"], stand_in, self.lstm, self.panel, task, cfg,
+                            self.period_start, tickers)
+        frames = [
+            make_forecasts(self.panel.filter(pl.col(TICKER).is_in(served)), forecaster, task,
+                           self.days[0], self.days[-1], row["model_version"], created_at, cfg.calendar)
+            for forecaster, served in plan
+        ]
+        rows = pl.concat(frames).sort("as_of_date", TICKER, HORIZON)
+        return rows, {forecaster.name: served for forecaster, served in plan}
 
 
 def batches_by_period(path: str, cfg: ForecastConfig, sessions: list[dt.date]) -> Iterator[PeriodBatch]:

@@ -34,6 +34,12 @@ class LSTMForecaster(Forecaster):
         self.result: TrainResult | None = None
 
     @property
+    def tickers(self) -> tuple[str, ...]:
+        """The tickers the model was trained on: it has an embedding and scalers for these only."""
+        assert self.scalers is not None, "fit or load the model first"
+        return self.scalers.tickers
+
+    @property
     def model(self):
         assert self.scalers is not None, "fit or load the model first"
         return model_from_config(self.cfg, len(self.scalers.tickers))

@@ -10,13 +10,16 @@ The validation slice ends `max_horizon` sessions before the cutoff so that its l
 at the cutoff too. The LSTM is promoted only if its validation pinball loss is not worse (beyond
 `promotion_tolerance`) than `zero_return` with empirical bands fitted on the same rows, and than
 the previous period's model on the same validation rows. Otherwise the period is served by the
-baseline with the best validation pinball loss, and the decision says why.
+baseline with the best validation pinball loss, and the decision says why. A ticker the period's
+LSTM was not trained on (added to the universe mid-period) is served by that same best baseline
+until the next retrain (`serving_plan`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 import polars as pl
@@ -96,6 +99,11 @@ class PeriodModel:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def best_baseline(val_pinball: Mapping[str, float]) -> str:
+    """The baseline with the lowest validation pinball loss: what serves where the LSTM cannot."""
+    return min((k for k in val_pinball if k != "lstm"), key=val_pinball.__getitem__)
+
+
 def train_period_model(
     panel: pl.DataFrame,
     task: ForecastTask,
@@ -130,20 +138,19 @@ def train_period_model(
                 f"validation pinball {scores['lstm']:.6g} is worse than the previous model's "
                 f"{prev_score:.6g} beyond tolerance {cfg.promotion_tolerance}"
             )
-    best_baseline = min((k for k in scores if k != "lstm"), key=scores.__getitem__)
     promoted = not reasons
     decision = (
         f"promoted: validation pinball {scores['lstm']:.6g} vs zero_return {scores['zero_return']:.6g}"
         + (f" and previous model {prev_score:.6g}" if prev_score is not None else "")
         if promoted
-        else "refused: " + "; ".join(reasons) + f"; serving {best_baseline}"
+        else "refused: " + "; ".join(reasons) + f"; serving {best_baseline(scores)}"
     )
     return PeriodModel(
         slices=s,
         lstm=lstm,
         val_pinball=scores,
         promoted=promoted,
-        serving_model="lstm" if promoted else best_baseline,
+        serving_model="lstm" if promoted else best_baseline(scores),
         decision=decision,
         previous_val_pinball=prev_score,
     )
@@ -161,6 +168,27 @@ def serving_forecaster(
     sessions = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
     s = period_slices(sessions, period_start, cfg)
     return make_baseline(serving_model, task, cfg).fit(panel, s.train_end, s.val)
+
+
+def serving_plan(
+    serving_model: str, stand_in: str, lstm: LSTMForecaster, panel: pl.DataFrame, task: ForecastTask,
+    cfg: ForecastConfig, period_start: dt.date, tickers: list[str],
+) -> list[tuple[Forecaster, list[str]]]:
+    """Which forecaster serves which of `tickers` in the period starting `period_start`.
+
+    The period's serving model serves every ticker it can. When that is the LSTM, a ticker it was
+    not trained on (added to the universe after the period's model was trained: it has no
+    embedding and no scalers for it) is served by the `stand_in` baseline (the period's best on
+    validation) until the next retrain, instead of leaving the whole universe without forecasts.
+    """
+    if serving_model != "lstm":
+        return [(serving_forecaster(serving_model, lstm, panel, task, cfg, period_start), tickers)]
+    seen = set(lstm.tickers)
+    unseen = [t for t in tickers if t not in seen]
+    plan: list[tuple[Forecaster, list[str]]] = [(lstm, [t for t in tickers if t in seen])]
+    if unseen:
+        plan.append((serving_forecaster(stand_in, lstm, panel, task, cfg, period_start), unseen))
+    return [(forecaster, served) for forecaster, served in plan if served]
 
 
 def period_start_of(day: dt.date) -> dt.date:

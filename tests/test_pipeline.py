@@ -29,13 +29,13 @@ import polars as pl
 from polars.testing import assert_frame_equal
 import pytest
 
-from forecast_assets.checks import PRICE_CHECKS
+from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.definitions import ASSETS
 from forecast_core import artifacts, calendar
 from forecast_core.baselines import BASELINES
 from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig, load_config
-from forecast_core.production import train_period_model
+from forecast_core.production import best_baseline, train_period_model
 from tests.conftest import TINY_CONFIG, make_resources, with_overrides, write_config
 from warehouse import read_sql
 
@@ -355,13 +355,59 @@ def test_the_gate_refuses_a_model_trained_on_shuffled_targets():
     assert pm.slices.val_end < dt.date(2016, 6, 1)
 
 
+def copy_warehouse(pipeline: Pipeline, directory: Path) -> Path:
+    """A copy of the pipeline's warehouse (every connection is closed between runs)."""
+    warehouse = directory / "w.duckdb"
+    shutil.copy(pipeline.warehouse, warehouse)
+    if pipeline.warehouse.with_name("w.duckdb.wal").exists():
+        shutil.copy(pipeline.warehouse.with_name("w.duckdb.wal"), directory / "w.duckdb.wal")
+    return warehouse
+
+
+def test_a_ticker_added_after_the_retrain_is_served_by_the_stand_in_baseline(pipeline, tmp_path):
+    """JNJ joins the universe on the period's last session. Its history comes in with that night's
+    prices; December's LSTM (trained without it) still forecasts the other tickers, bit for bit as
+    before; JNJ is forecast by the period's best validation baseline; every check passes,
+    reproducibility included; the explanations cover the LSTM's tickers."""
+    warehouse = copy_warehouse(pipeline, tmp_path)
+    universe = {"tickers": [*TICKERS, "JNJ"], "exogenous": ["^GSPC"]}
+    config_file = write_config(tmp_path / "added.toml", with_overrides(
+        TINY_CONFIG, {"promotion_tolerance": 10.0, "universe": universe}))
+    res = make_resources(warehouse, config_file)
+    day = LAST_SESSION
+    materialize(["raw_prices"], res, start=day, end=day)
+    materialize(["features"], res)
+
+    forecasted = materialize(["daily_forecasts"], res, start=day, end=day)
+    assert {e.check_name: e.passed for e in forecasted.get_asset_check_evaluations()} == {
+        name: True for name in ("forecasts_finite", "quantiles_ordered", "complete_forecasts")
+    }
+    reproduced = dg.materialize([*ASSETS, forecasts_reproducible], resources=res,
+                                selection=dg.AssetSelection.checks(forecasts_reproducible))
+    evaluation = reproduced.get_asset_check_evaluations()[0]
+    assert evaluation.passed and evaluation.metadata["rows"].value == 4 * len(HORIZONS)
+    model = table(warehouse, "SELECT * FROM models WHERE period = '2022-12'").row(0, named=True)
+    assert model["serving_model"] == "lstm"
+    stand_in = best_baseline(json.loads(model["metrics"])["val_pinball"])
+    rows = table(warehouse, "SELECT * FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon", [day])
+    assert dict(rows.select("ticker", "model").unique().iter_rows()) == {
+        "AAPL": "lstm", "KO": "lstm", "MSFT": "lstm", "JNJ": stand_in}
+    jnj = rows.filter(pl.col("ticker") == "JNJ")
+    assert jnj.height == len(HORIZONS) and (jnj["q10"] < jnj["q50"]).all() and (jnj["q50"] < jnj["q90"]).all()
+    metadata = forecasted.asset_materializations_for_node("daily_forecasts")[0].metadata
+    assert metadata["stand_in_tickers"].value == {"2022-12": {stand_in: ["JNJ"]}}
+    before = table(pipeline.warehouse, "SELECT * FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon", [day])
+    assert_frame_equal(rows.filter(pl.col("ticker") != "JNJ").drop("created_at"), before.drop("created_at"))
+
+    materialize(["forecast_explanations"], res, start=day, end=day)
+    explained = table(warehouse, "SELECT DISTINCT ticker FROM forecast_explanations WHERE as_of_date = ?", [day])
+    assert sorted(explained["ticker"]) == sorted(TICKERS)
+
+
 def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
     """At asset level: an untrained LSTM (a learning rate of 1e-9) with no tolerance is refused by
     the gate, the promotion_gate check warns, and the period's forecasts come from the baseline."""
-    warehouse = tmp_path / "w.duckdb"
-    shutil.copy(pipeline.warehouse, warehouse)  # every connection is closed between runs
-    if pipeline.warehouse.with_name("w.duckdb.wal").exists():
-        shutil.copy(pipeline.warehouse.with_name("w.duckdb.wal"), tmp_path / "w.duckdb.wal")
+    warehouse = copy_warehouse(pipeline, tmp_path)
     config_file = write_config(tmp_path / "bad.toml", with_overrides(
         TINY_CONFIG, {"promotion_tolerance": 0.0, "train": {"learning_rate": 1e-9, "max_epochs": 1}}))
     res = make_resources(warehouse, config_file)

@@ -48,12 +48,18 @@ def folds(path: Path) -> list[Fold]:
     return folds_from_frame(frame)
 
 
+_MODEL_WITH_ARTIFACT = "SELECT m.*, a.artifact FROM models m JOIN model_artifacts a USING (model_version) "
+
+
 def latest_model(path: Path, period: str) -> dict | None:
     """The newest `models` row for a retrain period (with its artifact), or None."""
     rows = read_sql(
-        "SELECT m.*, a.artifact FROM models m JOIN model_artifacts a USING (model_version) "
-        "WHERE m.period = ? ORDER BY m.trained_at DESC LIMIT 1",
-        [period],
-        path,
+        _MODEL_WITH_ARTIFACT + "WHERE m.period = ? ORDER BY m.trained_at DESC LIMIT 1", [period], path
     )
+    return rows.row(0, named=True) if rows.height else None
+
+
+def model(path: Path, model_version: str) -> dict | None:
+    """The `models` row of `model_version` (with its artifact), or None."""
+    rows = read_sql(_MODEL_WITH_ARTIFACT + "WHERE m.model_version = ?", [model_version], path)
     return rows.row(0, named=True) if rows.height else None

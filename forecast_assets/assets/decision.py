@@ -11,6 +11,7 @@ from forecast_assets.periods import batches_by_period
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core import backtest, calendar, explain
+from forecast_core.columns import TICKER
 from forecast_core.plots import attribution_chart, equity_chart
 from warehouse import read_table, reads, transaction
 
@@ -101,7 +102,12 @@ def forecast_explanations(
                 f"{period}: the gate refused the LSTM ({row['serving_model']} serves); the attributions "
                 "explain the LSTM's forecasts, not the published ones"
             )
-        sessions_explained = explain.explain_sessions(batch.lstm, batch.panel, batch.days)
+        # A ticker added after the period's model was trained is served by a baseline: nothing to explain.
+        unseen = sorted(set(batch.panel[TICKER].unique().to_list()) - set(batch.lstm.tickers))
+        if unseen:
+            context.log.warning(f"{period}: {unseen} are not in the period's LSTM; not explained")
+        panel = batch.panel.filter(pl.col(TICKER).is_in(list(batch.lstm.tickers)))
+        sessions_explained = explain.explain_sessions(batch.lstm, panel, batch.days)
         explained += sessions_explained
         served[period] = f"{row['model_version']} ({row['serving_model']})"
         frames += [e.frame(row["model_version"]) for e in sessions_explained]

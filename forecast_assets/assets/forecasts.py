@@ -10,10 +10,8 @@ from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core import calendar
-from forecast_core.forecaster import ForecastTask
-from forecast_core.forecasting import make_forecasts, score_forecasts
+from forecast_core.forecasting import score_forecasts
 from forecast_core.plots import fan_chart
-from forecast_core.production import serving_forecaster
 from forecast_assets.periods import batches_by_period
 from warehouse import read_table, reads, transaction
 
@@ -40,17 +38,22 @@ def daily_forecasts(
     start, end = partition_dates(context, cfg.calendar)
     sessions = calendar.sessions(start, end, cfg.calendar)
     created = dt.datetime.now(dt.timezone.utc)
-    frames, served = [], {}
+    frames, served, stand_ins = [], {}, {}
     for batch in batches_by_period(path, cfg, sessions):
         row, period = batch.model_row, batch.period
-        task = ForecastTask(batch.feature_columns, cfg.horizons, cfg.quantiles)
-        forecaster = serving_forecaster(row["serving_model"], batch.lstm, batch.panel, task, cfg,
-                                        batch.period_start)
         if row["serving_model"] != "lstm":
             context.log.warning(f"{period}: serving {row['serving_model']} ({row['decision']})")
+        rows, plan = batch.forecasts(cfg, created)
+        for model, tickers in plan.items():
+            if model != row["serving_model"]:
+                stand_ins[period] = {model: tickers}
+                context.log.warning(
+                    f"{period}: {len(tickers)} ticker(s) the period's LSTM was not trained on "
+                    f"({', '.join(tickers[:10])}) are served by {model}, its best baseline on "
+                    f"validation, until the next retrain (materialize lstm_model {batch.period_start})"
+                )
         served[period] = f"{row['model_version']} ({row['serving_model']})"
-        frames.append(make_forecasts(batch.panel, forecaster, task, batch.days[0], batch.days[-1],
-                                     row["model_version"], created, cfg.calendar))
+        frames.append(rows)
     forecasts = pl.concat(frames)
     with transaction(path) as w:
         w.replace("forecasts", forecasts, "as_of_date BETWEEN ? AND ?", [start, end])
@@ -62,6 +65,7 @@ def daily_forecasts(
             "sessions": dg.MetadataValue.int(len(sessions)),
             "models": dg.MetadataValue.json(served),
             "fallback_rows": dg.MetadataValue.int(fallback),
+            "stand_in_tickers": dg.MetadataValue.json(stand_ins),
             "mean_band_width_80": float((forecasts["q90"] - forecasts["q10"]).mean()),
             "fan_chart": dg.MetadataValue.md(f"![fan chart](data:image/png;base64,{chart})"),
         },
