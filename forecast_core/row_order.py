@@ -35,7 +35,7 @@ def in_row_order(frame: pl.DataFrame, tickers: pl.Enum | None = None) -> pl.Data
     """`frame` sorted by (ticker, date) with the `ROW_KEY` column, flagged sorted so that joins on
     it merge. Rows of tickers outside `tickers` (default: all of the frame's) are dropped. A frame
     that is already in order costs one pass, not a sort."""
-    keyed = frame.with_columns(row_key(tickers or ticker_enum(frame)))
+    keyed = frame.with_columns(row_key(tickers if tickers is not None else ticker_enum(frame)))
     if tickers is not None:
         keyed = keyed.filter(pl.col(ROW_KEY).is_not_null())
     if keyed[ROW_KEY].is_sorted():
