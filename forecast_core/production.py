@@ -26,7 +26,7 @@ import polars as pl
 
 from forecast_core import metrics
 from forecast_core.baselines import make_baseline, make_baselines
-from forecast_core.columns import DATE
+from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
 from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
@@ -104,6 +104,30 @@ def best_baseline(val_pinball: Mapping[str, float]) -> str:
     return min((k for k in val_pinball if k != "lstm"), key=val_pinball.__getitem__)
 
 
+@dataclass(frozen=True)
+class _PreviousComparison:
+    lstm: float
+    previous: float
+    where: str  # "" on the whole panel, else which tickers
+
+
+def _against_previous(
+    previous: LSTMForecaster | None, lstm: LSTMForecaster, panel: pl.DataFrame, s: PeriodSlices,
+    task: ForecastTask,
+) -> _PreviousComparison | None:
+    """Both models' validation pinball on the tickers the previous model knows (the universe may
+    have grown since it was trained); None without a previous model or rows it can forecast."""
+    if previous is None:
+        return None
+    shared = panel.filter(pl.col(TICKER).is_in(list(previous.tickers)))
+    try:
+        prev_score = validation_pinball(previous, shared, s, task)
+    except InsufficientDataError:
+        return None
+    where = "" if shared.height == panel.height else " on the tickers both models know"
+    return _PreviousComparison(validation_pinball(lstm, shared, s, task), prev_score, where)
+
+
 def train_period_model(
     panel: pl.DataFrame,
     task: ForecastTask,
@@ -127,24 +151,21 @@ def train_period_model(
             f"validation pinball {scores['lstm']:.6g} is worse than zero_return's "
             f"{scores['zero_return']:.6g} beyond tolerance {cfg.promotion_tolerance}"
         )
-    prev_score = None
-    if previous is not None:
-        try:
-            prev_score = validation_pinball(previous, panel, s, task)
-        except InsufficientDataError:
-            prev_score = None  # the previous model cannot see this universe: nothing to compare
-        if prev_score is not None and scores["lstm"] > prev_score * tol:
-            reasons.append(
-                f"validation pinball {scores['lstm']:.6g} is worse than the previous model's "
-                f"{prev_score:.6g} beyond tolerance {cfg.promotion_tolerance}"
-            )
+    against = _against_previous(previous, lstm, panel, s, task)
+    if against is not None and against.lstm > against.previous * tol:
+        reasons.append(
+            f"validation pinball {against.lstm:.6g} is worse than the previous model's "
+            f"{against.previous:.6g} beyond tolerance {cfg.promotion_tolerance}{against.where}"
+        )
     promoted = not reasons
     decision = (
         f"promoted: validation pinball {scores['lstm']:.6g} vs zero_return {scores['zero_return']:.6g}"
-        + (f" and previous model {prev_score:.6g}" if prev_score is not None else "")
+        + (f"; {against.lstm:.6g} vs the previous model's {against.previous:.6g}{against.where}"
+           if against is not None else "")
         if promoted
         else "refused: " + "; ".join(reasons) + f"; serving {best_baseline(scores)}"
     )
+    prev_score = against.previous if against is not None else None
     return PeriodModel(
         slices=s,
         lstm=lstm,
