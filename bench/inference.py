@@ -39,14 +39,14 @@ def measure(n_tickers: int) -> dict:
     import polars as pl
 
     from bench.synthetic import config_for, synthetic_prices
-    from forecast_core import train
+    from forecast_core.models.lstm import train
     from forecast_core.columns import DATE, TICKER
-    from forecast_core.features import build_features, build_targets, feature_columns
-    from forecast_core.forecaster import ForecastTask, training_rows
-    from forecast_core.forecasting import make_forecasts
-    from forecast_core.lstm import LSTMForecaster
-    from forecast_core.panel import assemble_panel
-    from forecast_core.windows import fit_scalers, make_windows
+    from forecast_core.data.features import build_features, build_targets, feature_columns
+    from forecast_core.models.forecaster import ForecastTask, training_rows
+    from forecast_core.serving.forecasts import make_forecasts
+    from forecast_core.models.lstm.forecaster import LSTMForecaster
+    from forecast_core.data.panel import assemble_panel
+    from forecast_core.models.lstm.windows import fit_scalers, make_windows
 
     cfg = config_for(n_tickers)
     prices = synthetic_prices(n_tickers, years=2)

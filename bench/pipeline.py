@@ -71,7 +71,7 @@ def _execute(job_name: str, *, partition_key: str | None = None, tags: dict | No
 
 def setup(day: dt.date) -> dict:
     """A warehouse that knows every session before `day` and has the model of `day`'s month."""
-    from forecast_core import calendar
+    from forecast_core.data import calendar
     from forecast_core.config import load_config
 
     cfg = load_config(os.environ.get("FORECAST_CONFIG"))

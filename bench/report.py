@@ -60,7 +60,7 @@ def _training(record: dict) -> list[str]:
                  "measured alone: " + "; ".join(
                      f"{n} {t['fold_process_start_s']:.1f} s" for n, t in record["training"].items()) +
                  " (Dagster's own step-process start comes on top).")]
-    out += ["", "What makes the project's side fast on a CPU (`forecast_core/model.py`, `train.py`): "
+    out += ["", "What makes the project's side fast on a CPU (`forecast_core/models/lstm/modules.py`, `train.py`): "
             "each step's batch runs as micro-batches of 32 windows, gathered and differentiated "
             "inside the jitted step (a `lax.scan` that sums their gradients), then one optimizer "
             "update with the mean, so every micro-batch's activations stay in the core's cache; "

@@ -7,7 +7,7 @@ Two shapes:
 - `default`: the project's own configuration (`ForecastConfig()`: lookback 30, hidden 32, one
   layer, the sample's features, 20 tickers with an embedding, pinball loss over 2 horizons x 3
   quantiles, AdamW with warmup-cosine and clipping, dropout). The Flax side is the project's real
-  jitted epoch, `forecast_core.train.train_epoch`.
+  jitted epoch, `forecast_core.models.lstm.train.train_epoch`.
 
 Both sides draw random windows from the same kind of `[rows, features]` panel inside each step.
 Two forms, each side measured in separate worker processes, alternating, medians over repeats:
@@ -99,7 +99,7 @@ def sample_feature_count() -> int:
     import datetime as dt
 
     from forecast_core.config import ForecastConfig
-    from forecast_core.features import build_features, feature_columns
+    from forecast_core.data.features import build_features, feature_columns
     from forecast_core.sources import make_source
 
     cfg = ForecastConfig()
@@ -131,9 +131,9 @@ class JaxTrainer:
         import jax.numpy as jnp
         import optax
 
-        from forecast_core import train
+        from forecast_core.models.lstm import train
         from forecast_core.config import ForecastConfig
-        from forecast_core.model import QuantileLSTM
+        from forecast_core.models.lstm.modules import QuantileLSTM
 
         self.shape, self.jax, self.jnp, self.train = shape, jax, jnp, train
         x, y, tid, rows = panel_arrays(shape, seed)
@@ -177,7 +177,7 @@ def _mse_epoch(model, shape: Shape):
     import jax
     import jax.numpy as jnp
 
-    from forecast_core.train import accumulate_gradients, gather_windows, micro_batch_size
+    from forecast_core.models.lstm.train import accumulate_gradients, gather_windows, micro_batch_size
 
     b, lookback = shape.batch, shape.lookback
     n = b // micro_batch_size(b)

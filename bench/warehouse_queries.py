@@ -30,7 +30,7 @@ def _frames(horizons: tuple[int, ...]):
     import polars as pl
 
     from bench.synthetic import ticker_names
-    from forecast_core import calendar
+    from forecast_core.data import calendar
 
     rng = np.random.default_rng(0)
     days = calendar.sessions(dt.date(2022, 1, 3), dt.date(2022, 12, 30))[-SESSIONS:]

@@ -11,12 +11,13 @@ import polars as pl
 
 from forecast_assets.periods import PeriodBatch, panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import artifacts, calendar
+from forecast_core.models.lstm import artifacts
+from forecast_core.data import calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import ForecastError
-from forecast_core.features import with_price
-from forecast_core.production import period_start_of
+from forecast_core.data.features import with_price
+from forecast_core.serving.periods import period_start_of
 from forecast_core.sources import make_source
 from warehouse import read_sql, read_table, reads
 

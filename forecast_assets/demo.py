@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from forecast_core import calendar
+from forecast_core.data import calendar
 from forecast_core.config import load_config
 from forecast_core.sources import make_source
 from warehouse import read_sql, warehouse_path

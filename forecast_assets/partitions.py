@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from forecast_core import calendar
+from forecast_core.data import calendar
 from forecast_core.config import load_config
 
 TIMEZONE = "America/New_York"

@@ -10,15 +10,15 @@ from typing import Iterator
 import dagster as dg
 import polars as pl
 
-from forecast_core import artifacts
+from forecast_core.models.lstm import artifacts
 from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.features import build_targets
-from forecast_core.forecaster import ForecastTask, rows_between
-from forecast_core.forecasting import make_forecasts
-from forecast_core.lstm import LSTMForecaster
-from forecast_core.panel import assemble_panel
-from forecast_core.production import best_baseline, period_key, period_start_of, serving_plan
+from forecast_core.data.features import build_targets
+from forecast_core.models.forecaster import ForecastTask, rows_between
+from forecast_core.serving.forecasts import make_forecasts
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.data.panel import assemble_panel
+from forecast_core.serving.periods import best_baseline, period_key, period_start_of, serving_plan
 from warehouse import reads
 
 

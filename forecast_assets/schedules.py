@@ -8,7 +8,7 @@ up to the previous month's last session, ingested the night before).
 
 import dagster as dg
 
-from forecast_core import calendar
+from forecast_core.data import calendar
 
 NIGHTLY_CRON = "30 18 * * 1-5"
 RETRAIN_CRON = "0 6 1 * *"

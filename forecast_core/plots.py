@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from forecast_core.columns import DATE, HORIZON, PRICE, TICKER  # noqa: E402
-from forecast_core.features import with_price  # noqa: E402
+from forecast_core.data.features import with_price  # noqa: E402
 
 
 def fan_chart(prices: pl.DataFrame, forecasts: pl.DataFrame, history: int = 60) -> bytes:
@@ -56,7 +56,7 @@ def _png(fig) -> bytes:
 def equity_chart(returns: pl.DataFrame, period: str = "all", ticker: str = "portfolio") -> bytes:
     """Equity curves of every strategy against buy-and-hold (top, log scale) and their drawdowns
     (bottom), for one ticker (default the equal-weight portfolio) and period of `backtest_returns`."""
-    from forecast_core.backtest import BUY_AND_HOLD, equity_curves
+    from forecast_core.backtest.strategy import BUY_AND_HOLD, equity_curves
 
     rows = equity_curves(returns.filter((pl.col("period") == period) & (pl.col(TICKER) == ticker)))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(2, 1))

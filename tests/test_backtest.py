@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core import backtest as bt
+from forecast_core.backtest import risk, strategy
 from forecast_core.config import BacktestConfig, config_from_dict
 from forecast_core.errors import ConfigError
 
@@ -44,11 +44,11 @@ def signals_for(
     )  # fmt: skip
 
 
-def rows(result: bt.BacktestResult, strategy: str, ticker: str = "AAA") -> pl.DataFrame:
+def rows(result: strategy.BacktestResult, strategy: str, ticker: str = "AAA") -> pl.DataFrame:
     return result.returns.filter((pl.col("strategy") == strategy) & (pl.col("ticker") == ticker)).sort("date")
 
 
-def metric(result: bt.BacktestResult, strategy: str, name: str, ticker: str = "AAA") -> float:
+def metric(result: strategy.BacktestResult, strategy: str, name: str, ticker: str = "AAA") -> float:
     m = result.metrics.filter(
         (pl.col("strategy") == strategy) & (pl.col("ticker") == ticker) & (pl.col("metric") == name)
     )
@@ -57,7 +57,7 @@ def metric(result: bt.BacktestResult, strategy: str, name: str, ticker: str = "A
 
 
 def test_known_path_gives_known_cagr_sharpe_and_drawdown():
-    result = bt.run_backtest(signals_for([True] * 5), prices_for(R), FREE)
+    result = strategy.run_backtest(signals_for([True] * 5), prices_for(R), FREE)
     lstm = rows(result, "lstm")
     np.testing.assert_allclose(lstm["net_return"].to_numpy(), R, rtol=1e-12)
     assert lstm["position"].to_list() == [1.0] * 5
@@ -78,13 +78,13 @@ def test_known_path_gives_known_cagr_sharpe_and_drawdown():
 
 
 def test_drawdown_not_recovered_counts_to_the_end():
-    depth, duration = bt.max_drawdown(np.array([0.1, -0.5, 0.1, 0.1]))
+    depth, duration = risk.max_drawdown(np.array([0.1, -0.5, 0.1, 0.1]))
     assert depth == pytest.approx(0.5)
     assert duration == 3
 
 
 def test_buy_and_hold_equals_the_asset_return():
-    result = bt.run_backtest(signals_for([True, False, True, False, False]), prices_for(R),
+    result = strategy.run_backtest(signals_for([True, False, True, False, False]), prices_for(R),
                              BacktestConfig(cost_bps=4.0, slippage_bps=6.0))
     bench = rows(result, "buy_and_hold")
     np.testing.assert_allclose(bench["gross_return"].to_numpy(), R, rtol=1e-12)
@@ -96,8 +96,8 @@ def test_buy_and_hold_equals_the_asset_return():
 def test_costs_reduce_returns_by_turnover_times_bps():
     long = [True, False, True, True, False]  # positions 1 0 1 1 0 -> turnover 1 1 1 0 1
     prices = prices_for(R)
-    free = bt.run_backtest(signals_for(long), prices, FREE)
-    costly = bt.run_backtest(signals_for(long), prices, BacktestConfig(cost_bps=7.0, slippage_bps=3.0,
+    free = strategy.run_backtest(signals_for(long), prices, FREE)
+    costly = strategy.run_backtest(signals_for(long), prices, BacktestConfig(cost_bps=7.0, slippage_bps=3.0,
                                                                        periods_per_year=10))
     a, b = rows(free, "lstm"), rows(costly, "lstm")
     assert b["turnover"].to_list() == [1.0, 1.0, 1.0, 0.0, 1.0]
@@ -115,25 +115,25 @@ def test_rule_position_sizes_to_the_volatility_target():
         "q50": [0.001, -0.001, 0.001, 0.0, 0.001],
         "q90": [half, half, 0.05, 0.001, half / 3],
     })  # fmt: skip
-    pos = frame.select(bt.rule_position(cfg))["position"].to_list()
+    pos = frame.select(strategy.rule_position(cfg))["position"].to_list()
     assert pos[0] == pytest.approx(0.5)  # 15% / 30%
     assert pos[1:4] == [0.0, 0.0, 0.0]  # median <= 0, or lower edge below -3%, is flat
     assert pos[4] == 1.0  # 10% volatility would ask for 1.5: capped at 1
 
 
 def test_alignment_trades_the_next_session_and_holds_to_the_one_after():
-    aligned = bt.align_next_session(signals_for([True] * 5), bt.asset_returns(prices_for(R)))
+    aligned = strategy.align_next_session(signals_for([True] * 5), strategy.asset_returns(prices_for(R)))
     first = aligned.row(0, named=True)
     assert (first["forecast_date"], first["trade_date"], first["date"]) == (D[0], D[1], D[2])
     assert first["asset_return"] == pytest.approx(R[0])
     # A forecast whose t+2 close is not known yet is pending, not traded.
-    pending = bt.align_next_session(signals_for([True] * 6), bt.asset_returns(prices_for(R)))
+    pending = strategy.align_next_session(signals_for([True] * 6), strategy.asset_returns(prices_for(R)))
     assert pending.height == 5
 
 
 def _look_ahead(shift_days: int) -> pl.DataFrame:
     """Aligned rows whose forecasts are dated `shift_days` after the close they trade at."""
-    aligned = bt.align_next_session(signals_for([True] * 5), bt.asset_returns(prices_for(R)))
+    aligned = strategy.align_next_session(signals_for([True] * 5), strategy.asset_returns(prices_for(R)))
     return aligned.with_columns(
         (pl.col("trade_date") + pl.duration(days=shift_days)).alias("forecast_date"),
         pl.lit(1.0).alias("position"),
@@ -144,23 +144,23 @@ def _look_ahead(shift_days: int) -> pl.DataFrame:
 def test_timing_check_rejects_a_forecast_that_uses_the_price_it_trades_at_or_later(shift_days):
     # shift 0: made at the close it trades at; shift 1: made with tomorrow's close (the return's end).
     bad = _look_ahead(shift_days)
-    with pytest.raises(bt.LookAheadError, match="forecast"):
-        bt.check_timing(bad)
-    with pytest.raises(bt.LookAheadError):
-        bt.simulate(bad, FREE)
-    bt.check_timing(_look_ahead(-1))  # made the session before: allowed
+    with pytest.raises(strategy.LookAheadError, match="forecast"):
+        strategy.check_timing(bad)
+    with pytest.raises(strategy.LookAheadError):
+        strategy.simulate(bad, FREE)
+    strategy.check_timing(_look_ahead(-1))  # made the session before: allowed
 
 
 def test_alignment_rejects_forecasts_on_sessions_without_a_price():
     signals = signals_for([True] * 3).with_columns(pl.Series("date", [dt.date(2023, 6, 1), D[1], D[2]]))
     with pytest.raises(ValueError, match="without a price"):
-        bt.align_next_session(signals, bt.asset_returns(prices_for(R)))
+        strategy.align_next_session(signals, strategy.asset_returns(prices_for(R)))
 
 
 def test_portfolio_is_the_equal_weight_mean_and_counts_trials():
     prices = pl.concat([prices_for(R, "AAA"), prices_for([0.01] * 5, "BBB")])
     signals = pl.concat([signals_for([True] * 5, "AAA"), signals_for([True] * 5, "BBB")])
-    result = bt.run_backtest(signals, prices, FREE)
+    result = strategy.run_backtest(signals, prices, FREE)
     port = rows(result, "lstm", "portfolio")
     np.testing.assert_allclose(port["net_return"].to_numpy(), (np.array(R) + 0.01) / 2, rtol=1e-12)
     assert metric(result, "lstm", "n_trials", "portfolio") == 2  # lstm and buy_and_hold
@@ -178,21 +178,21 @@ def test_psr_and_dsr_match_the_direct_formulas():
     sr, g3, g4 = _moments(r)
     phi = NormalDist()
     psr = phi.cdf(sr * math.sqrt(499) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2))
-    assert bt.probabilistic_sharpe_ratio(r) == pytest.approx(psr, rel=1e-9)
+    assert risk.probabilistic_sharpe_ratio(r) == pytest.approx(psr, rel=1e-9)
 
     trials = np.array([sr, 0.02, -0.01, 0.05])
     v = trials.var(ddof=1)
     e = 0.5772156649015329
     sr0 = math.sqrt(v) * ((1 - e) * phi.inv_cdf(1 - 1 / 4) + e * phi.inv_cdf(1 - 1 / (4 * math.e)))
     dsr = phi.cdf((sr - sr0) * math.sqrt(499) / math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2))
-    assert bt.deflated_sharpe_ratio(r, trials, 4) == pytest.approx(dsr, rel=1e-9)
-    assert bt.deflated_sharpe_ratio(r, trials, 4) < psr  # more trials, a higher bar
-    assert bt.deflated_sharpe_ratio(r, trials[:1], 1) == pytest.approx(psr)  # one trial: the PSR
-    assert math.isnan(bt.probabilistic_sharpe_ratio(np.zeros(10)))  # never traded: undefined
+    assert risk.deflated_sharpe_ratio(r, trials, 4) == pytest.approx(dsr, rel=1e-9)
+    assert risk.deflated_sharpe_ratio(r, trials, 4) < psr  # more trials, a higher bar
+    assert risk.deflated_sharpe_ratio(r, trials[:1], 1) == pytest.approx(psr)  # one trial: the PSR
+    assert math.isnan(risk.probabilistic_sharpe_ratio(np.zeros(10)))  # never traded: undefined
 
 
 def test_metrics_of_a_strategy_that_never_trades_are_null_not_nan():
-    result = bt.run_backtest(signals_for([False] * 5), prices_for(R), FREE)
+    result = strategy.run_backtest(signals_for([False] * 5), prices_for(R), FREE)
     sharpe = result.metrics.filter((pl.col("strategy") == "lstm") & (pl.col("ticker") == "AAA")
                                    & (pl.col("metric") == "sharpe"))
     assert sharpe["value"].null_count() == 1

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core import calendar
-from forecast_core.baselines import (
+from forecast_core.data import calendar
+from forecast_core.models.baselines import (
     BASELINES,
     EwmaVol,
     HistoricalMean,
@@ -23,8 +23,8 @@ from forecast_core.baselines import (
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.forecaster import ForecastTask, rows_between, training_rows
-from forecast_core.metrics import coverage, pinball
+from forecast_core.models.forecaster import ForecastTask, rows_between, training_rows
+from forecast_core.evaluation.metrics import coverage, pinball
 from tests.synthetic import synthetic_prices
 
 N_SESSIONS = 800

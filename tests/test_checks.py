@@ -17,7 +17,7 @@ from forecast_assets.checks import (
     no_missing_sessions, non_positive_prices, plausible_jumps, positive_prices, price_jumps,
 )  # fmt: skip
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import calendar
+from forecast_core.data import calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, SOURCE, TICKER, VOLUME
 from forecast_core.config import config_from_dict
 from tests.conftest import write_config

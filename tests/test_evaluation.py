@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core.baselines import BASELINES, make_baselines
+from forecast_core.models.baselines import BASELINES, make_baselines
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER, target_column
-from forecast_core.evaluation import METRIC, VALUE, evaluate_fold, quantile_columns, score
-from forecast_core.forecaster import rows_between
-from forecast_core.lstm import LSTMForecaster
-from forecast_core.metrics import panel_diebold_mariano
+from forecast_core.evaluation.walk_forward import METRIC, VALUE, evaluate_fold, quantile_columns, score
+from forecast_core.models.forecaster import rows_between
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.evaluation.metrics import panel_diebold_mariano
 from tests.test_lstm import CFG, small_setup
 
 POINT_METRICS = ("mae", "rmse", "mape_price", "directional_accuracy", "pinball", "coverage_80")

@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core import explain
-from forecast_core.lstm import LSTMForecaster
-from forecast_core.train import model_from_config
-from forecast_core.windows import fit_scalers
+from forecast_core.models.lstm import explain
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.models.lstm.train import model_from_config
+from forecast_core.models.lstm.windows import fit_scalers
 from tests.test_lstm import CFG as SMALL, small_setup
 
 TICKERS, LOOKBACK, FEATURES = 3, 6, 5

@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 
 from forecast_core.columns import ADJ_CLOSE, DATE, PRICE, TICKER, target_column
 from forecast_core.config import config_from_dict
-from forecast_core.features import (
+from forecast_core.data.features import (
     build_features,
     build_targets,
     complete_rows,

@@ -7,10 +7,10 @@ import datetime as dt
 
 import pytest
 
-from forecast_core import calendar
+from forecast_core.data import calendar
 from forecast_core.config import FoldConfig, config_from_dict
 from forecast_core.errors import ConfigError, InsufficientDataError
-from forecast_core.folds import Fold, folds_frame, folds_from_frame, walk_forward_folds
+from forecast_core.evaluation.folds import Fold, folds_frame, folds_from_frame, walk_forward_folds
 
 LONG = calendar.sessions(dt.date(2002, 1, 2), dt.date(2014, 12, 31))  # 3272 sessions
 SESSIONS = LONG[-1258:]  # 2010-2014

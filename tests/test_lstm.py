@@ -15,17 +15,17 @@ import polars as pl
 import pytest
 from flax import serialization
 
-from forecast_core import artifacts
-from forecast_core.baselines import BASELINES, make_baseline
+from forecast_core.models.lstm import artifacts
+from forecast_core.models.baselines import BASELINES, make_baseline
 from forecast_core.columns import DATE, PRICE, TICKER
 from forecast_core.config import config_from_dict
 from forecast_core.errors import InsufficientDataError
-from forecast_core.features import build_features, build_targets, feature_columns
-from forecast_core.folds import Fold, walk_forward_folds
-from forecast_core.forecaster import Forecaster, ForecastTask, rows_between, training_rows
-from forecast_core.lstm import LSTMForecaster
-from forecast_core.panel import assemble_panel
-from forecast_core.windows import fit_scalers
+from forecast_core.data.features import build_features, build_targets, feature_columns
+from forecast_core.evaluation.folds import Fold, walk_forward_folds
+from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.data.panel import assemble_panel
+from forecast_core.models.lstm.windows import fit_scalers
 from tests.synthetic import synthetic_prices
 
 #: A configuration small enough to train in about a second on a CPU: short feature windows (a

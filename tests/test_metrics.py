@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forecast_core import metrics
+from forecast_core.evaluation import metrics
 
 
 def test_mae_rmse_by_hand():

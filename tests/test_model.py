@@ -12,12 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core import metrics
+from forecast_core.evaluation import metrics
 from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig
-from forecast_core.forecaster import training_rows
-from forecast_core.model import FusedLSTM, QuantileLSTM, monotone_quantiles
-from forecast_core.train import (
+from forecast_core.models.forecaster import training_rows
+from forecast_core.models.lstm.modules import FusedLSTM, QuantileLSTM, monotone_quantiles
+from forecast_core.models.lstm.train import (
     create_state,
     fit,
     gather_windows,
@@ -26,7 +26,7 @@ from forecast_core.train import (
     predict_scaled,
     train_step,
 )
-from forecast_core.windows import fit_scalers, make_windows
+from forecast_core.models.lstm.windows import fit_scalers, make_windows
 from tests.test_lstm import CFG, small_setup
 
 #: Shapes as in tests/test_lstm.py (lookback 8, 8 hidden units, 3 tickers), so that the jitted and
@@ -246,7 +246,7 @@ def _reference_recurrence(gates_x, w_h):
 def test_hand_written_backward_matches_autodiff():
     """`lstm_recurrence`'s custom VJP against autodiff of the same scan: the outputs are
     identical, the gradients (for a loss on every step's hidden state) agree to float32 rounding."""
-    from forecast_core.model import lstm_recurrence
+    from forecast_core.models.lstm.modules import lstm_recurrence
 
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     gates_x = jax.random.normal(k1, (7, 5, 4 * 6))
@@ -266,7 +266,7 @@ def test_hand_written_backward_matches_autodiff():
 
 def test_micro_batches_give_the_whole_batch_gradient(data):
     """The mean of 4 micro-batches' mean losses and gradients is the whole batch's."""
-    from forecast_core.train import accumulate_gradients
+    from forecast_core.models.lstm.train import accumulate_gradients
 
     x, y, tid, train_rows, _ = data
     state = create_state(CFG, MODEL, x.shape[1], jax.random.PRNGKey(0))

@@ -10,9 +10,9 @@ from polars.testing import assert_frame_equal
 
 from forecast_core.columns import DATE, HORIZON, PRICE, TICKER, target_column
 from forecast_core.config import config_from_dict
-from forecast_core.features import build_features, build_targets, complete_rows
-from forecast_core.panel import TARGET, assemble_panel, targets_long, targets_wide
-from forecast_core.row_order import ROW_KEY, in_row_order, row_key, sorted_by_ticker_date, ticker_enum
+from forecast_core.data.features import build_features, build_targets, complete_rows
+from forecast_core.data.panel import TARGET, assemble_panel, targets_long, targets_wide
+from forecast_core.data.row_order import ROW_KEY, in_row_order, row_key, sorted_by_ticker_date, ticker_enum
 from tests.synthetic import synthetic_prices
 
 HORIZONS = (1, 5)

@@ -31,11 +31,12 @@ import pytest
 
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.definitions import ASSETS
-from forecast_core import artifacts, calendar
-from forecast_core.baselines import BASELINES
+from forecast_core.models.lstm import artifacts
+from forecast_core.data import calendar
+from forecast_core.models.baselines import BASELINES
 from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig, load_config
-from forecast_core.production import best_baseline, train_period_model
+from forecast_core.serving.periods import best_baseline, train_period_model
 from tests.conftest import TINY_CONFIG, make_resources, with_overrides, write_config
 from warehouse import read_sql
 

@@ -8,9 +8,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from forecast_core.baselines import BASELINES
+from forecast_core.models.baselines import BASELINES
 from forecast_core.columns import TICKER
-from forecast_core.production import serving_plan, train_period_model, validation_pinball
+from forecast_core.serving.periods import serving_plan, train_period_model, validation_pinball
 from tests.test_lstm import CFG, small_setup
 
 MAY, JUNE = dt.date(2016, 5, 2), dt.date(2016, 6, 1)

@@ -12,7 +12,7 @@ import pytest
 
 from forecast_assets.definitions import defs
 from forecast_assets.partitions import RETRAIN_MONTHS, TRADING_DAYS
-from forecast_core import calendar
+from forecast_core.data import calendar
 
 NEW_YORK = ZoneInfo("America/New_York")
 JOBS = ("ingest_job", "evaluation_job", "retrain_job", "nightly_job", "forecast_job")

@@ -98,7 +98,7 @@ def _isolated_yfinance_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _fixed_today(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "exchange_today", lambda: TODAY)
+    monkeypatch.setattr(sources.validation, "exchange_today", lambda: TODAY)
 
 
 # --- yfinance: good frames ------------------------------------------------------------------------

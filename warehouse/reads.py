@@ -7,9 +7,9 @@ import os
 
 import polars as pl
 
-from forecast_core.features import feature_columns
-from forecast_core.folds import Fold, folds_from_frame
-from forecast_core.panel import assemble_panel, targets_wide
+from forecast_core.data.features import feature_columns
+from forecast_core.evaluation.folds import Fold, folds_from_frame
+from forecast_core.data.panel import assemble_panel, targets_wide
 from warehouse.db import WarehouseError
 from warehouse.io import read_sql, read_table, table_exists
 

@@ -10,7 +10,9 @@ import polars as pl
 from forecast_assets.periods import batches_by_period
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import backtest, calendar, explain
+from forecast_core.backtest import strategy
+from forecast_core.data import calendar
+from forecast_core.models.lstm import explain
 from forecast_core.columns import TICKER
 from forecast_core.plots import attribution_chart, equity_chart
 from warehouse import read_table, reads, transaction
@@ -43,23 +45,23 @@ def strategy_backtest(warehouse: WarehouseResource, pipeline: PipelineConfig) ->
     horizon = min(cfg.horizons)
     if horizon != 1:
         raise dg.Failure(f"the backtest trades horizon-1 forecasts; configured horizons are {cfg.horizons}")
-    signals = [backtest.fold_signals(read_table("fold_predictions", "horizon = ?", [horizon], path))]
+    signals = [strategy.fold_signals(read_table("fold_predictions", "horizon = ?", [horizon], path))]
     published = read_table("forecasts", "horizon = ?", [horizon], path)
     if published.height:
-        signals.append(backtest.published_signals(published, horizon))
-    result = backtest.run_backtest(pl.concat(signals), reads.prices(path), cfg.backtest)
+        signals.append(strategy.published_signals(published, horizon))
+    result = strategy.run_backtest(pl.concat(signals), reads.prices(path), cfg.backtest)
     with transaction(path) as w:
         w.replace("backtest_returns", result.returns)
         w.replace("backtest_metrics", result.metrics)
     comparison = read_table("strategy_comparison", path=path)
-    overall = comparison.filter(pl.col("period") == backtest.ALL)
+    overall = comparison.filter(pl.col("period") == strategy.ALL)
     metadata: dict[str, dg.MetadataValue | float | int] = {
         "return_rows": dg.MetadataValue.int(result.returns.height),
         "metric_rows": dg.MetadataValue.int(result.metrics.height),
         "strategies": dg.MetadataValue.int(result.returns["strategy"].n_unique()),
         "cost_bps_per_turnover": float(cfg.backtest.cost_bps + cfg.backtest.slippage_bps),
         "comparison_all_periods": dg.MetadataValue.md(_markdown(overall)),
-        "equity_curves": _png_md(equity_chart(result.returns, backtest.ALL), "equity curves"),
+        "equity_curves": _png_md(equity_chart(result.returns, strategy.ALL), "equity curves"),
     }
     for row in overall.iter_rows(named=True):
         for metric in _KEY_METRICS:

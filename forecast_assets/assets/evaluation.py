@@ -9,10 +9,10 @@ import dagster as dg
 import polars as pl
 
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.baselines import make_baselines
-from forecast_core.evaluation import FoldResult, evaluate_fold
-from forecast_core.forecaster import ForecastTask
-from forecast_core.lstm import LSTMForecaster
+from forecast_core.models.baselines import make_baselines
+from forecast_core.evaluation.walk_forward import FoldResult, evaluate_fold
+from forecast_core.models.forecaster import ForecastTask
+from forecast_core.models.lstm.forecaster import LSTMForecaster
 from warehouse import read_table, reads, transaction
 
 

@@ -5,9 +5,9 @@ import polars as pl
 
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE, TICKER
-from forecast_core.features import build_features, build_targets, complete_rows, feature_columns
-from forecast_core import folds as fold_layout
-from forecast_core.panel import targets_long
+from forecast_core.data.features import build_features, build_targets, complete_rows, feature_columns
+from forecast_core.evaluation import folds as fold_layout
+from forecast_core.data.panel import targets_long
 from warehouse import reads, transaction
 
 

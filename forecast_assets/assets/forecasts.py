@@ -9,8 +9,8 @@ import polars as pl
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import calendar
-from forecast_core.forecasting import score_forecasts
+from forecast_core.data import calendar
+from forecast_core.serving.forecasts import score_forecasts
 from forecast_core.plots import fan_chart
 from forecast_assets.periods import batches_by_period
 from warehouse import read_table, reads, transaction

@@ -15,10 +15,10 @@ from forecast_assets.checks import MODEL_CHECKS
 from forecast_assets.partitions import RETRAIN_MONTHS
 from forecast_assets.periods import panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core import artifacts
+from forecast_core.models.lstm import artifacts
 from forecast_core.columns import DATE
-from forecast_core.forecaster import ForecastTask
-from forecast_core.production import period_key, train_period_model
+from forecast_core.models.forecaster import ForecastTask
+from forecast_core.serving.periods import period_key, train_period_model
 from warehouse import reads, transaction
 
 def code_version() -> str:

@@ -10,7 +10,7 @@ from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import INGESTED_AT, TICKER
 from forecast_core.errors import ForecastError, TransientSourceError
-from forecast_core import calendar
+from forecast_core.data import calendar
 from forecast_core.sources import make_source, require_sessions
 from warehouse import read_sql, transaction
 from warehouse.io import table_exists

@@ -26,7 +26,7 @@ from forecast_assets.assets.prices import raw_prices
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
 from forecast_core.errors import ConfigError, InsufficientDataError, PriceDataError
-from forecast_core.lstm import LSTMForecaster
+from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.sources import FileSource
 from tests.conftest import TINY_CONFIG, with_overrides, write_toml
 from tests.reliability.ledger import record

@@ -22,7 +22,7 @@ import pytest
 
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.definitions import ASSETS
-from forecast_core import calendar
+from forecast_core.data import calendar
 from tests.reliability.ledger import record
 from tests.test_pipeline import (  # noqa: F401 - `pipeline` is the module fixture reused here
     DECEMBER, LAST_SESSION, PERIOD_START, RANGE_END, RANGE_START, Pipeline, pipeline, table,

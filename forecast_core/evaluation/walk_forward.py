@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from forecast_core import metrics
+from forecast_core.evaluation import metrics
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER
-from forecast_core.folds import Fold
-from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
+from forecast_core.evaluation.folds import Fold
+from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 
 METRIC = "metric"
 VALUE = "value"

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 
 from forecast_core.columns import DATE, HORIZON, PRICE, TICKER, target_column
-from forecast_core.features import complete_rows, with_price
-from forecast_core.row_order import ROW_KEY, in_row_order, ticker_enum
+from forecast_core.data.features import complete_rows, with_price
+from forecast_core.data.row_order import ROW_KEY, in_row_order, ticker_enum
 
 TARGET = "target"
 

@@ -13,9 +13,9 @@ import numpy as np
 from flax import serialization
 
 from forecast_core.config import config_from_dict
-from forecast_core.forecaster import ForecastTask
-from forecast_core.lstm import LSTMForecaster
-from forecast_core.windows import Scalers
+from forecast_core.models.forecaster import ForecastTask
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.models.lstm.windows import Scalers
 
 FORMAT_VERSION = 1
 

@@ -30,7 +30,7 @@ import optax
 from flax.training import train_state
 
 from forecast_core.config import ForecastConfig, TrainConfig
-from forecast_core.model import QuantileLSTM
+from forecast_core.models.lstm.modules import QuantileLSTM
 
 
 @functools.lru_cache(maxsize=32)

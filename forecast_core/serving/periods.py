@@ -24,13 +24,13 @@ from typing import Mapping
 import numpy as np
 import polars as pl
 
-from forecast_core import metrics
-from forecast_core.baselines import make_baseline, make_baselines
+from forecast_core.evaluation import metrics
+from forecast_core.models.baselines import make_baseline, make_baselines
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
-from forecast_core.lstm import LSTMForecaster
+from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
+from forecast_core.models.lstm.forecaster import LSTMForecaster
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import polars as pl
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, PRICE, TICKER, VOLUME
 from forecast_core.columns import target_column
 from forecast_core.config import FeatureConfig, ForecastConfig
-from forecast_core.row_order import sorted_by_ticker_date
+from forecast_core.data.row_order import sorted_by_ticker_date
 
 _BY = TICKER
 

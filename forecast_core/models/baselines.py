@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.forecaster import ForecastTask, Forecaster, rows_between, training_rows
+from forecast_core.models.forecaster import ForecastTask, Forecaster, rows_between, training_rows
 
 #: The daily log-return column `EwmaVol` reads (also a feature of the panel).
 RETURN_COLUMN = "ret_1"

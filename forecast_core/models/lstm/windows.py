@@ -17,7 +17,7 @@ import polars as pl
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.errors import InsufficientDataError
-from forecast_core.forecaster import ForecastTask
+from forecast_core.models.forecaster import ForecastTask
 
 _EPS = 1e-8
 

@@ -10,9 +10,9 @@ import polars as pl
 
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.forecaster import Forecaster, ForecastTask, training_rows
-from forecast_core.train import TrainResult, fit, model_from_config, predict_scaled
-from forecast_core.windows import Scalers, fit_scalers, make_windows
+from forecast_core.models.forecaster import Forecaster, ForecastTask, training_rows
+from forecast_core.models.lstm.train import TrainResult, fit, model_from_config, predict_scaled
+from forecast_core.models.lstm.windows import Scalers, fit_scalers, make_windows
 
 
 class LSTMForecaster(Forecaster):

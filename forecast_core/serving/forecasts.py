@@ -12,11 +12,11 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from forecast_core import calendar
+from forecast_core.data import calendar
 from forecast_core.columns import DATE, HORIZON, PRICE, TICKER
-from forecast_core.features import with_price
-from forecast_core.evaluation import point_forecast_for_rows, quantile_columns
-from forecast_core.forecaster import Forecaster, ForecastTask, rows_between
+from forecast_core.data.features import with_price
+from forecast_core.evaluation.walk_forward import point_forecast_for_rows, quantile_columns
+from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 
 FORECAST_COLUMNS = (
     "as_of_date", TICKER, HORIZON, "model_version", "model", "target_date", "last_close",

@@ -39,9 +39,9 @@ import polars as pl
 
 from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.errors import InsufficientDataError
-from forecast_core.lstm import LSTMForecaster
-from forecast_core.train import gather_windows
-from forecast_core.windows import make_windows
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.models.lstm.train import gather_windows
+from forecast_core.models.lstm.windows import make_windows
 
 
 @partial(jax.jit, static_argnames=("apply_fn", "median_index"))
