@@ -28,8 +28,10 @@ from bench import TORCH_INSTALL_HINT, torch_available
 from bench._subprocess import ROOT, run_item
 
 RESULTS = ROOT / "bench" / "results"
-GPU_NOTE = ("GPU figures unmeasured: no GPU was available to this project. The training path runs "
-            "on a GPU with no code change (JAX places arrays there; micro-batching is CPU-only).")
+GPU_NOTE = (
+    "GPU figures unmeasured: no GPU was available to this project. The training path runs "
+    "on a GPU with no code change (JAX places arrays there; micro-batching is CPU-only)."
+)
 
 
 def machine() -> dict:
@@ -95,8 +97,9 @@ def run_demo(log) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="item 1 at the issue's shape only")
     parser.add_argument("--items", default="1,2,3,4,5", help="comma-separated items (default all)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per training measurement")
@@ -113,21 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     record: dict = {
         "command": "python -m bench" + (" --quick" if args.quick else ""),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "gpu": GPU_NOTE,
-        "note": ("Timings share the machine with whatever else runs on it; the load averages in "
-                 "item_runs say how busy it was. Ratios compare the two sides measured "
-                 "alternately in one run."),
+        "note": (
+            "Timings share the machine with whatever else runs on it; the load averages in "
+            "item_runs say how busy it was. Ratios compare the two sides measured "
+            "alternately in one run."
+        ),
     }
     runs: dict[str, dict] = {}
 
     def timed(item: int, fn):
         before, t = _load(), time.perf_counter()
         value = fn()
-        runs[str(item)] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                           "seconds": round(time.perf_counter() - t, 1),
-                           "load_average": [before[0], _load()[0]]}
+        runs[str(item)] = {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t, 1),
+            "load_average": [before[0], _load()[0]],
+        }
         return value
 
     if 1 in items:
@@ -137,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         record["train_throughput_ratio_vs_pytorch"] = headline["ratio_whole_machine"]
         record["train_throughput_ratio_vs_pytorch_per_core"] = headline["ratio_per_core"]
         if "default" in training:
-            record["train_throughput_ratio_vs_pytorch_default_shape"] = training["default"]["ratio_whole_machine"]
-            record["train_throughput_ratio_vs_pytorch_per_core_default_shape"] = training["default"]["ratio_per_core"]
+            record["train_throughput_ratio_vs_pytorch_default_shape"] = training["default"][
+                "ratio_whole_machine"
+            ]
+            record["train_throughput_ratio_vs_pytorch_per_core_default_shape"] = training["default"][
+                "ratio_per_core"
+            ]
     if 2 in items:
         from bench.inference import SIZES
 

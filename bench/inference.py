@@ -39,14 +39,14 @@ def measure(n_tickers: int) -> dict:
     import polars as pl
 
     from bench.synthetic import config_for, synthetic_prices
-    from forecast_core.models.lstm import train
     from forecast_core.columns import DATE, TICKER
     from forecast_core.data.features import build_features, build_targets, feature_columns
-    from forecast_core.models.forecaster import ForecastTask, training_rows
-    from forecast_core.serving.forecasts import make_forecasts
-    from forecast_core.models.lstm.forecaster import LSTMForecaster
     from forecast_core.data.panel import assemble_panel
+    from forecast_core.models.forecaster import ForecastTask, training_rows
+    from forecast_core.models.lstm import train
+    from forecast_core.models.lstm.forecaster import LSTMForecaster
     from forecast_core.models.lstm.windows import fit_scalers, make_windows
+    from forecast_core.serving.forecasts import make_forecasts
 
     cfg = config_for(n_tickers)
     prices = synthetic_prices(n_tickers, years=2)
@@ -66,21 +66,25 @@ def measure(n_tickers: int) -> dict:
     x, tid, rows_d = jnp.asarray(data.x), jnp.asarray(data.ticker_id), jnp.asarray(rows)
 
     def call():
-        return train.predict_rows(model.apply, lstm.params, x, tid, rows_d,
-                                  lookback=cfg.model.lookback).block_until_ready()
+        return train.predict_rows(
+            model.apply, lstm.params, x, tid, rows_d, lookback=cfg.model.lookback
+        ).block_until_ready()
 
     t = time.perf_counter()
     call()
     compile_s = time.perf_counter() - t
     jit_call_s = _median_time(call, 20)
-    compiled = jax.jit(train.predict_rows, static_argnames=("apply_fn", "lookback")).lower(
-        model.apply, lstm.params, x, tid, rows_d, lookback=cfg.model.lookback).compile()
+    compiled = (
+        jax.jit(train.predict_rows, static_argnames=("apply_fn", "lookback"))
+        .lower(model.apply, lstm.params, x, tid, rows_d, lookback=cfg.model.lookback)
+        .compile()
+    )
     memory = compiled.memory_analysis()
     temp_mb = getattr(memory, "temp_size_in_bytes", 0) / 2**20 if memory is not None else None
 
     lstm.predict(panel, day, day)  # compiles the 8192-row chunk program
     predict_s = _median_time(lambda: lstm.predict(panel, day, day), 5)
-    created = dt.datetime.now(dt.timezone.utc)
+    created = dt.datetime.now(dt.UTC)
     forecasts = make_forecasts(panel, lstm, task, day, day, "bench", created, cfg.calendar)
     forecasts_s = _median_time(
         lambda: make_forecasts(panel, lstm, task, day, day, "bench", created, cfg.calendar), 5

@@ -71,8 +71,8 @@ def _execute(job_name: str, *, partition_key: str | None = None, tags: dict | No
 
 def setup(day: dt.date) -> dict:
     """A warehouse that knows every session before `day` and has the model of `day`'s month."""
-    from forecast_core.data import calendar
     from forecast_core.config import load_config
+    from forecast_core.data import calendar
 
     cfg = load_config(os.environ.get("FORECAST_CONFIG"))
     previous = calendar.previous_session(day, cfg.calendar)

@@ -42,65 +42,132 @@ def _training(record: dict) -> list[str]:
         s = t["samples_per_s"]
         best = t["pytorch_best_whole_machine"]
         torch_whole = s[f"whole_pytorch_{best}"]
-        rows.append([f"{name}: {_describe(t)}", "one model, one core", _n(s["per_core_project"]),
-                     _n(s["per_core_pytorch"]) + " (1 thread)", f"**{t['ratio_per_core']:.2f}**"])
-        rows.append(["", f"{t['folds']} fold models, whole machine", _n(s["whole_project"]) +
-                     " (a process per fold, 2 at a time)",
-                     _n(torch_whole) + (" (2 threads)" if best == "threads" else " (2 processes)"),
-                     f"**{t['ratio_whole_machine']:.2f}**"])
+        rows.append(
+            [
+                f"{name}: {_describe(t)}",
+                "one model, one core",
+                _n(s["per_core_project"]),
+                _n(s["per_core_pytorch"]) + " (1 thread)",
+                f"**{t['ratio_per_core']:.2f}**",
+            ]
+        )
+        rows.append(
+            [
+                "",
+                f"{t['folds']} fold models, whole machine",
+                _n(s["whole_project"]) + " (a process per fold, 2 at a time)",
+                _n(torch_whole) + (" (2 threads)" if best == "threads" else " (2 processes)"),
+                f"**{t['ratio_whole_machine']:.2f}**",
+            ]
+        )
     out.append(_table(["shape", "form", "project, samples/s", "PyTorch, samples/s", "ratio"], rows))
     first = next(iter(record["training"].values()))
-    out += ["", (f"Medians of {first['repeats']} alternating repeats; a fold is a fresh model trained "
-                 f"for a fixed number of steps (no validation). Whole machine: PyTorch's other "
-                 f"configuration reached " + "; ".join(
-                     f"{n} {_n(t['samples_per_s']['whole_pytorch_' + ('processes' if t['pytorch_best_whole_machine'] == 'threads' else 'threads')])}"
-                     for n, t in record["training"].items()) +
-                 " samples/s. Not in these figures: what a fresh fold process costs before it "
-                 "trains (importing JAX and the project, compiling from the persistent cache), "
-                 "measured alone: " + "; ".join(
-                     f"{n} {t['fold_process_start_s']:.1f} s" for n, t in record["training"].items()) +
-                 " (Dagster's own step-process start comes on top).")]
-    out += ["", "What makes the project's side fast on a CPU (`forecast_core/models/lstm/modules.py`, `train.py`): "
-            "each step's batch runs as micro-batches of 32 windows, gathered and differentiated "
-            "inside the jitted step (a `lax.scan` that sums their gradients), then one optimizer "
-            "update with the mean, so every micro-batch's activations stay in the core's cache; "
-            "the LSTM's backward pass is written by hand (a `jax.custom_vjp`): the reverse scan does "
-            "one `[B, 4H] @ [4H, H]` product per step, every factor that does not depend on the "
-            "carry is computed for all steps before it, and the recurrent weight's gradient is one "
-            "product after it. The second core is used the way the job uses it: a second process "
-            "(XLA runs this model on one core per process). float32 throughout: bf16 was not used. "
-            "Prediction is unchanged bit for bit (stored models predict exactly as before); in "
-            "training, the forward pass computes the sigmoids as `(1 + tanh(z/2)) / 2` in one "
-            "elementwise pass and the gradients agree with autodiff to float32 rounding, so trained "
-            "models differ from before only through rounding and through dropout masks drawn per "
-            "micro-batch (same distribution, other draws)."]
+    out += [
+        "",
+        (
+            f"Medians of {first['repeats']} alternating repeats; a fold is a fresh model trained "
+            f"for a fixed number of steps (no validation). Whole machine: PyTorch's other "
+            f"configuration reached "
+            + "; ".join(
+                f"{n} {_n(t['samples_per_s']['whole_pytorch_' + ('processes' if t['pytorch_best_whole_machine'] == 'threads' else 'threads')])}"
+                for n, t in record["training"].items()
+            )
+            + " samples/s. Not in these figures: what a fresh fold process costs before it "
+            "trains (importing JAX and the project, compiling from the persistent cache), "
+            "measured alone: "
+            + "; ".join(f"{n} {t['fold_process_start_s']:.1f} s" for n, t in record["training"].items())
+            + " (Dagster's own step-process start comes on top)."
+        ),
+    ]
+    out += [
+        "",
+        "What makes the project's side fast on a CPU (`forecast_core/models/lstm/modules.py`, `train.py`): "
+        "each step's batch runs as micro-batches of 32 windows, gathered and differentiated "
+        "inside the jitted step (a `lax.scan` that sums their gradients), then one optimizer "
+        "update with the mean, so every micro-batch's activations stay in the core's cache; "
+        "the LSTM's backward pass is written by hand (a `jax.custom_vjp`): the reverse scan does "
+        "one `[B, 4H] @ [4H, H]` product per step, every factor that does not depend on the "
+        "carry is computed for all steps before it, and the recurrent weight's gradient is one "
+        "product after it. The second core is used the way the job uses it: a second process "
+        "(XLA runs this model on one core per process). float32 throughout: bf16 was not used. "
+        "Prediction is unchanged bit for bit (stored models predict exactly as before); in "
+        "training, the forward pass computes the sigmoids as `(1 + tanh(z/2)) / 2` in one "
+        "elementwise pass and the gradients agree with autodiff to float32 rounding, so trained "
+        "models differ from before only through rounding and through dropout masks drawn per "
+        "micro-batch (same distribution, other draws).",
+    ]
     return out
 
 
 def _inference(rows: list[dict]) -> list[str]:
-    table = [[r["tickers"], _n(r["jit_call_s"] * 1000, 1), _n(r["compile_s"], 2), _n(r["xla_temp_mb"], 1),
-              _n(r["predict_s"], 3), _n(r["forecasts_s"], 3), _n(r["peak_rss_mb"])] for r in rows]
-    return ["### Inference (item 2)", "",
-            _table(["tickers", "jitted call, ms", "its compilation, s", "XLA working memory, MB",
-                    "`LSTMForecaster.predict`, one session, s", "`make_forecasts`, one session, s",
-                    "process peak RSS, MB"], table), "",
-            "The jitted call runs every ticker's window of the session at once. The project's path "
-            "(`predict`) also scales and windows the panel and pads to one compiled 8192-row "
-            "chunk, so its time barely moves with the universe."]
+    table = [
+        [
+            r["tickers"],
+            _n(r["jit_call_s"] * 1000, 1),
+            _n(r["compile_s"], 2),
+            _n(r["xla_temp_mb"], 1),
+            _n(r["predict_s"], 3),
+            _n(r["forecasts_s"], 3),
+            _n(r["peak_rss_mb"]),
+        ]
+        for r in rows
+    ]
+    return [
+        "### Inference (item 2)",
+        "",
+        _table(
+            [
+                "tickers",
+                "jitted call, ms",
+                "its compilation, s",
+                "XLA working memory, MB",
+                "`LSTMForecaster.predict`, one session, s",
+                "`make_forecasts`, one session, s",
+                "process peak RSS, MB",
+            ],
+            table,
+        ),
+        "",
+        "The jitted call runs every ticker's window of the session at once. The project's path "
+        "(`predict`) also scales and windows the panel and pads to one compiled 8192-row "
+        "chunk, so its time barely moves with the universe.",
+    ]
 
 
 def _features(rows: list[dict]) -> list[str]:
     base = rows[0]
-    table = [[r["tickers"], _n(r["price_rows"]), _n(r["features_s"], 2), _n(r["folds_s"], 3),
-              _n(1000 * r["features_s"] / r["tickers"], 1),
-              f"{(r['features_s'] / base['features_s']) / (r['tickers'] / base['tickers']):.2f}",
-              _n(r["peak_rss_mb"])] for r in rows]
-    return ["### Features and folds (item 3)", "",
-            _table(["tickers (x 20 years)", "price rows", "features + targets + panel, s", "folds, s",
-                    "ms per ticker", f"cost / linear from {base['tickers']}", "peak RSS, MB"], table), "",
-            "Synthetic tickers are block bootstraps (20-session blocks) of the sample's returns, "
-            "with the real ^GSPC as the exogenous ticker. 'cost / linear' is the time relative to "
-            f"{base['tickers']} tickers scaled linearly (1.00: linear)."]
+    table = [
+        [
+            r["tickers"],
+            _n(r["price_rows"]),
+            _n(r["features_s"], 2),
+            _n(r["folds_s"], 3),
+            _n(1000 * r["features_s"] / r["tickers"], 1),
+            f"{(r['features_s'] / base['features_s']) / (r['tickers'] / base['tickers']):.2f}",
+            _n(r["peak_rss_mb"]),
+        ]
+        for r in rows
+    ]
+    return [
+        "### Features and folds (item 3)",
+        "",
+        _table(
+            [
+                "tickers (x 20 years)",
+                "price rows",
+                "features + targets + panel, s",
+                "folds, s",
+                "ms per ticker",
+                f"cost / linear from {base['tickers']}",
+                "peak RSS, MB",
+            ],
+            table,
+        ),
+        "",
+        "Synthetic tickers are block bootstraps (20-session blocks) of the sample's returns, "
+        "with the real ^GSPC as the exogenous ticker. 'cost / linear' is the time relative to "
+        f"{base['tickers']} tickers scaled linearly (1.00: linear).",
+    ]
 
 
 def _pipeline(p: dict) -> list[str]:
@@ -108,28 +175,42 @@ def _pipeline(p: dict) -> list[str]:
     demo = p.get("demo")
     if demo:
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in demo["steps_s"].items())
-        out.append(f"Whole pipeline on the sample, cold (`make demo`, {demo.get('date', '')}): "
-                   f"**{demo['total_s']:.0f} s** ({steps}); peak RSS {demo['peak_rss_mb']} MB.")
+        out.append(
+            f"Whole pipeline on the sample, cold (`make demo`, {demo.get('date', '')}): "
+            f"**{demo['total_s']:.0f} s** ({steps}); peak RSS {demo['peak_rss_mb']} MB."
+        )
     else:
-        out.append("Whole pipeline on the sample: not measured in this run (run `make demo`, which "
-                   "writes bench/results/demo_timings.json, then the suite).")
+        out.append(
+            "Whole pipeline on the sample: not measured in this run (run `make demo`, which "
+            "writes bench/results/demo_timings.json, then the suite)."
+        )
     n = p["nightly"]
     rows = [[k, _n(v, 2)] for k, v in n["steps_s"].items()]
-    out += ["", f"Nightly incremental run for {n['day']} (the model of the month already trained; "
-                f"{p['warehouse']}): `nightly_job` in-process, **{n['wall_s']:.1f} s** wall, "
-                f"slowest step {n['slowest_step_s']:.1f} s, peak RSS {n['peak_rss_mb']:.0f} MB.", "",
-            _table(["step", "seconds"], rows)]
+    out += [
+        "",
+        f"Nightly incremental run for {n['day']} (the model of the month already trained; "
+        f"{p['warehouse']}): `nightly_job` in-process, **{n['wall_s']:.1f} s** wall, "
+        f"slowest step {n['slowest_step_s']:.1f} s, peak RSS {n['peak_rss_mb']:.0f} MB.",
+        "",
+        _table(["step", "seconds"], rows),
+    ]
     return out
 
 
 def _warehouse(w: dict) -> list[str]:
-    rows = [[name, q["rows"], _n(q["query_s"] * 1000, 1), _n(q["read_sql_s"] * 1000, 1)]
-            for name, q in w["queries"].items()]
-    return ["### Warehouse (item 5)", "",
-            f"{w['tickers']} tickers x {w['sessions']} sessions x {len(w['horizons'])} horizons = "
-            f"{w['forecast_rows']:,} forecast rows ({w['file_mb']} MB file, written in one "
-            f"transaction in {w['write_s']:.2f} s):", "",
-            _table(["view", "rows", "query, ms", "`read_sql` (open, query, polars), ms"], rows)]
+    rows = [
+        [name, q["rows"], _n(q["query_s"] * 1000, 1), _n(q["read_sql_s"] * 1000, 1)]
+        for name, q in w["queries"].items()
+    ]
+    return [
+        "### Warehouse (item 5)",
+        "",
+        f"{w['tickers']} tickers x {w['sessions']} sessions x {len(w['horizons'])} horizons = "
+        f"{w['forecast_rows']:,} forecast rows ({w['file_mb']} MB file, written in one "
+        f"transaction in {w['write_s']:.2f} s):",
+        "",
+        _table(["view", "rows", "query, ms", "`read_sql` (open, query, polars), ms"], rows),
+    ]
 
 
 def _item_runs(record: dict) -> dict:
@@ -156,8 +237,10 @@ def render(record: dict) -> str:
         f"{m['jax']}, PyTorch {m['torch']}; measured {record['date'][:10]}. 1-minute load average "
         f"before -> after each item (the suite's own processes count: item 1 keeps both cores busy, "
         f"so about 2 is the suite alone; more means other work shared the cores): "
-        + ", ".join(f"item {k} {v['load_average'][0]} -> {v['load_average'][1]}"
-                    for k, v in sorted(_item_runs(record).items()))
+        + ", ".join(
+            f"item {k} {v['load_average'][0]} -> {v['load_average'][1]}"
+            for k, v in sorted(_item_runs(record).items())
+        )
         + ". Absolute figures move with the machine's load; ratios compare the two sides measured "
         f"alternately in the same run. {record['gpu']}",
     ]

@@ -22,8 +22,8 @@ def measure(n_tickers: int, repeats: int = 3) -> dict:
     from bench.synthetic import config_for, synthetic_prices
     from forecast_core.columns import DATE, TICKER
     from forecast_core.data.features import build_features, build_targets
-    from forecast_core.evaluation.folds import walk_forward_folds
     from forecast_core.data.panel import assemble_panel, targets_long, targets_wide
+    from forecast_core.evaluation.folds import walk_forward_folds
 
     cfg = config_for(n_tickers)
     started = time.perf_counter()

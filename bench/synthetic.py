@@ -33,9 +33,7 @@ def synthetic_prices(n_tickers: int, years: int = 20, seed: int = 0) -> pl.DataF
     sample = source.fetch(source.tickers(), dt.date(1990, 1, 2), last)
     stocks = [t for t in source.tickers() if not t.startswith("^")]
     sessions = sample.filter(pl.col(TICKER) == stocks[0])[DATE].to_list()[-years * SESSIONS_PER_YEAR :]
-    returns = {
-        t: np.diff(np.log(sample.filter(pl.col(TICKER) == t)[ADJ_CLOSE].to_numpy())) for t in stocks
-    }
+    returns = {t: np.diff(np.log(sample.filter(pl.col(TICKER) == t)[ADJ_CLOSE].to_numpy())) for t in stocks}
     rng = np.random.default_rng(seed)
     n, blocks = len(sessions), -(-len(sessions) // BLOCK)
     names = ticker_names(n_tickers)
@@ -50,10 +48,14 @@ def synthetic_prices(n_tickers: int, years: int = 20, seed: int = 0) -> pl.DataF
     )
     index = sample.filter((pl.col(TICKER) == "^GSPC") & (pl.col(DATE) >= sessions[0]))
     frame = pl.concat([frame, index.select(TICKER, DATE, ADJ_CLOSE)])
-    return frame.with_columns(
-        *[pl.lit(None, pl.Float64).alias(c) for c in (OPEN, HIGH, LOW, CLOSE, VOLUME)],
-        pl.lit("synthetic").alias(SOURCE),
-    ).select(TICKER, DATE, OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE, VOLUME, SOURCE).sort(TICKER, DATE)
+    return (
+        frame.with_columns(
+            *[pl.lit(None, pl.Float64).alias(c) for c in (OPEN, HIGH, LOW, CLOSE, VOLUME)],
+            pl.lit("synthetic").alias(SOURCE),
+        )
+        .select(TICKER, DATE, OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE, VOLUME, SOURCE)
+        .sort(TICKER, DATE)
+    )
 
 
 def config_for(n_tickers: int) -> ForecastConfig:

@@ -17,8 +17,16 @@ from torch import nn
 
 
 class TorchQuantileLSTM(nn.Module):
-    def __init__(self, n_features: int, hidden: int, layers: int, n_tickers: int, embedding: int,
-                 n_out: int, dropout: float) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int,
+        layers: int,
+        n_tickers: int,
+        embedding: int,
+        n_out: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(n_features, hidden, layers, batch_first=True)
         self.embedding = nn.Embedding(n_tickers, embedding) if embedding else None
@@ -45,8 +53,9 @@ def monotone_quantiles(raw: torch.Tensor, m: int) -> torch.Tensor:
 class TorchTrainer:
     """Trains fresh models ("folds") of a `bench.training.Shape` for a number of steps."""
 
-    def __init__(self, shape, x: np.ndarray, y: np.ndarray, ticker_id: np.ndarray,
-                 rows: np.ndarray, seed: int = 0) -> None:
+    def __init__(
+        self, shape, x: np.ndarray, y: np.ndarray, ticker_id: np.ndarray, rows: np.ndarray, seed: int = 0
+    ) -> None:
         self.shape = shape
         self.x = torch.from_numpy(x)
         self.y = torch.from_numpy(y)
@@ -59,8 +68,9 @@ class TorchTrainer:
 
     def _fresh(self):
         s = self.shape
-        model = TorchQuantileLSTM(s.features, s.hidden, s.layers, s.n_tickers, s.embedding,
-                                  s.horizons * len(s.quantiles), s.dropout)
+        model = TorchQuantileLSTM(
+            s.features, s.hidden, s.layers, s.n_tickers, s.embedding, s.horizons * len(s.quantiles), s.dropout
+        )
         if s.optimizer == "adam":
             opt = torch.optim.Adam(model.parameters(), lr=s.learning_rate)
             sched = None

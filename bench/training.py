@@ -65,15 +65,31 @@ class Shape:
     def describe(self) -> str:
         extra = f", {self.n_tickers} tickers' embedding ({self.embedding})" if self.embedding else ""
         layers = f"{self.layers} layer" + ("s" if self.layers > 1 else "")
-        loss = {"mse": "MSE", "pinball": f"pinball ({self.horizons} horizons x {len(self.quantiles)} quantiles)"}
+        loss = {
+            "mse": "MSE",
+            "pinball": f"pinball ({self.horizons} horizons x {len(self.quantiles)} quantiles)",
+        }
         opt = {"adam": "Adam", "adamw": "AdamW, warmup-cosine, clipping"}
-        return (f"{layers}, {self.features} features, hidden {self.hidden}, lookback {self.lookback}, "
-                f"batch {self.batch}{extra}, {loss[self.loss]}, {opt[self.optimizer]}, float32")
+        return (
+            f"{layers}, {self.features} features, hidden {self.hidden}, lookback {self.lookback}, "
+            f"batch {self.batch}{extra}, {loss[self.loss]}, {opt[self.optimizer]}, float32"
+        )
 
 
 ISSUE_SHAPE = Shape(
-    name="issue", batch=256, lookback=60, features=16, hidden=64, layers=2, n_tickers=1,
-    embedding=0, horizons=1, quantiles=(0.5,), dropout=0.0, loss="mse", optimizer="adam",
+    name="issue",
+    batch=256,
+    lookback=60,
+    features=16,
+    hidden=64,
+    layers=2,
+    n_tickers=1,
+    embedding=0,
+    horizons=1,
+    quantiles=(0.5,),
+    dropout=0.0,
+    loss="mse",
+    optimizer="adam",
     learning_rate=1e-3,
 )
 
@@ -85,11 +101,23 @@ def default_shape(n_features: int) -> Shape:
     cfg = ForecastConfig()
     m, t = cfg.model, cfg.train
     return Shape(
-        name="default", batch=t.batch_size, lookback=m.lookback, features=n_features,
-        hidden=m.hidden_size, layers=m.num_layers, n_tickers=len(cfg.universe.tickers),
-        embedding=m.ticker_embedding_dim, horizons=len(cfg.horizons), quantiles=cfg.quantiles,
-        dropout=m.dropout, loss="pinball", optimizer="adamw", learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay, clip_norm=t.clip_norm, warmup_steps=t.warmup_steps,
+        name="default",
+        batch=t.batch_size,
+        lookback=m.lookback,
+        features=n_features,
+        hidden=m.hidden_size,
+        layers=m.num_layers,
+        n_tickers=len(cfg.universe.tickers),
+        embedding=m.ticker_embedding_dim,
+        horizons=len(cfg.horizons),
+        quantiles=cfg.quantiles,
+        dropout=m.dropout,
+        loss="pinball",
+        optimizer="adamw",
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        clip_norm=t.clip_norm,
+        warmup_steps=t.warmup_steps,
         schedule_steps=t.max_epochs * t.steps_per_epoch,
     )
 
@@ -131,8 +159,8 @@ class JaxTrainer:
         import jax.numpy as jnp
         import optax
 
-        from forecast_core.models.lstm import train
         from forecast_core.config import ForecastConfig
+        from forecast_core.models.lstm import train
         from forecast_core.models.lstm.modules import QuantileLSTM
 
         self.shape, self.jax, self.jnp, self.train = shape, jax, jnp, train
@@ -159,8 +187,18 @@ class JaxTrainer:
         init_key, data_key = jax.random.split(jax.random.fold_in(self.key, self.folds))
         if s.name == "default":
             state = train.create_state(self.cfg, self.model, s.features, init_key)
-            state, loss = train.train_epoch(state, self.x, self.y, self.tid, self.rows, self.q, data_key,
-                                             lookback=s.lookback, steps=steps, batch_size=s.batch)
+            state, loss = train.train_epoch(
+                state,
+                self.x,
+                self.y,
+                self.tid,
+                self.rows,
+                self.q,
+                data_key,
+                lookback=s.lookback,
+                steps=steps,
+                batch_size=s.batch,
+            )
         else:
             x0 = jnp.zeros((1, s.lookback, s.features), jnp.float32)
             params = self.init(init_key, x0, jnp.zeros((1,), jnp.int32))["params"]
@@ -242,19 +280,35 @@ def worker_main(argv: list[str]) -> None:
 class Worker:
     """A training worker process (one side, one shape), optionally pinned to a core."""
 
-    def __init__(self, side: str, shape: Shape, steps: int, *, threads: int = 1,
-                 core: int | None = None, xla_threading: bool = True) -> None:
+    def __init__(
+        self,
+        side: str,
+        shape: Shape,
+        steps: int,
+        *,
+        threads: int = 1,
+        core: int | None = None,
+        xla_threading: bool = True,
+    ) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env["BENCH_TORCH_THREADS"] = str(threads)
         env["OMP_NUM_THREADS"] = str(threads)
         if not xla_threading:
             env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-        cmd = [sys.executable, "-m", "bench.training", side, json.dumps(dataclasses.asdict(shape)), str(steps)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.training",
+            side,
+            json.dumps(dataclasses.asdict(shape)),
+            str(steps),
+        ]
         if core is not None:
             cmd = ["taskset", "-c", str(core), *cmd]
         self.side, self.shape, self.steps = side, shape, steps
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env, cwd=ROOT, bufsize=1)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, bufsize=1
+        )
         self.ready: dict | None = None
 
     def wait_ready(self) -> dict:
@@ -318,8 +372,10 @@ def measure_shape(shape: Shape, steps: int, repeats: int, *, log=print) -> dict:
     core = max(cores)
     ncpu = len(cores)
     # Start every worker at once (they compile in parallel), then measure one form at a time.
-    per_core = {"project": Worker("jax", shape, steps, core=core, xla_threading=False),
-                "pytorch": Worker("torch", shape, steps, threads=1, core=core)}
+    per_core = {
+        "project": Worker("jax", shape, steps, core=core, xla_threading=False),
+        "pytorch": Worker("torch", shape, steps, threads=1, core=core),
+    }
     whole = {
         "project": [Worker("jax", shape, steps) for _ in range(ncpu)],
         "pytorch_threads": [Worker("torch", shape, steps, threads=ncpu)],
@@ -338,7 +394,7 @@ def measure_shape(shape: Shape, steps: int, repeats: int, *, log=print) -> dict:
             runs[f"whole_{k}"] = []
         for r in range(repeats):
             keys = list(whole)
-            keys = keys[r % len(keys):] + keys[: r % len(keys)]
+            keys = keys[r % len(keys) :] + keys[: r % len(keys)]
             for k in keys:
                 runs[f"whole_{k}"].append(run_folds(whole[k], FOLDS))
             log(f"  {shape.name}: repeat {r + 1}/{repeats} done")
@@ -363,8 +419,9 @@ def measure_shape(shape: Shape, steps: int, repeats: int, *, log=print) -> dict:
         "repeats": repeats,
         "samples_per_s": {k: round(v, 1) for k, v in med.items()},
         "runs": {k: [round(x, 1) for x in v] for k, v in runs.items()},
-        "pytorch_best_whole_machine": ("threads" if torch_best == med["whole_pytorch_threads"]
-                                       else "processes"),
+        "pytorch_best_whole_machine": (
+            "threads" if torch_best == med["whole_pytorch_threads"] else "processes"
+        ),
         "ratio_per_core": round(med["per_core_project"] / med["per_core_pytorch"], 3),
         "ratio_whole_machine": round(med["whole_project"] / torch_best, 3),
         "fold_process_start_s": round(ready["startup_s"] + max(0.0, ready["first_fold_s"] - fold_s), 2),

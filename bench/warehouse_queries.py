@@ -53,7 +53,7 @@ def _frames(horizons: tuple[int, ...]):
     forecasts = pl.concat(frames).with_columns(
         *[(pl.col("last_close") * pl.col(c).exp()).alias(f"{c}_close") for c in ("q10", "q50", "q90")],
         (pl.col("last_close") * pl.col("pred_log_return").exp()).alias("pred_close"),
-        pl.lit(dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc), pl.Datetime("us", "UTC")).alias("created_at"),
+        pl.lit(dt.datetime(2023, 1, 1, tzinfo=dt.UTC), pl.Datetime("us", "UTC")).alias("created_at"),
     )
     metrics = pl.DataFrame(
         [
@@ -96,10 +96,10 @@ def measure() -> dict:
         for name, sql in QUERIES.items():
             rows = read_sql(sql, path=path).height
             with connect(path, read_only=True) as con:
-                query_s = _median_time(lambda: con.sql(sql).fetchall())
+                query_s = _median_time(lambda sql=sql: con.sql(sql).fetchall())
             record["queries"][name] = {
                 "rows": rows,
-                "read_sql_s": _median_time(lambda: read_sql(sql, path=path)),
+                "read_sql_s": _median_time(lambda sql=sql: read_sql(sql, path=path)),
                 "query_s": query_s,
             }
     return record

@@ -11,12 +11,12 @@ import polars as pl
 
 from forecast_assets.periods import PeriodBatch, panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.models.lstm import artifacts
-from forecast_core.data import calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE, TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.errors import ForecastError
+from forecast_core.data import calendar
 from forecast_core.data.features import with_price
+from forecast_core.errors import ForecastError
+from forecast_core.models.lstm import artifacts
 from forecast_core.serving.periods import period_start_of
 from forecast_core.sources import make_source
 from warehouse import read_sql, read_table, reads
@@ -54,11 +54,14 @@ def non_positive_prices(prices: pl.DataFrame) -> pl.DataFrame:
     return prices.filter(bad).select(TICKER, DATE)
 
 
-def missing_sessions(prices: pl.DataFrame, tickers: tuple[str, ...], calendar_code: str) -> list[tuple[str, dt.date]]:
+def missing_sessions(
+    prices: pl.DataFrame, tickers: tuple[str, ...], calendar_code: str
+) -> list[tuple[str, dt.date]]:
     """(ticker, session) pairs absent between each ticker's first and last stored date, and
     configured tickers with no rows at all (as (ticker, None))."""
-    spans = prices.group_by(TICKER).agg(pl.col(DATE).min().alias("first"), pl.col(DATE).max().alias("last"),
-                                        pl.col(DATE).alias("dates"))
+    spans = prices.group_by(TICKER).agg(
+        pl.col(DATE).min().alias("first"), pl.col(DATE).max().alias("last"), pl.col(DATE).alias("dates")
+    )
     missing: list[tuple[str, dt.date | None]] = []
     seen = set()
     for t, first, last, dates in spans.iter_rows():
@@ -88,33 +91,48 @@ def _stored_prices(path: str) -> pl.DataFrame:
 def no_duplicate_sessions(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     dup = duplicate_sessions(_stored_prices(warehouse.resolved_path))
     examples = _listing([(t, d, f"x{n}") for t, d, n in dup.rows()])
-    return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height, "examples": examples})
+    return dg.AssetCheckResult(
+        passed=dup.height == 0, metadata={"duplicates": dup.height, "examples": examples}
+    )
 
 
-@dg.asset_check(asset="raw_prices", blocking=True,
-                description="Every price present in the latest batch is finite and > 0.")
+@dg.asset_check(
+    asset="raw_prices",
+    blocking=True,
+    description="Every price present in the latest batch is finite and > 0.",
+)
 def positive_prices(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     prices = _stored_prices(warehouse.resolved_path)
     latest = prices.filter(pl.col(INGESTED_AT) == pl.col(INGESTED_AT).max())
     bad = non_positive_prices(latest)
-    return dg.AssetCheckResult(passed=bad.height == 0,
-                               metadata={"checked_rows": latest.height, "bad_rows": bad.height,
-                                         "examples": _listing(bad.rows())})
+    return dg.AssetCheckResult(
+        passed=bad.height == 0,
+        metadata={"checked_rows": latest.height, "bad_rows": bad.height, "examples": _listing(bad.rows())},
+    )
 
 
-@dg.asset_check(asset="raw_prices", blocking=True,
-                description="Every configured ticker has a row on every session between its first and last date.")
+@dg.asset_check(
+    asset="raw_prices",
+    blocking=True,
+    description="Every configured ticker has a row on every session between its first and last date.",
+)
 def no_missing_sessions(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
     cfg = pipeline.load()
-    missing = missing_sessions(_stored_prices(warehouse.resolved_path), cfg.universe.all_tickers, cfg.calendar)
-    return dg.AssetCheckResult(passed=not missing,
-                               metadata={"missing": len(missing),
-                                         "examples": _listing([(t, d or "no rows") for t, d in missing])})
+    missing = missing_sessions(
+        _stored_prices(warehouse.resolved_path), cfg.universe.all_tickers, cfg.calendar
+    )
+    return dg.AssetCheckResult(
+        passed=not missing,
+        metadata={"missing": len(missing), "examples": _listing([(t, d or "no rows") for t, d in missing])},
+    )
 
 
-@dg.asset_check(asset="raw_prices", blocking=False,
-                description="No daily |log return| above max_daily_log_return in the latest batch "
-                            "(a warning: it can be real news or a bad print).")
+@dg.asset_check(
+    asset="raw_prices",
+    blocking=False,
+    description="No daily |log return| above max_daily_log_return in the latest batch "
+    "(a warning: it can be real news or a bad print).",
+)
 def plausible_jumps(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
     cfg = pipeline.load()
     prices = _stored_prices(warehouse.resolved_path)
@@ -123,8 +141,11 @@ def plausible_jumps(warehouse: WarehouseResource, pipeline: PipelineConfig) -> d
     return dg.AssetCheckResult(
         passed=jumps.height == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"jumps": jumps.height, "threshold": cfg.max_daily_log_return,
-                  "examples": _listing([(t, str(d), round(r, 3)) for t, d, r in jumps.rows()])},
+        metadata={
+            "jumps": jumps.height,
+            "threshold": cfg.max_daily_log_return,
+            "examples": _listing([(t, str(d), round(r, 3)) for t, d, r in jumps.rows()]),
+        },
     )
 
 
@@ -142,8 +163,13 @@ def history_revisions(stored: pl.DataFrame, fresh: pl.DataFrame, tolerance: floa
     frames whose relative change source / stored - 1 exceeds `tolerance`, by ticker and date."""
     joined = stored.join(fresh, on=[TICKER, DATE], suffix="_source")
     frames = [
-        joined.select(TICKER, DATE, pl.lit(c).alias("column"), pl.col(c).alias("stored"),
-                      pl.col(f"{c}_source").alias("source"))
+        joined.select(
+            TICKER,
+            DATE,
+            pl.lit(c).alias("column"),
+            pl.col(c).alias("stored"),
+            pl.col(f"{c}_source").alias("source"),
+        )
         for c in (CLOSE, ADJ_CLOSE)
     ]
     long = pl.concat(frames).drop_nulls(["stored", "source"])
@@ -154,11 +180,14 @@ def history_revisions(stored: pl.DataFrame, fresh: pl.DataFrame, tolerance: floa
     )
 
 
-@dg.asset_check(asset="raw_prices", blocking=True,
-                description=f"The {REVISION_SESSIONS} sessions stored just before the latest batch still "
-                            "match the source. A split or restatement that rewrote history (|log ratio| > "
-                            f"{REVISION_BLOCKING_LOG_RATIO}) fails and blocks the run; smaller revisions "
-                            "(dividends) warn. Remedy: re-materialize raw_prices over the stored range.")
+@dg.asset_check(
+    asset="raw_prices",
+    blocking=True,
+    description=f"The {REVISION_SESSIONS} sessions stored just before the latest batch still "
+    "match the source. A split or restatement that rewrote history (|log ratio| > "
+    f"{REVISION_BLOCKING_LOG_RATIO}) fails and blocks the run; smaller revisions "
+    "(dividends) warn. Remedy: re-materialize raw_prices over the stored range.",
+)
 def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
     cfg = pipeline.load()
     prices = _stored_prices(warehouse.resolved_path)
@@ -167,23 +196,32 @@ def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfi
     dates = earlier[DATE].unique().sort().tail(REVISION_SESSIONS).to_list()
     window = earlier.filter(pl.col(DATE).is_in(dates), pl.col(TICKER).is_in(list(cfg.universe.all_tickers)))
     if window.height == 0:
-        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"compared_rows": 0, "note": "nothing stored before the latest batch"})
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"compared_rows": 0, "note": "nothing stored before the latest batch"},
+        )
     tickers = sorted(window[TICKER].unique().to_list())
     try:
         fresh = make_source(cfg).fetch(tickers, dates[0], dates[-1])
     except ForecastError as exc:  # evidence, not a crash: this warning must not fail the nightly run
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"compared_rows": 0, "error": f"could not download again: {exc}"})
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"compared_rows": 0, "error": f"could not download again: {exc}"},
+        )
     revised = history_revisions(window, fresh, REVISION_TOLERANCE)
     examples = [(t, d, c, f"{s:.6g} -> {n:.6g} (x{r:.4g})") for t, d, c, s, n, r in revised.rows()]
     rewritten = revised.filter(pl.col("ratio").log().abs() > REVISION_BLOCKING_LOG_RATIO)
     return dg.AssetCheckResult(
         passed=revised.height == 0,
         severity=dg.AssetCheckSeverity.ERROR if rewritten.height else dg.AssetCheckSeverity.WARN,
-        description=(f"history rewritten by the source for {_listing(sorted(set(rewritten[TICKER])))}: "
-                     "re-materialize raw_prices from the first stored session to replace it"
-                     if rewritten.height else None),
+        description=(
+            f"history rewritten by the source for {_listing(sorted(set(rewritten[TICKER])))}: "
+            "re-materialize raw_prices from the first stored session to replace it"
+            if rewritten.height
+            else None
+        ),
         metadata={
             "compared_rows": window.height,
             "sessions": f"{dates[0]}..{dates[-1]}",
@@ -195,17 +233,34 @@ def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfi
     )
 
 
-PRICE_CHECKS = [no_duplicate_sessions, positive_prices, no_missing_sessions, plausible_jumps,
-                history_matches_source]
+PRICE_CHECKS = [
+    no_duplicate_sessions,
+    positive_prices,
+    no_missing_sessions,
+    plausible_jumps,
+    history_matches_source,
+]
 
 
 FORECAST_CHECKS = [
-    dg.AssetCheckSpec("forecasts_finite", asset="daily_forecasts", blocking=True,
-                      description="Every forecast value and price is finite."),
-    dg.AssetCheckSpec("quantiles_ordered", asset="daily_forecasts", blocking=True,
-                      description="q10 <= q50 <= q90 on every row."),
-    dg.AssetCheckSpec("complete_forecasts", asset="daily_forecasts", blocking=True,
-                      description="Every ticker and horizon has a forecast on every session of the partition."),
+    dg.AssetCheckSpec(
+        "forecasts_finite",
+        asset="daily_forecasts",
+        blocking=True,
+        description="Every forecast value and price is finite.",
+    ),
+    dg.AssetCheckSpec(
+        "quantiles_ordered",
+        asset="daily_forecasts",
+        blocking=True,
+        description="q10 <= q50 <= q90 on every row.",
+    ),
+    dg.AssetCheckSpec(
+        "complete_forecasts",
+        asset="daily_forecasts",
+        blocking=True,
+        description="Every ticker and horizon has a forecast on every session of the partition.",
+    ),
 ]
 
 
@@ -221,24 +276,43 @@ def forecast_check_results(
     def keys(rows: pl.DataFrame) -> list[tuple[str, str, int]]:
         return [(str(d), t, h) for d, t, h in rows.select("as_of_date", TICKER, "horizon").iter_rows()]
 
-    have = set(zip(forecasts["as_of_date"].to_list(), forecasts[TICKER].to_list(), forecasts["horizon"].to_list()))
-    missing = [(str(d), t, h) for d in dates for t in cfg.universe.tickers for h in cfg.horizons
-               if (d, t, h) not in have]
+    have = set(
+        zip(forecasts["as_of_date"].to_list(), forecasts[TICKER].to_list(), forecasts["horizon"].to_list())
+    )
+    missing = [
+        (str(d), t, h)
+        for d in dates
+        for t in cfg.universe.tickers
+        for h in cfg.horizons
+        if (d, t, h) not in have
+    ]
     return [
-        dg.AssetCheckResult(check_name="forecasts_finite", passed=non_finite == 0,
-                            metadata={"non_finite_rows": non_finite,
-                                      "examples": _listing(keys(non_finite_rows))}),
-        dg.AssetCheckResult(check_name="quantiles_ordered", passed=crossed.height == 0,
-                            metadata={"crossed_rows": crossed.height, "examples": _listing(keys(crossed))}),
-        dg.AssetCheckResult(check_name="complete_forecasts", passed=not missing,
-                            metadata={"missing": len(missing), "examples": _listing(missing)}),
+        dg.AssetCheckResult(
+            check_name="forecasts_finite",
+            passed=non_finite == 0,
+            metadata={"non_finite_rows": non_finite, "examples": _listing(keys(non_finite_rows))},
+        ),
+        dg.AssetCheckResult(
+            check_name="quantiles_ordered",
+            passed=crossed.height == 0,
+            metadata={"crossed_rows": crossed.height, "examples": _listing(keys(crossed))},
+        ),
+        dg.AssetCheckResult(
+            check_name="complete_forecasts",
+            passed=not missing,
+            metadata={"missing": len(missing), "examples": _listing(missing)},
+        ),
     ]
 
 
 MODEL_CHECKS = [
-    dg.AssetCheckSpec("promotion_gate", asset="lstm_model", blocking=False,
-                      description="The LSTM beat zero_return (and the previous model) on validation "
-                                  "pinball loss; if not, the period is served by the best baseline."),
+    dg.AssetCheckSpec(
+        "promotion_gate",
+        asset="lstm_model",
+        blocking=False,
+        description="The LSTM beat zero_return (and the previous model) on validation "
+        "pinball loss; if not, the period is served by the best baseline.",
+    ),
 ]
 
 
@@ -252,8 +326,10 @@ def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_vers
     if row is None:
         raise ValueError(f"model {model_version} of the forecasts of {day} is not in the warehouse")
     panel, feature_cols = panel_known_at(path, cfg, day)
-    batch = PeriodBatch(period_start_of(day), [day], row, artifacts.from_bytes(row["artifact"]), panel, feature_cols)
-    return batch.forecasts(cfg, dt.datetime.now(dt.timezone.utc))[0]
+    batch = PeriodBatch(
+        period_start_of(day), [day], row, artifacts.from_bytes(row["artifact"]), panel, feature_cols
+    )
+    return batch.forecasts(cfg, dt.datetime.now(dt.UTC))[0]
 
 
 def forecast_differences(stored: pl.DataFrame, recomputed: pl.DataFrame) -> tuple[list[tuple], float]:
@@ -278,10 +354,13 @@ def forecast_differences(stored: pl.DataFrame, recomputed: pl.DataFrame) -> tupl
     return [r for r, d in zip(a.select(key).rows(), differs) if d], worst
 
 
-@dg.asset_check(asset="daily_forecasts", blocking=False,
-                description="Re-computes the latest session's forecasts from the stored model artifact and "
-                            "the stored features, and compares them bit for bit with the published rows "
-                            "(exact on the device that trained the model; one session, so it is cheap).")
+@dg.asset_check(
+    asset="daily_forecasts",
+    blocking=False,
+    description="Re-computes the latest session's forecasts from the stored model artifact and "
+    "the stored features, and compares them bit for bit with the published rows "
+    "(exact on the device that trained the model; one session, so it is cheap).",
+)
 def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
     cfg = pipeline.load()
     path = warehouse.resolved_path
@@ -292,7 +371,9 @@ def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfi
     versions = sorted(stored["model_version"].unique().to_list())
     recomputed = pl.concat([recompute_forecasts(path, cfg, latest, v) for v in versions])
     different, worst = forecast_differences(stored, recomputed)
-    devices = read_sql("SELECT DISTINCT device FROM models WHERE list_contains(?, model_version)", [versions], path)
+    devices = read_sql(
+        "SELECT DISTINCT device FROM models WHERE list_contains(?, model_version)", [versions], path
+    )
     return dg.AssetCheckResult(
         passed=not different,
         metadata={

@@ -5,9 +5,8 @@ import os
 import dagster as dg
 import jax
 
+from forecast_assets.assets import decision, evaluation, features, forecasts, model, prices
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
-from forecast_assets.assets import evaluation, features, forecasts, model, prices
-from forecast_assets.assets import decision
 from forecast_assets.resources import default_resources
 from forecast_assets.schedules import nightly_schedule, retrain_schedule
 
@@ -28,9 +27,7 @@ ASSETS = [
 ]
 
 #: Prices, features and folds for a range of sessions (the demo's first step, a backfill's too).
-ingest_job = dg.define_asset_job(
-    "ingest_job", selection=["raw_prices", "features", "walk_forward_folds"]
-)
+ingest_job = dg.define_asset_job("ingest_job", selection=["raw_prices", "features", "walk_forward_folds"])
 #: Walk-forward evaluation of the LSTM and the baselines (folds in parallel processes).
 evaluation_job = dg.define_asset_job("evaluation_job", selection=["fold_evaluation"])
 #: The production model of one retrain month.
@@ -41,14 +38,10 @@ nightly_job = dg.define_asset_job(
     selection=["raw_prices", "features", "daily_forecasts", "forecast_scores"],
 )
 #: Forecasts (and scores) for a range of sessions whose models exist.
-forecast_job = dg.define_asset_job(
-    "forecast_job", selection=["daily_forecasts", "forecast_scores"]
-)
+forecast_job = dg.define_asset_job("forecast_job", selection=["daily_forecasts", "forecast_scores"])
 
 #: Strategy backtest over the out-of-sample forecasts, and explanations of a range of forecasts.
-decision_job = dg.define_asset_job(
-    "decision_job", selection=["strategy_backtest", "forecast_explanations"]
-)
+decision_job = dg.define_asset_job("decision_job", selection=["strategy_backtest", "forecast_explanations"])
 
 defs = dg.Definitions(
     assets=ASSETS,

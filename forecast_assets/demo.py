@@ -20,8 +20,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from forecast_core.data import calendar
 from forecast_core.config import load_config
+from forecast_core.data import calendar
 from forecast_core.sources import make_source
 from warehouse import read_sql, warehouse_path
 from warehouse.replica import replica_path
@@ -70,7 +70,9 @@ def run(job_fn, instance: dg.DagsterInstance, tags: dict[str, str], label: str) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sessions", type=int, default=20, help="forecast the last N sessions (default 20)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(Path.cwd()))
@@ -85,20 +87,28 @@ def main(argv: list[str] | None = None) -> None:
     print(f"warehouse: {path.resolve()}\nsource: {cfg.source.kind}, {days[0]}..{days[-1]}", flush=True)
     timings = {}
     with dg.DagsterInstance.get() as instance:
-        timings["ingest"] = run(ingest_job, instance, {RANGE_START: str(days[0]), RANGE_END: str(days[-1])},
-                                "prices, features, folds")
+        timings["ingest"] = run(
+            ingest_job,
+            instance,
+            {RANGE_START: str(days[0]), RANGE_END: str(days[-1])},
+            "prices, features, folds",
+        )
         timings["evaluation"] = run(evaluation_job, instance, {}, "walk-forward evaluation")
         for month in months:
             timings[f"model {month:%Y-%m}"] = run(
                 retrain_job, instance, {"dagster/partition": month.isoformat()}, f"model {month:%Y-%m}"
             )
         timings["forecasts"] = run(
-            forecast_job, instance,
-            {RANGE_START: str(forecast_days[0]), RANGE_END: str(forecast_days[-1])}, "forecasts and scores",
+            forecast_job,
+            instance,
+            {RANGE_START: str(forecast_days[0]), RANGE_END: str(forecast_days[-1])},
+            "forecasts and scores",
         )
         timings["decision"] = run(
-            decision_job, instance,
-            {RANGE_START: str(forecast_days[0]), RANGE_END: str(forecast_days[-1])}, "backtest and explanations",
+            decision_job,
+            instance,
+            {RANGE_START: str(forecast_days[0]), RANGE_END: str(forecast_days[-1])},
+            "backtest and explanations",
         )
     write_timings(timings)
     print_summary(path)
@@ -114,8 +124,10 @@ def write_timings(timings: dict[str, float]) -> None:
 
     out = Path("bench/results/demo_timings.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
     record = {
         "steps_s": {k: round(v, 1) for k, v in timings.items()},
         "total_s": round(sum(timings.values()), 1),
@@ -126,8 +138,11 @@ def write_timings(timings: dict[str, float]) -> None:
         "date": dt.date.today().isoformat(),
     }
     out.write_text(json.dumps(record, indent=2))
-    print("\nTimings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in record["steps_s"].items())
-          + f"; total {record['total_s']:.0f}; peak RSS {record['peak_rss_mb']} MB")
+    print(
+        "\nTimings (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in record["steps_s"].items())
+        + f"; total {record['total_s']:.0f}; peak RSS {record['peak_rss_mb']} MB"
+    )
 
 
 def _last_available_session(cfg) -> dt.date:
@@ -155,12 +170,17 @@ def print_summary(path: Path) -> None:
     print("\nScored daily forecasts:")
     print(scores)
     replica = replica_path(path)
-    print(f"\nWarehouse: {path.resolve()}\nRead replica for queries (safe while the job runs): {replica.resolve()}")
     print(
-        "Try:\n  .venv/bin/python -c \"import duckdb; print(duckdb.connect('" + str(replica) + "', read_only=True)"
+        f"\nWarehouse: {path.resolve()}\nRead replica for queries (safe while the job runs): {replica.resolve()}"
+    )
+    print(
+        "Try:\n  .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
+        + str(replica)
+        + "', read_only=True)"
         ".sql('SELECT ticker, horizon, as_of_date, target_date, q10_close, q50_close, q90_close "
         "FROM latest_forecasts ORDER BY ticker, horizon'))\""
     )
+
 
 if __name__ == "__main__":
     main()

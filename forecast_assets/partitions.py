@@ -10,8 +10,8 @@ import os
 
 import dagster as dg
 
-from forecast_core.data import calendar
 from forecast_core.config import load_config
+from forecast_core.data import calendar
 
 TIMEZONE = "America/New_York"
 

@@ -4,20 +4,20 @@ known on the group's last session: what forecasting and explaining a range of se
 import datetime as dt
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import dagster as dg
 import polars as pl
 
-from forecast_core.models.lstm import artifacts
 from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.data.features import build_targets
-from forecast_core.models.forecaster import ForecastTask, rows_between
-from forecast_core.serving.forecasts import make_forecasts
-from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.data.panel import assemble_panel
+from forecast_core.models.forecaster import ForecastTask, rows_between
+from forecast_core.models.lstm import artifacts
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.serving.forecasts import make_forecasts
 from forecast_core.serving.periods import best_baseline, period_key, period_start_of, serving_plan
 from warehouse import reads
 
@@ -47,18 +47,29 @@ class PeriodBatch:
     def period(self) -> str:
         return period_key(self.period_start)
 
-    def forecasts(self, cfg: ForecastConfig, created_at: dt.datetime) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    def forecasts(
+        self, cfg: ForecastConfig, created_at: dt.datetime
+    ) -> tuple[pl.DataFrame, dict[str, list[str]]]:
         """`forecasts` rows for the batch's sessions, made by the period's serving plan
         (`production.serving_plan`), and which model served which tickers."""
         row = self.model_row
         task = ForecastTask(self.feature_columns, cfg.horizons, cfg.quantiles)
         stand_in = best_baseline(json.loads(row["metrics"])["val_pinball"])
         tickers = rows_between(self.panel, self.days[0], self.days[-1])[TICKER].unique().sort().to_list()
-        plan = serving_plan(row["serving_model"], stand_in, self.lstm, self.panel, task, cfg,
-                            self.period_start, tickers)
+        plan = serving_plan(
+            row["serving_model"], stand_in, self.lstm, self.panel, task, cfg, self.period_start, tickers
+        )
         frames = [
-            make_forecasts(self.panel.filter(pl.col(TICKER).is_in(served)), forecaster, task,
-                           self.days[0], self.days[-1], row["model_version"], created_at, cfg.calendar)
+            make_forecasts(
+                self.panel.filter(pl.col(TICKER).is_in(served)),
+                forecaster,
+                task,
+                self.days[0],
+                self.days[-1],
+                row["model_version"],
+                created_at,
+                cfg.calendar,
+            )
             for forecaster, served in plan
         ]
         rows = pl.concat(frames).sort("as_of_date", TICKER, HORIZON)

@@ -73,7 +73,8 @@ def backtest_markdown(path=None) -> str:
         raise SystemExit("strategy_comparison has no rows: materialize strategy_backtest first")
     span = read_sql(
         "SELECT min(date) AS first, max(date) AS last, count(DISTINCT date) AS sessions "
-        "FROM backtest_returns WHERE period = 'all' AND ticker = 'portfolio'", path=path,
+        "FROM backtest_returns WHERE period = 'all' AND ticker = 'portfolio'",
+        path=path,
     ).row(0, named=True)
     per_fold = read_sql(
         "PIVOT (SELECT strategy, period, round(sharpe, 2) AS sharpe FROM strategy_comparison "
@@ -129,8 +130,12 @@ def timings_markdown(path: Path = TIMINGS_FILE) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, help="write every section into this README instead of printing")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--readme", type=Path, help="write every section into this README instead of printing"
+    )
     args = parser.parse_args()
     sections = [
         (START, END, leaderboard_markdown()),

@@ -16,8 +16,13 @@ TIMEZONE = "America/New_York"
 
 
 def nightly_schedule(job, calendar_code: str = "XNYS") -> dg.ScheduleDefinition:
-    @dg.schedule(job=job, cron_schedule=NIGHTLY_CRON, execution_timezone=TIMEZONE,
-                 default_status=dg.DefaultScheduleStatus.STOPPED, name="nightly_after_close")
+    @dg.schedule(
+        job=job,
+        cron_schedule=NIGHTLY_CRON,
+        execution_timezone=TIMEZONE,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        name="nightly_after_close",
+    )
     def _nightly(context: dg.ScheduleEvaluationContext):
         day = context.scheduled_execution_time.date()
         if not calendar.is_session(day, calendar_code):
@@ -28,8 +33,13 @@ def nightly_schedule(job, calendar_code: str = "XNYS") -> dg.ScheduleDefinition:
 
 
 def retrain_schedule(job) -> dg.ScheduleDefinition:
-    @dg.schedule(job=job, cron_schedule=RETRAIN_CRON, execution_timezone=TIMEZONE,
-                 default_status=dg.DefaultScheduleStatus.STOPPED, name="monthly_retrain")
+    @dg.schedule(
+        job=job,
+        cron_schedule=RETRAIN_CRON,
+        execution_timezone=TIMEZONE,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        name="monthly_retrain",
+    )
     def _retrain(context: dg.ScheduleEvaluationContext):
         month = context.scheduled_execution_time.date().replace(day=1)
         return dg.RunRequest(run_key=month.isoformat(), partition_key=month.isoformat())

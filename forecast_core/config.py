@@ -230,8 +230,9 @@ def _is_date(text: str) -> bool:
 def _positive_ints(values: tuple[int, ...], setting: str) -> None:
     _require(len(values) > 0, setting, values, "at least one value")
     for v in values:
-        _require(isinstance(v, int) and not isinstance(v, bool) and v > 0, setting, values,
-                 "positive integers")
+        _require(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0, setting, values, "positive integers"
+        )
 
 
 def validate(cfg: ForecastConfig) -> None:
@@ -241,24 +242,41 @@ def validate(cfg: ForecastConfig) -> None:
     for t in u.all_tickers:
         validate_ticker(t)
     _require(len(set(u.tickers)) == len(u.tickers), "universe.tickers", u.tickers, "no duplicates")
-    _require(not set(u.tickers) & set(u.exogenous), "universe.exogenous", u.exogenous,
-             "tickers that are not also forecast targets")
+    _require(
+        not set(u.tickers) & set(u.exogenous),
+        "universe.exogenous",
+        u.exogenous,
+        "tickers that are not also forecast targets",
+    )
 
     s = cfg.source
-    _require(s.kind in ("sample", "yfinance", "file"), "source.kind", s.kind,
-             "one of sample, yfinance, file")
+    _require(s.kind in ("sample", "yfinance", "file"), "source.kind", s.kind, "one of sample, yfinance, file")
     _require(s.kind != "file" or bool(s.path), "source.path", s.path, "a file path when kind = file")
     if s.path is not None:
         validate_path(s.path, "source.path")
-    _require(isinstance(s.start_date, str) and bool(ISO_DATE_PATTERN.match(s.start_date))
-             and _is_date(s.start_date), "source.start_date", s.start_date, "an ISO date YYYY-MM-DD")
+    _require(
+        isinstance(s.start_date, str)
+        and bool(ISO_DATE_PATTERN.match(s.start_date))
+        and _is_date(s.start_date),
+        "source.start_date",
+        s.start_date,
+        "an ISO date YYYY-MM-DD",
+    )
 
     _positive_ints(cfg.horizons, "horizons")
-    _require(tuple(sorted(set(cfg.horizons))) == cfg.horizons, "horizons", cfg.horizons,
-             "sorted, without duplicates")
+    _require(
+        tuple(sorted(set(cfg.horizons))) == cfg.horizons,
+        "horizons",
+        cfg.horizons,
+        "sorted, without duplicates",
+    )
     q = cfg.quantiles
-    _require(len(q) > 0 and all(isinstance(x, float) and 0.0 < x < 1.0 and math.isfinite(x)
-                                for x in q), "quantiles", q, "floats strictly between 0 and 1")
+    _require(
+        len(q) > 0 and all(isinstance(x, float) and 0.0 < x < 1.0 and math.isfinite(x) for x in q),
+        "quantiles",
+        q,
+        "floats strictly between 0 and 1",
+    )
     _require(tuple(sorted(set(q))) == q, "quantiles", q, "sorted, without duplicates")
     _require(0.5 in q, "quantiles", q, "the median 0.5 among them")
 
@@ -267,33 +285,40 @@ def validate(cfg: ForecastConfig) -> None:
         _positive_ints(getattr(f, name), f"features.{name}")
     for name in ("rsi_window", "bollinger_window", "volume_window"):
         _positive_ints((getattr(f, name),), f"features.{name}")
-    _require(f.macd_spans[0] < f.macd_spans[1], "features.macd_spans", f.macd_spans,
-             "fast span < slow span")
+    _require(f.macd_spans[0] < f.macd_spans[1], "features.macd_spans", f.macd_spans, "fast span < slow span")
 
     fo = cfg.folds
     for name in ("n_folds", "test_sessions", "val_sessions", "min_train_sessions", "train_sessions"):
         _positive_ints((getattr(fo, name),), f"folds.{name}")
-    _require(fo.window in ("expanding", "sliding"), "folds.window", fo.window,
-             "expanding or sliding")
-    _require(fo.window != "sliding" or fo.train_sessions >= fo.min_train_sessions,
-             "folds.train_sessions", fo.train_sessions,
-             f"at least folds.min_train_sessions ({fo.min_train_sessions}) with the sliding window")
-    _require(fo.purge_sessions is None or fo.purge_sessions >= cfg.max_horizon,
-             "folds.purge_sessions", fo.purge_sessions,
-             f"at least the longest horizon ({cfg.max_horizon}) so no label crosses a slice")
+    _require(fo.window in ("expanding", "sliding"), "folds.window", fo.window, "expanding or sliding")
+    _require(
+        fo.window != "sliding" or fo.train_sessions >= fo.min_train_sessions,
+        "folds.train_sessions",
+        fo.train_sessions,
+        f"at least folds.min_train_sessions ({fo.min_train_sessions}) with the sliding window",
+    )
+    _require(
+        fo.purge_sessions is None or fo.purge_sessions >= cfg.max_horizon,
+        "folds.purge_sessions",
+        fo.purge_sessions,
+        f"at least the longest horizon ({cfg.max_horizon}) so no label crosses a slice",
+    )
 
     m = cfg.model
     for name in ("lookback", "hidden_size", "num_layers"):
         _positive_ints((getattr(m, name),), f"model.{name}")
-    _require(m.ticker_embedding_dim >= 0, "model.ticker_embedding_dim", m.ticker_embedding_dim,
-             ">= 0")
+    _require(m.ticker_embedding_dim >= 0, "model.ticker_embedding_dim", m.ticker_embedding_dim, ">= 0")
     _require(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "in [0, 1)")
 
     t = cfg.train
     for name in ("batch_size", "steps_per_epoch", "max_epochs", "patience"):
         _positive_ints((getattr(t, name),), f"train.{name}")
-    _require(t.learning_rate > 0 and math.isfinite(t.learning_rate), "train.learning_rate",
-             t.learning_rate, "a positive number")
+    _require(
+        t.learning_rate > 0 and math.isfinite(t.learning_rate),
+        "train.learning_rate",
+        t.learning_rate,
+        "a positive number",
+    )
     _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, ">= 0")
     _require(t.clip_norm > 0, "train.clip_norm", t.clip_norm, "> 0")
     _require(cfg.ridge_alpha > 0, "ridge_alpha", cfg.ridge_alpha, "> 0")
@@ -306,11 +331,22 @@ def validate(cfg: ForecastConfig) -> None:
     b = cfg.backtest
     for name in ("max_downside", "vol_target", "cost_bps", "slippage_bps"):
         value = getattr(b, name)
-        _require(isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                 and value >= 0, f"backtest.{name}", value, "a finite number >= 0")
+        _require(
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= 0,
+            f"backtest.{name}",
+            value,
+            "a finite number >= 0",
+        )
     _require(b.vol_target > 0, "backtest.vol_target", b.vol_target, "> 0")
-    _require(isinstance(b.max_position, int | float) and 0 < b.max_position <= 1,
-             "backtest.max_position", b.max_position, "in (0, 1] (no leverage)")
+    _require(
+        isinstance(b.max_position, int | float) and 0 < b.max_position <= 1,
+        "backtest.max_position",
+        b.max_position,
+        "in (0, 1] (no leverage)",
+    )
     _positive_ints((b.periods_per_year,), "backtest.periods_per_year")
 
 
@@ -327,8 +363,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 raise ConfigError(f"setting {prefix}{key} must be a table, got {value!r}")
             kwargs[key] = _build(sub, value, f"{prefix}{key}.")
         elif isinstance(value, list):
-            kwargs[key] = tuple(float(v) if key == "quantiles" and isinstance(v, int) else v
-                                for v in value)
+            kwargs[key] = tuple(float(v) if key == "quantiles" and isinstance(v, int) else v for v in value)
         else:
             kwargs[key] = value
     try:

@@ -36,7 +36,7 @@ def fan_chart(prices: pl.DataFrame, forecasts: pl.DataFrame, history: int = 60) 
         ax.set_title(f"{ticker} ({fc['model'][0]})", fontsize=8)
         ax.tick_params(labelsize=6)
         ax.tick_params(axis="x", labelrotation=45)
-    for ax in list(axes.flat)[len(tickers):]:
+    for ax in list(axes.flat)[len(tickers) :]:
         ax.axis("off")
     fig.suptitle(f"Forecasts as of {as_of}: median and 80% band", fontsize=10)
     fig.tight_layout()
@@ -64,14 +64,19 @@ def equity_chart(returns: pl.DataFrame, period: str = "all", ticker: str = "port
     for strategy in strategies:
         part = rows.filter(pl.col("strategy") == strategy).sort(DATE)
         bench = strategy == BUY_AND_HOLD
-        style = ({"color": "black", "lw": 1.6} if bench
-                 else {"color": "tab:blue", "lw": 1.6} if strategy in ("lstm", "published")
-                 else {"lw": 0.9, "alpha": 0.8})
+        style = (
+            {"color": "black", "lw": 1.6}
+            if bench
+            else {"color": "tab:blue", "lw": 1.6}
+            if strategy in ("lstm", "published")
+            else {"lw": 0.9, "alpha": 0.8}
+        )
         top.plot(part[DATE].to_list(), part["equity"].to_list(), label=strategy, **style)
         bottom.plot(part[DATE].to_list(), (-part["drawdown"]).to_list(), **style)
         if bench:
-            bottom.fill_between(part[DATE].to_list(), (-part["drawdown"]).to_list(), 0,
-                                color="grey", alpha=0.2)
+            bottom.fill_between(
+                part[DATE].to_list(), (-part["drawdown"]).to_list(), 0, color="grey", alpha=0.2
+            )
     top.set_yscale("log")
     top.set_ylabel("equity (start = 1)")
     top.legend(fontsize=7, ncol=3)
@@ -100,8 +105,14 @@ def attribution_chart(attributions, features, title: str, top_features: int = 8)
     top.axhline(0, color="black", lw=0.6)
     top.set_ylabel("sum over features")
     limit = float(np.abs(a[:, order]).max()) or 1.0
-    image = heat.imshow(a[:, order].T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
-                        extent=(lag_axis[0] - 0.5, lag_axis[-1] + 0.5, len(order) - 0.5, -0.5))
+    image = heat.imshow(
+        a[:, order].T,
+        aspect="auto",
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        extent=(lag_axis[0] - 0.5, lag_axis[-1] + 0.5, len(order) - 0.5, -0.5),
+    )
     heat.set_yticks(range(len(order)), [features[i] for i in order], fontsize=7)
     heat.set_xlabel("sessions before the as-of date")
     fig.subplots_adjust(left=0.25, right=0.98, top=0.92, bottom=0.12)

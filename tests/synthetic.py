@@ -7,8 +7,8 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from forecast_core.data import calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, OPEN, SOURCE, TICKER, VOLUME
+from forecast_core.data import calendar
 
 
 def synthetic_prices(

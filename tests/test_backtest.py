@@ -84,8 +84,11 @@ def test_drawdown_not_recovered_counts_to_the_end():
 
 
 def test_buy_and_hold_equals_the_asset_return():
-    result = strategy.run_backtest(signals_for([True, False, True, False, False]), prices_for(R),
-                             BacktestConfig(cost_bps=4.0, slippage_bps=6.0))
+    result = strategy.run_backtest(
+        signals_for([True, False, True, False, False]),
+        prices_for(R),
+        BacktestConfig(cost_bps=4.0, slippage_bps=6.0),
+    )
     bench = rows(result, "buy_and_hold")
     np.testing.assert_allclose(bench["gross_return"].to_numpy(), R, rtol=1e-12)
     assert bench["position"].to_list() == [1.0] * 5
@@ -97,8 +100,9 @@ def test_costs_reduce_returns_by_turnover_times_bps():
     long = [True, False, True, True, False]  # positions 1 0 1 1 0 -> turnover 1 1 1 0 1
     prices = prices_for(R)
     free = strategy.run_backtest(signals_for(long), prices, FREE)
-    costly = strategy.run_backtest(signals_for(long), prices, BacktestConfig(cost_bps=7.0, slippage_bps=3.0,
-                                                                       periods_per_year=10))
+    costly = strategy.run_backtest(
+        signals_for(long), prices, BacktestConfig(cost_bps=7.0, slippage_bps=3.0, periods_per_year=10)
+    )
     a, b = rows(free, "lstm"), rows(costly, "lstm")
     assert b["turnover"].to_list() == [1.0, 1.0, 1.0, 0.0, 1.0]
     np.testing.assert_allclose(b["cost"].to_numpy(), 0.001 * np.array([1, 1, 1, 0, 1]), atol=1e-15)
@@ -193,8 +197,9 @@ def test_psr_and_dsr_match_the_direct_formulas():
 
 def test_metrics_of_a_strategy_that_never_trades_are_null_not_nan():
     result = strategy.run_backtest(signals_for([False] * 5), prices_for(R), FREE)
-    sharpe = result.metrics.filter((pl.col("strategy") == "lstm") & (pl.col("ticker") == "AAA")
-                                   & (pl.col("metric") == "sharpe"))
+    sharpe = result.metrics.filter(
+        (pl.col("strategy") == "lstm") & (pl.col("ticker") == "AAA") & (pl.col("metric") == "sharpe")
+    )
     assert sharpe["value"].null_count() == 1
     assert metric(result, "lstm", "exposure") == 0.0
 
@@ -224,13 +229,17 @@ def test_strategy_backtest_asset_writes_tables_and_view(tmp_path):
             pl.lit(1, pl.Int32).alias("horizon"), pl.lit(100.0).alias("last_close"),
             pl.lit(0.0).alias("y_true"), pl.col("q50").alias("y_pred"), "q10", "q50", "q90",
         ))  # fmt: skip
-    ingested = dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)
+    ingested = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
     with transaction(path) as w:
-        w.replace("raw_prices", prices.with_columns(pl.lit("test").alias("source"),
-                                                    pl.lit(ingested).alias("ingested_at")))
+        w.replace(
+            "raw_prices",
+            prices.with_columns(pl.lit("test").alias("source"), pl.lit(ingested).alias("ingested_at")),
+        )
         w.replace("fold_predictions", pl.concat(preds))
-    result = dg.materialize([strategy_backtest], resources={
-        "warehouse": WarehouseResource(path=path), "pipeline": PipelineConfig()})
+    result = dg.materialize(
+        [strategy_backtest],
+        resources={"warehouse": WarehouseResource(path=path), "pipeline": PipelineConfig()},
+    )
     assert result.success
     view = read_table("strategy_comparison", "period = 'all'", path=path)
     assert view["strategy"].to_list()[0] == "lstm" and view["strategy"].to_list()[-1] == "buy_and_hold"

@@ -9,7 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from forecast_core.columns import DATE, TICKER
+from forecast_core.config import ForecastConfig
 from forecast_core.data import calendar
+from forecast_core.errors import InsufficientDataError
+from forecast_core.evaluation.metrics import coverage, pinball
 from forecast_core.models.baselines import (
     BASELINES,
     EwmaVol,
@@ -20,11 +24,7 @@ from forecast_core.models.baselines import (
     ewma_variance,
     make_baselines,
 )
-from forecast_core.columns import DATE, TICKER
-from forecast_core.config import ForecastConfig
-from forecast_core.errors import InsufficientDataError
 from forecast_core.models.forecaster import ForecastTask, rows_between, training_rows
-from forecast_core.evaluation.metrics import coverage, pinball
 from tests.synthetic import synthetic_prices
 
 N_SESSIONS = 800
@@ -32,15 +32,11 @@ DAYS = calendar.sessions(dt.date(2015, 1, 2), dt.date(2019, 12, 31))[:N_SESSIONS
 TRAIN_END = DAYS[499]
 TEST_START, TEST_END = DAYS[510], DAYS[-1]
 WARM = DAYS[30]  # first date past every warm-up (features, EWMA)
-TASK = ForecastTask(
-    feature_columns=("ret_1", "x1", "x2", "x3"), horizons=(1, 5), quantiles=(0.1, 0.5, 0.9)
-)
+TASK = ForecastTask(feature_columns=("ret_1", "x1", "x2", "x3"), horizons=(1, 5), quantiles=(0.1, 0.5, 0.9))
 TAUS = np.array(TASK.quantiles)
 
 
-def panel_from_log_prices(
-    log_price: np.ndarray, tickers: tuple[str, ...], seed: int = 0
-) -> pl.DataFrame:
+def panel_from_log_prices(log_price: np.ndarray, tickers: tuple[str, ...], seed: int = 0) -> pl.DataFrame:
     """Panel from `log_price [T, N]`: ret_1, features x1 (noise), x2 (lagged ret_1), x3 (10-session
     mean of ret_1), targets target_h = log p_{t+h} - log p_t. Rows deliberately not sorted."""
     t_len, n = log_price.shape
@@ -215,14 +211,11 @@ def test_ridge_ignores_targets_after_train_end(panel):
     data = _ridge_panel(panel)
     later = pl.col(DATE) > TRAIN_END
     changed = data.with_columns(
-        pl.when(later).then(pl.col(c) + 5.0).otherwise(pl.col(c)).alias(c)
-        for c in TASK.target_columns
+        pl.when(later).then(pl.col(c) + 5.0).otherwise(pl.col(c)).alias(c) for c in TASK.target_columns
     )
     a = RidgeBaseline(TASK).fit(data, TRAIN_END)
     b = RidgeBaseline(TASK).fit(changed, TRAIN_END)
-    np.testing.assert_array_equal(
-        a.predict(data, WARM, TEST_END), b.predict(changed, WARM, TEST_END)
-    )
+    np.testing.assert_array_equal(a.predict(data, WARM, TEST_END), b.predict(changed, WARM, TEST_END))
 
 
 def test_ridge_null_feature_at_predict_names_ticker_and_date(panel, fitted):
@@ -341,13 +334,9 @@ def test_no_leakage_from_rows_after_train_end(panel, name):
     a = [m for m in make_baselines(TASK, cfg) if m.name == name][0].fit(panel, TRAIN_END)
     b = [m for m in make_baselines(TASK, cfg) if m.name == name][0].fit(changed, TRAIN_END)
     _assert_same_state(a, b)  # every fitted quantity
-    np.testing.assert_array_equal(
-        a.predict(panel, WARM, TRAIN_END), b.predict(changed, WARM, TRAIN_END)
-    )
+    np.testing.assert_array_equal(a.predict(panel, WARM, TRAIN_END), b.predict(changed, WARM, TRAIN_END))
     # Same fitted function: both models agree on the original panel everywhere.
-    np.testing.assert_array_equal(
-        a.predict(panel, WARM, TEST_END), b.predict(panel, WARM, TEST_END)
-    )
+    np.testing.assert_array_equal(a.predict(panel, WARM, TEST_END), b.predict(panel, WARM, TEST_END))
     if isinstance(a, PointBaseline):
         np.testing.assert_array_equal(
             a.predict_point(panel, WARM, TRAIN_END), b.predict_point(changed, WARM, TRAIN_END)

@@ -13,13 +13,21 @@ import polars as pl
 import pytest
 
 from forecast_assets.checks import (
-    FORECAST_CHECKS, duplicate_sessions, forecast_check_results, missing_sessions, no_duplicate_sessions,
-    no_missing_sessions, non_positive_prices, plausible_jumps, positive_prices, price_jumps,
+    FORECAST_CHECKS,
+    duplicate_sessions,
+    forecast_check_results,
+    missing_sessions,
+    no_duplicate_sessions,
+    no_missing_sessions,
+    non_positive_prices,
+    plausible_jumps,
+    positive_prices,
+    price_jumps,
 )  # fmt: skip
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.data import calendar
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, SOURCE, TICKER, VOLUME
 from forecast_core.config import config_from_dict
+from forecast_core.data import calendar
 from tests.conftest import write_config
 from warehouse import transaction
 
@@ -28,11 +36,15 @@ assert dt.date(2022, 12, 26) not in D and len(D) == 9
 CFG = config_from_dict({"universe": {"tickers": ["AAA", "BBB"], "exogenous": ["^GSPC"]}})
 
 
-def prices(rows: dict[str, list[float | None]], days: list[dt.date] = D, column: str = ADJ_CLOSE) -> pl.DataFrame:
+def prices(
+    rows: dict[str, list[float | None]], days: list[dt.date] = D, column: str = ADJ_CLOSE
+) -> pl.DataFrame:
     """raw_prices rows (without ingested_at): `column` from `rows[ticker]` on `days`, other prices
     null (as the sample has them)."""
     frames = [
-        pl.DataFrame({TICKER: [t] * len(v), DATE: days[: len(v)], column: v}, schema_overrides={column: pl.Float64})
+        pl.DataFrame(
+            {TICKER: [t] * len(v), DATE: days[: len(v)], column: v}, schema_overrides={column: pl.Float64}
+        )
         for t, v in rows.items()
     ]
     out = pl.concat(frames)
@@ -40,11 +52,13 @@ def prices(rows: dict[str, list[float | None]], days: list[dt.date] = D, column:
         if c not in out.columns:
             out = out.with_columns(pl.lit(None, pl.Float64).alias(c))
     return out.with_columns(pl.lit("test").alias(SOURCE)).select(
-        TICKER, DATE, OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE, VOLUME, SOURCE)
+        TICKER, DATE, OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE, VOLUME, SOURCE
+    )
 
 
-CLEAN = prices({"AAA": [10.0 + i for i in range(9)], "BBB": [50.0 - i for i in range(9)],
-                "^GSPC": [4000.0] * 9})
+CLEAN = prices(
+    {"AAA": [10.0 + i for i in range(9)], "BBB": [50.0 - i for i in range(9)], "^GSPC": [4000.0] * 9}
+)
 
 
 # --- duplicate_sessions -------------------------------------------------------------------------
@@ -63,7 +77,10 @@ def test_duplicate_sessions_names_the_repeated_keys():
 @pytest.mark.parametrize("value", [0.0, -1.5, math.nan, math.inf])
 def test_non_positive_prices_finds_a_bad_value_in_any_price_column(column, value):
     bad = CLEAN.with_columns(
-        pl.when((pl.col(TICKER) == "AAA") & (pl.col(DATE) == D[5])).then(value).otherwise(pl.col(column)).alias(column)
+        pl.when((pl.col(TICKER) == "AAA") & (pl.col(DATE) == D[5]))
+        .then(value)
+        .otherwise(pl.col(column))
+        .alias(column)
     )
     assert non_positive_prices(bad).rows() == [("AAA", D[5])]
 
@@ -82,7 +99,9 @@ def test_missing_sessions_names_the_gaps_and_the_absent_tickers():
         pl.col(TICKER) != "BBB"
     )
     assert sorted(missing_sessions(gappy, ("AAA", "BBB", "^GSPC"), "XNYS"), key=str) == [
-        ("AAA", D[2]), ("AAA", D[4]), ("BBB", None)
+        ("AAA", D[2]),
+        ("AAA", D[4]),
+        ("BBB", None),
     ]
 
 
@@ -118,13 +137,26 @@ def test_price_jumps_does_not_compare_across_tickers():
 def forecasts(days: list[dt.date] = D[:2]) -> pl.DataFrame:
     """Consistent forecasts for CFG's tickers and horizons on `days`."""
     rows = [
-        {"as_of_date": d, TICKER: t, "horizon": h, "model_version": "v", "model": "lstm",
-         "target_date": calendar.add_sessions(d, h), "last_close": 100.0, "pred_log_return": 0.001,
-         "q10": -0.02 * h, "q50": 0.001, "q90": 0.02 * h}
-        for d in days for t in CFG.universe.tickers for h in CFG.horizons
+        {
+            "as_of_date": d,
+            TICKER: t,
+            "horizon": h,
+            "model_version": "v",
+            "model": "lstm",
+            "target_date": calendar.add_sessions(d, h),
+            "last_close": 100.0,
+            "pred_log_return": 0.001,
+            "q10": -0.02 * h,
+            "q50": 0.001,
+            "q90": 0.02 * h,
+        }
+        for d in days
+        for t in CFG.universe.tickers
+        for h in CFG.horizons
     ]
     return pl.DataFrame(rows).with_columns(
-        (pl.col("last_close") * pl.col(q).exp()).alias(f"{q}_close") for q in ("q10", "q50", "q90"))
+        (pl.col("last_close") * pl.col(q).exp()).alias(f"{q}_close") for q in ("q10", "q50", "q90")
+    )
 
 
 def results(frame: pl.DataFrame, days: list[dt.date] = D[:2]) -> dict[str, dg.AssetCheckResult]:
@@ -135,7 +167,9 @@ def results(frame: pl.DataFrame, days: list[dt.date] = D[:2]) -> dict[str, dg.As
 
 def edit(frame: pl.DataFrame, day: dt.date, ticker: str, horizon: int, **values: float) -> pl.DataFrame:
     at = (pl.col("as_of_date") == day) & (pl.col(TICKER) == ticker) & (pl.col("horizon") == horizon)
-    return frame.with_columns(pl.when(at).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for c, v in values.items())
+    return frame.with_columns(
+        pl.when(at).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for c, v in values.items()
+    )
 
 
 def test_forecast_checks_pass_complete_consistent_forecasts():
@@ -163,7 +197,9 @@ def test_quantiles_ordered_names_the_crossed_rows():
 
 
 def test_complete_forecasts_names_what_is_missing():
-    frame = forecasts().filter(~((pl.col(TICKER) == "AAA") & (pl.col("horizon") == 5) & (pl.col("as_of_date") == D[1])))
+    frame = forecasts().filter(
+        ~((pl.col(TICKER) == "AAA") & (pl.col("horizon") == 5) & (pl.col("as_of_date") == D[1]))
+    )
     r = results(frame)
     assert not r["complete_forecasts"].passed
     assert r["complete_forecasts"].metadata["examples"].value == f"{D[1]} AAA 5"
@@ -180,27 +216,42 @@ def test_complete_forecasts_names_what_is_missing():
 
 def store(path: Path, frame: pl.DataFrame, ingested_at: dt.datetime) -> None:
     with transaction(path) as w:
-        w.replace("raw_prices", frame.with_columns(pl.lit(ingested_at, pl.Datetime("us", "UTC")).alias(INGESTED_AT)),
-                  "date BETWEEN ? AND ?", [frame[DATE].min(), frame[DATE].max()])
+        w.replace(
+            "raw_prices",
+            frame.with_columns(pl.lit(ingested_at, pl.Datetime("us", "UTC")).alias(INGESTED_AT)),
+            "date BETWEEN ? AND ?",
+            [frame[DATE].min(), frame[DATE].max()],
+        )
 
 
 def test_price_checks_report_tickers_and_dates_as_metadata(tmp_path: Path, warehouse_path: Path):
-    config = write_config(tmp_path / "checks.toml",
-                          {"universe": {"tickers": ["AAA", "BBB"], "exogenous": ["^GSPC"]}})
+    config = write_config(
+        tmp_path / "checks.toml", {"universe": {"tickers": ["AAA", "BBB"], "exogenous": ["^GSPC"]}}
+    )
     warehouse, pipeline = WarehouseResource(path=str(warehouse_path)), PipelineConfig(config_file=str(config))
-    first = dt.datetime(2022, 12, 23, 23, tzinfo=dt.timezone.utc)
+    first = dt.datetime(2022, 12, 23, 23, tzinfo=dt.UTC)
     store(warehouse_path, CLEAN.filter(pl.col(DATE) <= D[4]), first)
-    for check in (no_duplicate_sessions(warehouse=warehouse), positive_prices(warehouse=warehouse),
-                  no_missing_sessions(warehouse=warehouse, pipeline=pipeline),
-                  plausible_jumps(warehouse=warehouse, pipeline=pipeline)):
+    for check in (
+        no_duplicate_sessions(warehouse=warehouse),
+        positive_prices(warehouse=warehouse),
+        no_missing_sessions(warehouse=warehouse, pipeline=pipeline),
+        plausible_jumps(warehouse=warehouse, pipeline=pipeline),
+    ):
         assert check.passed, check.metadata
 
     # The next batch: AAA's D[6] is negative, AAA jumps to 80 on D[8], BBB skips D[7].
-    batch = CLEAN.filter(pl.col(DATE) > D[4]).with_columns(
-        pl.when((pl.col(TICKER) == "AAA") & (pl.col(DATE) == D[6])).then(-1.0)
-        .when((pl.col(TICKER) == "AAA") & (pl.col(DATE) == D[8])).then(80.0)
-        .otherwise(pl.col(ADJ_CLOSE)).alias(ADJ_CLOSE)
-    ).filter(~((pl.col(TICKER) == "BBB") & (pl.col(DATE) == D[7])))
+    batch = (
+        CLEAN.filter(pl.col(DATE) > D[4])
+        .with_columns(
+            pl.when((pl.col(TICKER) == "AAA") & (pl.col(DATE) == D[6]))
+            .then(-1.0)
+            .when((pl.col(TICKER) == "AAA") & (pl.col(DATE) == D[8]))
+            .then(80.0)
+            .otherwise(pl.col(ADJ_CLOSE))
+            .alias(ADJ_CLOSE)
+        )
+        .filter(~((pl.col(TICKER) == "BBB") & (pl.col(DATE) == D[7])))
+    )
     store(warehouse_path, batch, first + dt.timedelta(days=7))
 
     positive = positive_prices(warehouse=warehouse)

@@ -60,7 +60,10 @@ def prepared(tmp_path_factory):
     config = home / "tiny.toml"
     config.write_text(TINY)
     path = home / "w.duckdb"
-    resources = {"warehouse": WarehouseResource(path=str(path)), "pipeline": PipelineConfig(config_file=str(config))}
+    resources = {
+        "warehouse": WarehouseResource(path=str(path)),
+        "pipeline": PipelineConfig(config_file=str(config)),
+    }
     for assets, tags in [
         ([prices.raw_prices], _range("2022-12-01", "2022-12-27")),
         ([features.features], {}),
@@ -88,9 +91,23 @@ def test_nightly_job_through_webserver_and_daemon(prepared):
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port),
-         "-h", "127.0.0.1"],
-        cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(ROOT / "workspace.yaml"),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+        ],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
@@ -106,7 +123,11 @@ def test_nightly_job_through_webserver_and_daemon(prepared):
         status = None
         while time.monotonic() < deadline + 420:
             status = client.get_run_status(run_id)
-            if status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            if status in (
+                dg.DagsterRunStatus.SUCCESS,
+                dg.DagsterRunStatus.FAILURE,
+                dg.DagsterRunStatus.CANCELED,
+            ):
                 break
             time.sleep(3)
         assert status == dg.DagsterRunStatus.SUCCESS, f"nightly run ended {status}"
@@ -121,12 +142,16 @@ def test_nightly_job_through_webserver_and_daemon(prepared):
     made = read_sql("SELECT ticker, horizon FROM forecasts WHERE as_of_date = ? ORDER BY ALL", [night], path)
     assert made.rows() == [("AAPL", 1), ("AAPL", 5), ("KO", 1), ("KO", 5)]
     matured = read_sql(
-        "SELECT as_of_date, ticker, horizon FROM forecast_scores WHERE target_date = ? ORDER BY ALL", [night], path
+        "SELECT as_of_date, ticker, horizon FROM forecast_scores WHERE target_date = ? ORDER BY ALL",
+        [night],
+        path,
     )
     # The 1-session forecasts of 2022-12-27 and the 5-session forecasts of 2022-12-20 mature on NIGHT.
     assert matured.rows() == [
-        (dt.date(2022, 12, 20), "AAPL", 5), (dt.date(2022, 12, 20), "KO", 5),
-        (dt.date(2022, 12, 27), "AAPL", 1), (dt.date(2022, 12, 27), "KO", 1),
+        (dt.date(2022, 12, 20), "AAPL", 5),
+        (dt.date(2022, 12, 20), "KO", 5),
+        (dt.date(2022, 12, 27), "AAPL", 1),
+        (dt.date(2022, 12, 27), "KO", 1),
     ]
     stored = read_sql("SELECT count(*) AS n FROM raw_prices WHERE date = ?", [night], path)
     assert stored["n"][0] == 3

@@ -35,7 +35,10 @@ def test_instance_yaml_validates_with_postgres_storage_and_secrets_from_the_envi
     assert db["password"] == {"env": "DAGSTER_PG_PASSWORD"}  # never a literal secret
     assert all(isinstance(db[k], dict) and "env" in db[k] for k in ("hostname", "username", "db_name"))
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert (config["run_launcher"]["module"], config["run_launcher"]["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert (config["run_launcher"]["module"], config["run_launcher"]["class"]) == (
+        "dagster_k8s",
+        "K8sRunLauncher",
+    )
     assert config["concurrency"]["pools"]["default_limit"] == 1  # the warehouse_write pool
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 4
 

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core.models.baselines import BASELINES, make_baselines
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER, target_column
+from forecast_core.evaluation.metrics import panel_diebold_mariano
 from forecast_core.evaluation.walk_forward import METRIC, VALUE, evaluate_fold, quantile_columns, score
+from forecast_core.models.baselines import BASELINES, make_baselines
 from forecast_core.models.forecaster import rows_between
 from forecast_core.models.lstm.forecaster import LSTMForecaster
-from forecast_core.evaluation.metrics import panel_diebold_mariano
 from tests.test_lstm import CFG, small_setup
 
 POINT_METRICS = ("mae", "rmse", "mape_price", "directional_accuracy", "pinball", "coverage_80")
@@ -130,12 +130,13 @@ def test_dm_statistics_compare_lstm_with_zero_return(setup, result):
         a, b = (p.filter((pl.col(MODEL) == name) & (pl.col(HORIZON) == h)).sort(TICKER, DATE)
                 for name in ("lstm", "zero_return"))  # fmt: skip
         stat, pvalue = panel_diebold_mariano(
-            ((a["y_true"] - a["y_pred"]) ** 2).to_numpy(), ((b["y_true"] - b["y_pred"]) ** 2).to_numpy(),
-            a[DATE].to_numpy(), h,
+            ((a["y_true"] - a["y_pred"]) ** 2).to_numpy(),
+            ((b["y_true"] - b["y_pred"]) ** 2).to_numpy(),
+            a[DATE].to_numpy(),
+            h,
         )
         recorded = dict(m.filter((pl.col(MODEL) == "lstm") & (pl.col(HORIZON) == h))
                         .select(METRIC, VALUE).iter_rows())  # fmt: skip
         assert math.isfinite(stat)
         assert recorded["dm_stat"] == pytest.approx(stat, rel=1e-12)
         assert recorded["dm_pvalue"] == pytest.approx(pvalue, rel=1e-12)
-

@@ -15,7 +15,8 @@ from forecast_core.models.lstm import explain
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.models.lstm.train import model_from_config
 from forecast_core.models.lstm.windows import fit_scalers
-from tests.test_lstm import CFG as SMALL, small_setup
+from tests.test_lstm import CFG as SMALL
+from tests.test_lstm import small_setup
 
 TICKERS, LOOKBACK, FEATURES = 3, 6, 5
 STEPS = 16
@@ -101,6 +102,7 @@ def test_explain_sessions_rows_add_up_to_each_forecast(lstm):
     frame = e.frame("v1")
     assert frame.height == n_h * n_t * SMALL.model.lookback * n_f
     totals = frame.group_by("horizon", "ticker").agg(pl.col("attribution").sum()).sort("horizon", "ticker")
-    np.testing.assert_allclose(totals["attribution"].to_numpy(), e.attributions.sum(axis=(2, 3)).reshape(-1),
-                               rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        totals["attribution"].to_numpy(), e.attributions.sum(axis=(2, 3)).reshape(-1), rtol=1e-5, atol=1e-9
+    )
     assert isinstance(frame["as_of_date"][0], dt.date)

@@ -39,8 +39,11 @@ def ohlcv_prices() -> pl.DataFrame:
 def one_ticker(frame: pl.DataFrame, ticker: str, column: str) -> np.ndarray:
     """`<float64>[sessions]` column of one ticker in date order (null -> NaN)."""
     return (
-        frame.filter(pl.col(TICKER) == ticker).sort(DATE)[column].cast(pl.Float64)
-        .fill_null(np.nan).to_numpy()
+        frame.filter(pl.col(TICKER) == ticker)
+        .sort(DATE)[column]
+        .cast(pl.Float64)
+        .fill_null(np.nan)
+        .to_numpy()
     )
 
 
@@ -140,8 +143,11 @@ def test_rsi_within_half_unit_for_every_ticker(prices):
     assert np.all((rsi >= -0.5) & (rsi <= 0.5))
     # A monotone rise has only gains: RSI at the top of the range.
     up = pl.DataFrame(
-        {TICKER: ["AAA"] * 40, DATE: synthetic_prices(("AAA",), START, END)[DATE][:40],
-         ADJ_CLOSE: np.linspace(10.0, 20.0, 40)}
+        {
+            TICKER: ["AAA"] * 40,
+            DATE: synthetic_prices(("AAA",), START, END)[DATE][:40],
+            ADJ_CLOSE: np.linspace(10.0, 20.0, 40),
+        }
     )
     rising = build_features(up, config_from_dict({"universe": {"tickers": ["AAA"], "exogenous": []}}))
     np.testing.assert_array_equal(rising["rsi_14"].drop_nulls().to_numpy(), 0.5)
@@ -182,8 +188,9 @@ def test_features_at_or_before_t_ignore_later_prices(ohlcv):
             pl.when(later).then(pl.col(c) * factors[c]).otherwise(pl.col(c)).alias(c) for c in moving
         )
         after = build_features(perturbed, CFG)
-        assert_frame_equal(after.filter(pl.col(DATE) <= t), before.filter(pl.col(DATE) <= t),
-                           check_exact=True)
+        assert_frame_equal(
+            after.filter(pl.col(DATE) <= t), before.filter(pl.col(DATE) <= t), check_exact=True
+        )
         # The perturbation did reach the features after t (the test can fail).
         assert not after.filter(pl.col(DATE) > t).equals(before.filter(pl.col(DATE) > t))
 

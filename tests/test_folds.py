@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from forecast_core.data import calendar
 from forecast_core.config import FoldConfig, config_from_dict
+from forecast_core.data import calendar
 from forecast_core.errors import ConfigError, InsufficientDataError
 from forecast_core.evaluation.folds import Fold, folds_frame, folds_from_frame, walk_forward_folds
 

@@ -15,16 +15,16 @@ import polars as pl
 import pytest
 from flax import serialization
 
-from forecast_core.models.lstm import artifacts
-from forecast_core.models.baselines import BASELINES, make_baseline
 from forecast_core.columns import DATE, PRICE, TICKER
 from forecast_core.config import config_from_dict
-from forecast_core.errors import InsufficientDataError
 from forecast_core.data.features import build_features, build_targets, feature_columns
-from forecast_core.evaluation.folds import Fold, walk_forward_folds
-from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
-from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.data.panel import assemble_panel
+from forecast_core.errors import InsufficientDataError
+from forecast_core.evaluation.folds import Fold, walk_forward_folds
+from forecast_core.models.baselines import BASELINES, make_baseline
+from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
+from forecast_core.models.lstm import artifacts
+from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.models.lstm.windows import fit_scalers
 from tests.synthetic import synthetic_prices
 
@@ -33,8 +33,11 @@ from tests.synthetic import synthetic_prices
 CFG = config_from_dict(
     {
         "universe": {"tickers": ["AAA", "BBB", "CCC"], "exogenous": ["MKT"]},
-        "features": {"return_windows": [1, 5, 20], "volatility_windows": [5, 20],
-                     "moving_average_windows": [20, 50]},  # fmt: skip
+        "features": {
+            "return_windows": [1, 5, 20],
+            "volatility_windows": [5, 20],
+            "moving_average_windows": [20, 50],
+        },  # fmt: skip
         "model": {"lookback": 8, "hidden_size": 8},
         "train": {"steps_per_epoch": 5, "max_epochs": 3, "batch_size": 32},
         "folds": {"n_folds": 2, "test_sessions": 60, "val_sessions": 40, "min_train_sessions": 100},

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from forecast_core.evaluation import metrics
 from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig
+from forecast_core.evaluation import metrics
 from forecast_core.models.forecaster import training_rows
 from forecast_core.models.lstm.modules import FusedLSTM, QuantileLSTM, monotone_quantiles
 from forecast_core.models.lstm.train import (
@@ -232,6 +232,7 @@ def test_predict_scaled_chunks_agree_with_one_chunk(data, fitted):
 
 def _reference_recurrence(gates_x, w_h):
     """The LSTM recurrence as a plain `lax.scan`, differentiated by JAX's own autodiff."""
+
     def step(carry, gx):
         c, h = carry
         i, f, g, o = jnp.split(gx + h @ w_h, 4, axis=-1)

@@ -51,8 +51,12 @@ def test_targets_long_matches_unpivot_and_keeps_nulls(prices: pl.DataFrame) -> N
     wide = build_targets(prices, HORIZONS)
     long = targets_long(wide, HORIZONS)
     reference = (
-        wide.unpivot(index=[TICKER, DATE], on=[target_column(h) for h in HORIZONS],
-                     variable_name=HORIZON, value_name=TARGET)
+        wide.unpivot(
+            index=[TICKER, DATE],
+            on=[target_column(h) for h in HORIZONS],
+            variable_name=HORIZON,
+            value_name=TARGET,
+        )
         .with_columns(pl.col(HORIZON).str.strip_prefix("target_h").cast(pl.Int32))
         .sort(TICKER, DATE, HORIZON)
     )

@@ -26,16 +26,16 @@ import dagster as dg
 import exchange_calendars as xcals
 import numpy as np
 import polars as pl
-from polars.testing import assert_frame_equal
 import pytest
+from polars.testing import assert_frame_equal
 
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.definitions import ASSETS
-from forecast_core.models.lstm import artifacts
-from forecast_core.data import calendar
-from forecast_core.models.baselines import BASELINES
 from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig, load_config
+from forecast_core.data import calendar
+from forecast_core.models.baselines import BASELINES
+from forecast_core.models.lstm import artifacts
 from forecast_core.serving.periods import best_baseline, train_period_model
 from tests.conftest import TINY_CONFIG, make_resources, with_overrides, write_config
 from warehouse import read_sql
@@ -57,14 +57,23 @@ BACKFILL = calendar.sessions(dt.date(2022, 12, 5), dt.date(2022, 12, 9))
 
 
 def materialize(
-    selection: list[str], resources: dict[str, Any], *, start: dt.date | None = None,
-    end: dt.date | None = None, partition_key: str | None = None, raise_on_error: bool = True,
+    selection: list[str],
+    resources: dict[str, Any],
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    partition_key: str | None = None,
+    raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
     """Run the selected assets (with their checks) in process; `start`/`end` make a range run."""
     tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()} if start and end else None
     return dg.materialize(
-        [*ASSETS, *PRICE_CHECKS], selection=selection, resources=resources, tags=tags,
-        partition_key=partition_key, raise_on_error=raise_on_error,
+        [*ASSETS, *PRICE_CHECKS],
+        selection=selection,
+        resources=resources,
+        tags=tags,
+        partition_key=partition_key,
+        raise_on_error=raise_on_error,
     )
 
 
@@ -94,7 +103,9 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     directory = tmp_path_factory.mktemp("pipeline")
-    config_file = write_config(directory / "tiny.toml", with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0}))
+    config_file = write_config(
+        directory / "tiny.toml", with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0})
+    )
     warehouse = directory / "w.duckdb"
     res = make_resources(warehouse, config_file)
     results = {
@@ -106,7 +117,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
         "daily_forecasts": materialize(["daily_forecasts"], res, start=DECEMBER[0], end=DECEMBER[-1]),
         "forecast_scores": materialize(["forecast_scores"], res),
         "strategy_backtest": materialize(["strategy_backtest"], res),
-        "forecast_explanations": materialize(["forecast_explanations"], res, start=DECEMBER[-1], end=DECEMBER[-1]),
+        "forecast_explanations": materialize(
+            ["forecast_explanations"], res, start=DECEMBER[-1], end=DECEMBER[-1]
+        ),
     }
     return Pipeline(directory, warehouse, load_config(config_file), res, results)
 
@@ -118,8 +131,9 @@ def test_raw_prices_hold_every_ticker_once_per_session_since_the_configured_star
     prices = table(pipeline.warehouse, "SELECT * FROM raw_prices")
     assert sorted(prices["ticker"].unique()) == sorted(ALL_TICKERS)
     assert prices.select("ticker", "date").is_duplicated().sum() == 0
-    span = prices.group_by("ticker").agg(pl.col(DATE).min().alias("first"), pl.col(DATE).max().alias("last"),
-                                         pl.len().alias("n"))
+    span = prices.group_by("ticker").agg(
+        pl.col(DATE).min().alias("first"), pl.col(DATE).max().alias("last"), pl.len().alias("n")
+    )
     sessions = calendar.sessions(FIRST_PRICE, LAST_SESSION)
     for ticker, first, last, n in span.iter_rows():
         assert (first, last, n) == (FIRST_PRICE, LAST_SESSION, len(sessions)), ticker
@@ -139,7 +153,14 @@ def test_folds_are_chronological_with_purge_gaps(pipeline):
     assert folds["fold"].to_list() == [0, 1]
     h = max(HORIZONS)
     for f in folds.iter_rows(named=True):
-        assert f["train_start"] <= f["train_end"] < f["val_start"] <= f["val_end"] < f["test_start"] <= f["test_end"]
+        assert (
+            f["train_start"]
+            <= f["train_end"]
+            < f["val_start"]
+            <= f["val_end"]
+            < f["test_start"]
+            <= f["test_end"]
+        )
         # No training (or validation) label reaches into the test slice.
         assert calendar.add_sessions(f["train_end"], h) < f["test_start"]
         assert calendar.add_sessions(f["val_end"], h) < f["test_start"]
@@ -158,20 +179,26 @@ def test_fold_predictions_lie_inside_their_test_slice(pipeline):
         "WHERE p.date NOT BETWEEN f.test_start AND f.test_end",
     )
     assert outside.height == 0, outside.head()
-    counts = table(pipeline.warehouse,
-                   "SELECT fold, model, horizon, count(*) AS n, count(DISTINCT ticker) AS tickers "
-                   "FROM fold_predictions GROUP BY ALL")
+    counts = table(
+        pipeline.warehouse,
+        "SELECT fold, model, horizon, count(*) AS n, count(DISTINCT ticker) AS tickers "
+        "FROM fold_predictions GROUP BY ALL",
+    )
     assert counts.height == 2 * len(MODELS) * len(HORIZONS)
     assert set(counts["n"]) == {60 * len(TICKERS)}  # every ticker on every test session
     assert set(counts["tickers"]) == {len(TICKERS)}
-    crossed = table(pipeline.warehouse, "SELECT count(*) AS n FROM fold_predictions WHERE q10 > q50 OR q50 > q90")
+    crossed = table(
+        pipeline.warehouse, "SELECT count(*) AS n FROM fold_predictions WHERE q10 > q50 OR q50 > q90"
+    )
     assert crossed["n"][0] == 0
 
 
 def test_fold_metrics_for_every_model_horizon_and_metric(pipeline):
     m = table(pipeline.warehouse, "SELECT * FROM fold_metrics")
     have = set(m.select("fold", "model", "horizon", "metric").iter_rows())
-    expected = {(f, model, h, metric) for f in (0, 1) for model in MODELS for h in HORIZONS for metric in METRICS}
+    expected = {
+        (f, model, h, metric) for f in (0, 1) for model in MODELS for h in HORIZONS for metric in METRICS
+    }
     assert expected <= have, sorted(expected - have)[:10]
     for metric in ("dm_stat", "dm_pvalue"):
         assert {(f, "lstm", h, metric) for f in (0, 1) for h in HORIZONS} <= have
@@ -205,8 +232,11 @@ def test_model_of_the_period_with_lineage_and_a_matching_artifact(pipeline):
     assert FIRST_PRICE <= m["train_start"] <= m["train_end"] < PERIOD_START
     # Its last training label is realised before the period (the validation slice comes after).
     assert calendar.add_sessions(m["train_end"], max(HORIZONS)) < PERIOD_START
-    blob = table(pipeline.warehouse, "SELECT artifact FROM model_artifacts WHERE model_version = ?",
-                 [m["model_version"]])["artifact"][0]
+    blob = table(
+        pipeline.warehouse,
+        "SELECT artifact FROM model_artifacts WHERE model_version = ?",
+        [m["model_version"]],
+    )["artifact"][0]
     assert hashlib.sha256(blob).hexdigest() == m["artifact_sha256"] == artifacts.sha256(blob)
     assert m["model_version"] == f"2022-12-{m['artifact_sha256'][:12]}"
     config = json.loads(m["config"])
@@ -243,18 +273,27 @@ def test_target_dates_are_exchange_sessions_ahead(forecasts):
     for as_of, h, target in forecasts.select("as_of_date", "horizon", "target_date").unique().iter_rows():
         assert xnys.session_offset(as_of.isoformat(), h).date() == target, (as_of, h)
     # Over Christmas (closed on Monday 2022-12-26) and the new year.
-    by_key = {(r[0], r[1]): r[2] for r in forecasts.select("as_of_date", "horizon", "target_date").iter_rows()}
+    by_key = {
+        (r[0], r[1]): r[2] for r in forecasts.select("as_of_date", "horizon", "target_date").iter_rows()
+    }
     assert by_key[(dt.date(2022, 12, 23), 1)] == dt.date(2022, 12, 27)
     assert by_key[(dt.date(2022, 12, 23), 5)] == dt.date(2023, 1, 3)
 
 
 def test_forecast_prices_follow_the_quantiles(pipeline, forecasts):
     assert ((forecasts["q10"] <= forecasts["q50"]) & (forecasts["q50"] <= forecasts["q90"])).all()
-    assert ((forecasts["q10_close"] <= forecasts["q50_close"]) & (forecasts["q50_close"] <= forecasts["q90_close"])).all()
+    assert (
+        (forecasts["q10_close"] <= forecasts["q50_close"])
+        & (forecasts["q50_close"] <= forecasts["q90_close"])
+    ).all()
     last = forecasts["last_close"].to_numpy()
-    np.testing.assert_allclose(forecasts["pred_close"], last * np.exp(forecasts["pred_log_return"].to_numpy()), rtol=1e-12)
+    np.testing.assert_allclose(
+        forecasts["pred_close"], last * np.exp(forecasts["pred_log_return"].to_numpy()), rtol=1e-12
+    )
     for q in ("q10", "q50", "q90"):
-        np.testing.assert_allclose(forecasts[f"{q}_close"], last * np.exp(forecasts[q].to_numpy()), rtol=1e-12)
+        np.testing.assert_allclose(
+            forecasts[f"{q}_close"], last * np.exp(forecasts[q].to_numpy()), rtol=1e-12
+        )
     # last_close is the as-of session's adjusted close.
     closes = table(pipeline.warehouse, "SELECT ticker, date AS as_of_date, adj_close FROM raw_prices")
     joined = forecasts.join(closes, on=["ticker", "as_of_date"], how="left")
@@ -281,7 +320,9 @@ def test_scores_cover_the_matured_forecasts(pipeline, forecasts):
     inside = (s["q10_close"] <= s["actual_close"]) & (s["actual_close"] <= s["q90_close"])
     assert (s["covered_80"] == inside).all()
     np.testing.assert_allclose(s["error"], s["pred_close"] - s["actual_close"], rtol=1e-12)
-    np.testing.assert_allclose(s["actual_log_return"], np.log(s["actual_close"] / s["last_close"]), rtol=1e-12)
+    np.testing.assert_allclose(
+        s["actual_log_return"], np.log(s["actual_close"] / s["last_close"]), rtol=1e-12
+    )
     assert (s["pinball"] >= 0).all()
     assert 0 < s["covered_80"].mean() <= 1
 
@@ -308,8 +349,10 @@ def test_rematerializing_a_partition_leaves_the_tables_identical(pipeline):
 
 def test_a_backfill_equals_the_nightly_runs_one_by_one(pipeline):
     path, res = pipeline.warehouse, pipeline.resources
-    sql = ("SELECT * EXCLUDE (created_at) FROM forecasts WHERE as_of_date BETWEEN ? AND ? "
-           "ORDER BY as_of_date, ticker, horizon")
+    sql = (
+        "SELECT * EXCLUDE (created_at) FROM forecasts WHERE as_of_date BETWEEN ? AND ? "
+        "ORDER BY as_of_date, ticker, horizon"
+    )
     span = [BACKFILL[0], BACKFILL[-1]]
     whole = digest(path, "forecasts", "created_at")
 
@@ -331,7 +374,9 @@ def test_a_backfill_equals_the_nightly_runs_one_by_one(pipeline):
 def shuffled_targets(panel: pl.DataFrame, target_columns: tuple[str, ...], seed: int = 0) -> pl.DataFrame:
     """The panel with its labelled rows' targets permuted across rows (one permutation for every
     horizon): the features no longer say anything about the labels."""
-    labelled = np.flatnonzero(panel.select(pl.all_horizontal(pl.col(target_columns).is_not_null())).to_series().to_numpy())
+    labelled = np.flatnonzero(
+        panel.select(pl.all_horizontal(pl.col(target_columns).is_not_null())).to_series().to_numpy()
+    )
     permuted = np.random.default_rng(seed).permutation(labelled)
     columns = []
     for c in target_columns:
@@ -372,8 +417,10 @@ def test_a_ticker_added_after_the_retrain_is_served_by_the_stand_in_baseline(pip
     reproducibility included; the explanations cover the LSTM's tickers."""
     warehouse = copy_warehouse(pipeline, tmp_path)
     universe = {"tickers": [*TICKERS, "JNJ"], "exogenous": ["^GSPC"]}
-    config_file = write_config(tmp_path / "added.toml", with_overrides(
-        TINY_CONFIG, {"promotion_tolerance": 10.0, "universe": universe}))
+    config_file = write_config(
+        tmp_path / "added.toml",
+        with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0, "universe": universe}),
+    )
     res = make_resources(warehouse, config_file)
     day = LAST_SESSION
     materialize(["raw_prices"], res, start=day, end=day)
@@ -383,8 +430,11 @@ def test_a_ticker_added_after_the_retrain_is_served_by_the_stand_in_baseline(pip
     assert {e.check_name: e.passed for e in forecasted.get_asset_check_evaluations()} == {
         name: True for name in ("forecasts_finite", "quantiles_ordered", "complete_forecasts")
     }
-    reproduced = dg.materialize([*ASSETS, forecasts_reproducible], resources=res,
-                                selection=dg.AssetSelection.checks(forecasts_reproducible))
+    reproduced = dg.materialize(
+        [*ASSETS, forecasts_reproducible],
+        resources=res,
+        selection=dg.AssetSelection.checks(forecasts_reproducible),
+    )
     evaluation = reproduced.get_asset_check_evaluations()[0]
     assert evaluation.passed and evaluation.metadata["rows"].value == 4 * len(HORIZONS)
     model = table(warehouse, "SELECT * FROM models WHERE period = '2022-12'").row(0, named=True)
@@ -392,16 +442,24 @@ def test_a_ticker_added_after_the_retrain_is_served_by_the_stand_in_baseline(pip
     stand_in = best_baseline(json.loads(model["metrics"])["val_pinball"])
     rows = table(warehouse, "SELECT * FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon", [day])
     assert dict(rows.select("ticker", "model").unique().iter_rows()) == {
-        "AAPL": "lstm", "KO": "lstm", "MSFT": "lstm", "JNJ": stand_in}
+        "AAPL": "lstm",
+        "KO": "lstm",
+        "MSFT": "lstm",
+        "JNJ": stand_in,
+    }
     jnj = rows.filter(pl.col("ticker") == "JNJ")
     assert jnj.height == len(HORIZONS) and (jnj["q10"] < jnj["q50"]).all() and (jnj["q50"] < jnj["q90"]).all()
     metadata = forecasted.asset_materializations_for_node("daily_forecasts")[0].metadata
     assert metadata["stand_in_tickers"].value == {"2022-12": {stand_in: ["JNJ"]}}
-    before = table(pipeline.warehouse, "SELECT * FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon", [day])
+    before = table(
+        pipeline.warehouse, "SELECT * FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon", [day]
+    )
     assert_frame_equal(rows.filter(pl.col("ticker") != "JNJ").drop("created_at"), before.drop("created_at"))
 
     materialize(["forecast_explanations"], res, start=day, end=day)
-    explained = table(warehouse, "SELECT DISTINCT ticker FROM forecast_explanations WHERE as_of_date = ?", [day])
+    explained = table(
+        warehouse, "SELECT DISTINCT ticker FROM forecast_explanations WHERE as_of_date = ?", [day]
+    )
     assert sorted(explained["ticker"]) == sorted(TICKERS)
 
 
@@ -409,8 +467,12 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
     """At asset level: an untrained LSTM (a learning rate of 1e-9) with no tolerance is refused by
     the gate, the promotion_gate check warns, and the period's forecasts come from the baseline."""
     warehouse = copy_warehouse(pipeline, tmp_path)
-    config_file = write_config(tmp_path / "bad.toml", with_overrides(
-        TINY_CONFIG, {"promotion_tolerance": 0.0, "train": {"learning_rate": 1e-9, "max_epochs": 1}}))
+    config_file = write_config(
+        tmp_path / "bad.toml",
+        with_overrides(
+            TINY_CONFIG, {"promotion_tolerance": 0.0, "train": {"learning_rate": 1e-9, "max_epochs": 1}}
+        ),
+    )
     res = make_resources(warehouse, config_file)
 
     trained = materialize(["lstm_model"], res, partition_key=PERIOD_START.isoformat())
@@ -422,7 +484,9 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
 
     forecasted = materialize(["daily_forecasts"], res, start=BACKFILL[0], end=BACKFILL[-1])
     assert all(e.passed for e in forecasted.get_asset_check_evaluations())
-    served = table(warehouse, "SELECT * FROM forecasts WHERE as_of_date BETWEEN ? AND ?", [BACKFILL[0], BACKFILL[-1]])
+    served = table(
+        warehouse, "SELECT * FROM forecasts WHERE as_of_date BETWEEN ? AND ?", [BACKFILL[0], BACKFILL[-1]]
+    )
     assert served.height == len(BACKFILL) * len(TICKERS) * len(HORIZONS)
     assert set(served["model"]) == {model["serving_model"]}
     assert set(served["model_version"]) == {model["model_version"]}

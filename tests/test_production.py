@@ -8,8 +8,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from forecast_core.models.baselines import BASELINES
 from forecast_core.columns import TICKER
+from forecast_core.models.baselines import BASELINES
 from forecast_core.serving.periods import serving_plan, train_period_model, validation_pinball
 from tests.test_lstm import CFG, small_setup
 
@@ -37,7 +37,9 @@ def test_the_previous_model_is_compared_on_the_tickers_it_knows(setup, may_witho
     lstm = validation_pinball(june.lstm, shared, june.slices, task)
     assert june.previous_val_pinball == previous
     assert june.promoted and june.serving_model == "lstm"
-    assert f"{lstm:.6g} vs the previous model's {previous:.6g} on the tickers both models know" in june.decision
+    assert (
+        f"{lstm:.6g} vs the previous model's {previous:.6g} on the tickers both models know" in june.decision
+    )
     assert june.val_pinball["lstm"] != lstm  # the period's own score covers CCC too
 
 

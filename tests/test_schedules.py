@@ -20,7 +20,9 @@ JOBS = ("ingest_job", "evaluation_job", "retrain_job", "nightly_job", "forecast_
 
 def tick(schedule_name: str, when: dt.datetime) -> dg.ScheduleExecutionData:
     schedule = defs.resolve_schedule_def(schedule_name)
-    with dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def()) as context:
+    with dg.build_schedule_context(
+        scheduled_execution_time=when, repository_def=defs.get_repository_def()
+    ) as context:
         return schedule.evaluate_tick(context)
 
 
@@ -33,8 +35,8 @@ def after_close(day: dt.date) -> dt.datetime:
     [
         dt.date(2024, 3, 13),  # a Wednesday (EDT since 2024-03-10)
         dt.date(2024, 3, 15),  # a Friday
-        dt.date(2024, 7, 5),   # the day after Independence Day
-        dt.date(2024, 1, 2),   # the first session of a year, in EST
+        dt.date(2024, 7, 5),  # the day after Independence Day
+        dt.date(2024, 1, 2),  # the first session of a year, in EST
         dt.date(2024, 11, 29),  # the day after Thanksgiving (closes at 13:00, still a session)
     ],
 )
@@ -45,7 +47,8 @@ def test_nightly_schedule_targets_the_session_that_just_closed(day):
     assert request.partition_key == day.isoformat()
     assert request.run_key == day.isoformat()  # one run per session, even if the tick is retried
     assert request.partition_key in TRADING_DAYS.get_partition_keys_in_range(
-        dg.PartitionKeyRange(day.isoformat(), day.isoformat()))
+        dg.PartitionKeyRange(day.isoformat(), day.isoformat())
+    )
 
 
 @pytest.mark.parametrize("day", [dt.date(2024, 7, 4), dt.date(2024, 12, 25), dt.date(2024, 3, 29)])
@@ -94,4 +97,6 @@ def test_definitions_load_and_every_job_resolves():
     # The whole repository (assets, checks, jobs, schedules, resources) validates as the CLI would.
     repo = defs.get_repository_def()
     assert set(JOBS) <= set(repo.job_names)
-    assert {"raw_prices", "daily_forecasts", "lstm_model"} <= {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {"raw_prices", "daily_forecasts", "lstm_model"} <= {
+        k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()
+    }

@@ -24,8 +24,14 @@ from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, OPEN, SOURCE, TICKER, 
 from forecast_core.config import SAMPLE_TICKERS, config_from_dict
 from forecast_core.errors import ConfigError, PriceDataError, TransientSourceError
 from forecast_core.sources import (
-    FETCH_COLUMNS, FETCH_SCHEMA, FileSource, PriceSource, SampleSource, YFinanceSource,
-    make_source, validate_prices,
+    FETCH_COLUMNS,
+    FETCH_SCHEMA,
+    FileSource,
+    PriceSource,
+    SampleSource,
+    YFinanceSource,
+    make_source,
+    validate_prices,
 )  # fmt: skip
 
 D1, D2, D3 = dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)
@@ -40,8 +46,14 @@ FIELDS = ("Adj Close", "Close", "High", "Low", "Open", "Volume")
 def bars(close: list[float], volume: float = 1e6) -> dict[str, list[float]]:
     """Consistent yfinance fields around `close` (NaN close -> NaN everywhere)."""
     c = np.array(close, dtype=float)
-    return {"Adj Close": list(c * 0.9), "Close": list(c), "High": list(c + 1), "Low": list(c - 1),
-            "Open": list(c + 0.5), "Volume": [np.nan if np.isnan(x) else volume for x in c]}
+    return {
+        "Adj Close": list(c * 0.9),
+        "Close": list(c),
+        "High": list(c + 1),
+        "Low": list(c - 1),
+        "Open": list(c + 0.5),
+        "Volume": [np.nan if np.isnan(x) else volume for x in c],
+    }
 
 
 def yahoo_frame(
@@ -86,8 +98,7 @@ def fake_download(
     return download
 
 
-def fetch(frame: pd.DataFrame | None, tickers: tuple[str, ...] = ("AAPL", "MSFT"), **kw: Any
-          ) -> pl.DataFrame:
+def fetch(frame: pd.DataFrame | None, tickers: tuple[str, ...] = ("AAPL", "MSFT"), **kw: Any) -> pl.DataFrame:
     return YFinanceSource(download=fake_download(frame, **kw)).fetch(tickers, START, END)
 
 
@@ -105,8 +116,10 @@ def _fixed_today(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_yfinance_multiindex_converts_to_long_schema() -> None:
-    raw = yahoo_frame({"AAPL": bars([10.0, 11.0, 12.0]), "MSFT": bars([20.0, 21.0, 22.0], 5e5)},
-                      ["2024-01-02", "2024-01-03", "2024-01-04"])
+    raw = yahoo_frame(
+        {"AAPL": bars([10.0, 11.0, 12.0]), "MSFT": bars([20.0, 21.0, 22.0], 5e5)},
+        ["2024-01-02", "2024-01-03", "2024-01-04"],
+    )
     out = fetch(raw)
     assert out.columns == list(FETCH_COLUMNS)
     assert out.schema == FETCH_SCHEMA
@@ -114,9 +127,17 @@ def test_yfinance_multiindex_converts_to_long_schema() -> None:
     assert out.get_column(TICKER).to_list() == ["AAPL"] * 3 + ["MSFT"] * 3
     assert out.get_column(DATE).to_list() == [D1, D2, D3] * 2
     msft = out.filter(pl.col(TICKER) == "MSFT").row(1, named=True)
-    assert msft == {TICKER: "MSFT", DATE: D2, "open": 21.5, "high": 22.0, "low": 20.0,
-                    "close": 21.0, "adj_close": pytest.approx(18.9), "volume": 5e5,
-                    SOURCE: "yfinance"}
+    assert msft == {
+        TICKER: "MSFT",
+        DATE: D2,
+        "open": 21.5,
+        "high": 22.0,
+        "low": 20.0,
+        "close": 21.0,
+        "adj_close": pytest.approx(18.9),
+        "volume": 5e5,
+        SOURCE: "yfinance",
+    }
 
 
 def test_yfinance_download_gets_the_agreed_arguments() -> None:
@@ -130,8 +151,9 @@ def test_yfinance_download_gets_the_agreed_arguments() -> None:
     assert kwargs["group_by"] == "column" and kwargs["multi_level_index"] is True
 
 
-@pytest.mark.parametrize(("tz", "clock"), [
-    ("America/New_York", "00:00"), ("UTC", "05:00"), ("America/Los_Angeles", "21:00")])
+@pytest.mark.parametrize(
+    ("tz", "clock"), [("America/New_York", "00:00"), ("UTC", "05:00"), ("America/Los_Angeles", "21:00")]
+)
 def test_yfinance_tz_aware_index_keeps_the_exchange_date(tz: str, clock: str) -> None:
     # Midnight in New York, as yfinance may express it in another zone (the most common one among
     # the tickers): in Los Angeles it is 21:00 the day before, and must not shift the session.
@@ -158,8 +180,7 @@ def test_yfinance_ticker_price_layout_matches_price_ticker() -> None:
 
 
 def test_yfinance_unsorted_index_is_sorted() -> None:
-    raw = yahoo_frame({"AAPL": bars([12.0, 10.0, 11.0])},
-                      ["2024-01-04", "2024-01-02", "2024-01-03"])
+    raw = yahoo_frame({"AAPL": bars([12.0, 10.0, 11.0])}, ["2024-01-04", "2024-01-02", "2024-01-03"])
     out = fetch(raw, ("AAPL",))
     assert out.get_column(DATE).to_list() == [D1, D2, D3]
     assert out.get_column(CLOSE).to_list() == [10.0, 11.0, 12.0]
@@ -167,8 +188,10 @@ def test_yfinance_unsorted_index_is_sorted() -> None:
 
 def test_yfinance_drops_rows_that_are_all_nan_for_a_ticker() -> None:
     # The union index of two tickers: MSFT has no bar on 01-03 (e.g. a halt), AAPL does.
-    raw = yahoo_frame({"AAPL": bars([10.0, 11.0, 12.0]), "MSFT": bars([20.0, np.nan, 22.0])},
-                      ["2024-01-02", "2024-01-03", "2024-01-04"])
+    raw = yahoo_frame(
+        {"AAPL": bars([10.0, 11.0, 12.0]), "MSFT": bars([20.0, np.nan, 22.0])},
+        ["2024-01-02", "2024-01-03", "2024-01-04"],
+    )
     out = fetch(raw)
     assert out.filter(pl.col(TICKER) == "MSFT").get_column(DATE).to_list() == [D1, D3]
     assert out.filter(pl.col(TICKER) == "AAPL").height == 3
@@ -191,15 +214,15 @@ def test_yfinance_rows_after_end_are_dropped() -> None:
 
 
 def test_yfinance_duplicated_dates_name_ticker_and_date() -> None:
-    raw = yahoo_frame({"AAPL": bars([10.0, 10.5, 11.0])},
-                      ["2024-01-02", "2024-01-03", "2024-01-03"])
+    raw = yahoo_frame({"AAPL": bars([10.0, 10.5, 11.0])}, ["2024-01-02", "2024-01-03", "2024-01-03"])
     with pytest.raises(PriceDataError, match=r"duplicate.*AAPL 2024-01-03"):
         fetch(raw, ("AAPL",))
 
 
 def test_yfinance_all_nan_ticker_came_back_empty() -> None:
-    raw = yahoo_frame({"AAPL": bars([10.0, 11.0]), "MSFT": bars([np.nan, np.nan])},
-                      ["2024-01-02", "2024-01-03"])
+    raw = yahoo_frame(
+        {"AAPL": bars([10.0, 11.0]), "MSFT": bars([np.nan, np.nan])}, ["2024-01-02", "2024-01-03"]
+    )
     with pytest.raises(PriceDataError, match="MSFT came back empty") as info:
         fetch(raw)
     assert "AAPL" not in str(info.value)
@@ -265,14 +288,18 @@ def test_yfinance_bad_ticker_is_rejected_before_download() -> None:
 # --- yfinance: transient failures and swallowed per-ticker errors ---------------------------------
 
 
-@pytest.mark.parametrize("exc", [
-    requests.exceptions.ConnectionError("connection refused"),
-    requests.exceptions.ReadTimeout("read timed out"),
-    curl_exceptions.DNSError("curl: (6) Could not resolve host: query2.finance.yahoo.com"),
-    curl_exceptions.Timeout("curl: (28) Operation timed out"),
-    TimeoutError("timed out"),
-    YFRateLimitError(),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.ConnectionError("connection refused"),
+        requests.exceptions.ReadTimeout("read timed out"),
+        curl_exceptions.DNSError("curl: (6) Could not resolve host: query2.finance.yahoo.com"),
+        curl_exceptions.Timeout("curl: (28) Operation timed out"),
+        TimeoutError("timed out"),
+        YFRateLimitError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_yfinance_transient_exceptions_are_retryable(exc: Exception) -> None:
     pattern = r"AAPL, MSFT for 2024-01-02\.\.2024-01-05"
     with pytest.raises(TransientSourceError, match=pattern) as info:
@@ -347,8 +374,7 @@ def test_default_download_unhides_yfinance_exceptions_and_restores_the_setting(
 
 
 def good_frame() -> pl.DataFrame:
-    return pl.DataFrame({TICKER: ["AAPL", "AAPL", "MSFT"], DATE: [D1, D2, D1],
-                         ADJ_CLOSE: [10.0, 11.0, 20.0]})
+    return pl.DataFrame({TICKER: ["AAPL", "AAPL", "MSFT"], DATE: [D1, D2, D1], ADJ_CLOSE: [10.0, 11.0, 20.0]})
 
 
 def check(frame: pl.DataFrame, tickers: tuple[str, ...] = ("AAPL", "MSFT")) -> pl.DataFrame:
@@ -364,28 +390,56 @@ def test_validate_normalises_schema_order_and_sorting() -> None:
     assert out.get_column(CLOSE).null_count() == 3
 
 
-@pytest.mark.parametrize(("mutate", "pattern"), [
-    (lambda f: f.drop(DATE), r"lack required column\(s\) date"),
-    (lambda f: f.drop(ADJ_CLOSE), r"close or adj_close"),
-    (lambda f: f.with_columns(pl.when(pl.col(TICKER) == "MSFT").then(None)
-                              .otherwise(pl.col(DATE)).alias(DATE)), r"null .*row 2 \(ticker=MSFT"),
-    (lambda f: f.with_columns(pl.lit(None, pl.Float64).alias(ADJ_CLOSE),
-                              pl.Series(CLOSE, [1.0, 1.0, None])),
-     r"neither close nor adj_close: MSFT 2024-01-02"),
-    (lambda f: f.with_columns(pl.Series(ADJ_CLOSE, [10.0, float("nan"), 20.0])),
-     r"non-finite or non-positive adj_close: AAPL 2024-01-03 adj_close=nan"),
-    (lambda f: f.with_columns(pl.Series(VOLUME, [1.0, -1.0, 1.0])),
-     r"negative or non-finite volume: AAPL 2024-01-03 volume=-1.0"),
-    (lambda f: f.with_columns(pl.Series(DATE, [D1, dt.date(2023, 12, 29), D1])),
-     r"outside the requested range 2024-01-02\.\.2024-01-05: AAPL 2023-12-29"),
-    (lambda f: pl.concat([f, f.tail(1)]), r"duplicate \(ticker, date\) rows: MSFT 2024-01-02"),
-    (lambda f: f.filter(pl.col(TICKER) == "AAPL"),
-     r"MSFT came back empty for 2024-01-02\.\.2024-01-05"),
-    (lambda f: f.clear(), r"no rows at all for AAPL, MSFT in 2024-01-02\.\.2024-01-05"),
-    (lambda f: f.with_columns(pl.lit("'; DROP").alias(TICKER)), r"not requested: \"'; DROP\""),
-    (lambda f: f.with_columns(pl.Series(ADJ_CLOSE, ["a", "b", "c"])), r"adj_close has type"),
-], ids=["no-date", "no-price-column", "null-date", "no-close", "nan", "neg-volume", "range",
-        "duplicate", "empty-ticker", "empty-frame", "unrequested", "string-prices"])
+@pytest.mark.parametrize(
+    ("mutate", "pattern"),
+    [
+        (lambda f: f.drop(DATE), r"lack required column\(s\) date"),
+        (lambda f: f.drop(ADJ_CLOSE), r"close or adj_close"),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.col(TICKER) == "MSFT").then(None).otherwise(pl.col(DATE)).alias(DATE)
+            ),
+            r"null .*row 2 \(ticker=MSFT",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.lit(None, pl.Float64).alias(ADJ_CLOSE), pl.Series(CLOSE, [1.0, 1.0, None])
+            ),
+            r"neither close nor adj_close: MSFT 2024-01-02",
+        ),
+        (
+            lambda f: f.with_columns(pl.Series(ADJ_CLOSE, [10.0, float("nan"), 20.0])),
+            r"non-finite or non-positive adj_close: AAPL 2024-01-03 adj_close=nan",
+        ),
+        (
+            lambda f: f.with_columns(pl.Series(VOLUME, [1.0, -1.0, 1.0])),
+            r"negative or non-finite volume: AAPL 2024-01-03 volume=-1.0",
+        ),
+        (
+            lambda f: f.with_columns(pl.Series(DATE, [D1, dt.date(2023, 12, 29), D1])),
+            r"outside the requested range 2024-01-02\.\.2024-01-05: AAPL 2023-12-29",
+        ),
+        (lambda f: pl.concat([f, f.tail(1)]), r"duplicate \(ticker, date\) rows: MSFT 2024-01-02"),
+        (lambda f: f.filter(pl.col(TICKER) == "AAPL"), r"MSFT came back empty for 2024-01-02\.\.2024-01-05"),
+        (lambda f: f.clear(), r"no rows at all for AAPL, MSFT in 2024-01-02\.\.2024-01-05"),
+        (lambda f: f.with_columns(pl.lit("'; DROP").alias(TICKER)), r"not requested: \"'; DROP\""),
+        (lambda f: f.with_columns(pl.Series(ADJ_CLOSE, ["a", "b", "c"])), r"adj_close has type"),
+    ],
+    ids=[
+        "no-date",
+        "no-price-column",
+        "null-date",
+        "no-close",
+        "nan",
+        "neg-volume",
+        "range",
+        "duplicate",
+        "empty-ticker",
+        "empty-frame",
+        "unrequested",
+        "string-prices",
+    ],
+)
 def test_validate_rejects(mutate: Callable[[pl.DataFrame], pl.DataFrame], pattern: str) -> None:
     with pytest.raises(PriceDataError, match=pattern):
         check(mutate(good_frame()))
@@ -430,7 +484,8 @@ def test_sample_filters_tickers_and_dates() -> None:
     out = SampleSource().fetch(["MSFT", "^GSPC"], dt.date(2020, 1, 1), dt.date(2020, 1, 10))
     assert out.get_column(TICKER).unique(maintain_order=True).to_list() == ["MSFT", "^GSPC"]
     assert out.get_column(DATE).unique().sort().to_list() == [
-        dt.date(2020, 1, d) for d in (2, 3, 6, 7, 8, 9, 10)]
+        dt.date(2020, 1, d) for d in (2, 3, 6, 7, 8, 9, 10)
+    ]
 
 
 def test_sample_unknown_ticker_lists_the_sample() -> None:
@@ -440,9 +495,11 @@ def test_sample_unknown_ticker_lists_the_sample() -> None:
 
 # --- CSV and Parquet files ------------------------------------------------------------------------
 
-FILE_ROWS = {"Date": ["2024-01-02", "2024-01-03", "2024-01-02", "2024-01-03"],
-             "Ticker": ["AAPL", "AAPL", "MSFT", "MSFT"],
-             "Adj Close": [10.0, 11.0, 20.0, 21.0]}
+FILE_ROWS = {
+    "Date": ["2024-01-02", "2024-01-03", "2024-01-02", "2024-01-03"],
+    "Ticker": ["AAPL", "AAPL", "MSFT", "MSFT"],
+    "Adj Close": [10.0, 11.0, 20.0, 21.0],
+}
 
 
 def write(tmp_path: Path, rows: dict[str, list[Any]], name: str = "prices.csv") -> Path:
@@ -456,17 +513,29 @@ def write(tmp_path: Path, rows: dict[str, list[Any]], name: str = "prices.csv") 
 def test_file_source_reads_yahoo_style_headers(tmp_path: Path, name: str) -> None:
     out = FileSource(write(tmp_path, FILE_ROWS, name)).fetch(["MSFT"], START, D2)
     assert out.schema == FETCH_SCHEMA
-    assert out.rows() == [("MSFT", D1, None, None, None, None, 20.0, None, "file"),
-                          ("MSFT", D2, None, None, None, None, 21.0, None, "file")]
+    assert out.rows() == [
+        ("MSFT", D1, None, None, None, None, 20.0, None, "file"),
+        ("MSFT", D2, None, None, None, None, 21.0, None, "file"),
+    ]
 
 
 def test_file_source_drops_time_of_day_and_reads_typed_parquet(tmp_path: Path) -> None:
-    rows = {**FILE_ROWS, "Date": ["2024-01-02T00:00:00", "2024-01-03 16:00", "2024-01-02",
-                                  "2024-01-03T00:00:00-05:00"]}
+    rows = {
+        **FILE_ROWS,
+        "Date": ["2024-01-02T00:00:00", "2024-01-03 16:00", "2024-01-02", "2024-01-03T00:00:00-05:00"],
+    }
     assert FileSource(write(tmp_path, rows)).fetch(["AAPL", "MSFT"], START, END).get_column(
-        DATE).to_list() == [D1, D2, D1, D2]
-    typed = {**FILE_ROWS, "Date": [dt.datetime(2024, 1, 2, 9), dt.datetime(2024, 1, 3, 16),
-                                   dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)]}
+        DATE
+    ).to_list() == [D1, D2, D1, D2]
+    typed = {
+        **FILE_ROWS,
+        "Date": [
+            dt.datetime(2024, 1, 2, 9),
+            dt.datetime(2024, 1, 3, 16),
+            dt.datetime(2024, 1, 2),
+            dt.datetime(2024, 1, 3),
+        ],
+    }
     out = FileSource(write(tmp_path, typed, "typed.parquet")).fetch(["AAPL"], START, END)
     assert out.get_column(DATE).to_list() == [D1, D2]
 

@@ -30,7 +30,9 @@ def price_file(path: Path, bad: tuple[str, dt.date, float] | None = None) -> Pat
     if bad is not None:
         ticker, day, value = bad
         prices = prices.with_columns(
-            pl.when((pl.col(TICKER) == ticker) & (pl.col(DATE) == day)).then(value).otherwise(pl.col(ADJ_CLOSE))
+            pl.when((pl.col(TICKER) == ticker) & (pl.col(DATE) == day))
+            .then(value)
+            .otherwise(pl.col(ADJ_CLOSE))
             .alias(ADJ_CLOSE)
         )
     prices.write_csv(path)
@@ -40,16 +42,19 @@ def price_file(path: Path, bad: tuple[str, dt.date, float] | None = None) -> Pat
 @pytest.fixture
 def file_resources(tmp_path: Path, warehouse_path: Path):
     def build(csv: Path) -> dict:
-        config = with_overrides(TINY_CONFIG, {"source": {"kind": "file", "path": str(csv),
-                                                         "start_date": HISTORY_START.isoformat()}})
+        config = with_overrides(
+            TINY_CONFIG,
+            {"source": {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()}},
+        )
         return make_resources(warehouse_path, write_config(tmp_path / "file.toml", config))
 
     return build
 
 
 def ingest(resources: dict, start: str, end: str) -> dg.ExecuteInProcessResult:
-    return dg.materialize([raw_prices], resources=resources, tags={RANGE_START: start, RANGE_END: end},
-                          raise_on_error=False)
+    return dg.materialize(
+        [raw_prices], resources=resources, tags={RANGE_START: start, RANGE_END: end}, raise_on_error=False
+    )
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
@@ -69,7 +74,9 @@ def stored(path: Path) -> pl.DataFrame:
     return read_sql("SELECT ticker, date, adj_close FROM raw_prices ORDER BY ALL", path=path)
 
 
-def test_a_bad_price_in_the_range_fails_naming_it_and_writes_nothing(tmp_path, warehouse_path, file_resources):
+def test_a_bad_price_in_the_range_fails_naming_it_and_writes_nothing(
+    tmp_path, warehouse_path, file_resources
+):
     res = file_resources(price_file(tmp_path / "prices.csv", bad=("KO", dt.date(2022, 12, 14), -3.5)))
     first = ingest(res, "2022-12-05", "2022-12-09")  # the bad row is outside this range
     assert first.success

@@ -43,8 +43,16 @@ CONTRACT = {
     ),
     "forecasts": (
         ["as_of_date", "ticker", "horizon", "model_version"],
-        ["target_date", "last_close", "pred_log_return", "pred_close", "q10_close", "q50_close",
-         "q90_close", "created_at"],
+        [
+            "target_date",
+            "last_close",
+            "pred_log_return",
+            "pred_close",
+            "q10_close",
+            "q50_close",
+            "q90_close",
+            "created_at",
+        ],
     ),
     "forecast_scores": (
         ["as_of_date", "ticker", "horizon", "model_version"],
@@ -52,7 +60,7 @@ CONTRACT = {
     ),
 }
 VIEWS = {"latest_forecasts", "model_leaderboard"}
-UTC_NOON = dt.datetime(2024, 1, 5, 12, tzinfo=dt.timezone.utc)
+UTC_NOON = dt.datetime(2024, 1, 5, 12, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -98,8 +106,7 @@ def objects(path: Path) -> dict[str, set[str]]:
     with connect(path, read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         views = {
-            r[0]
-            for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
         }
     return {"tables": tables, "views": views}
 
@@ -141,12 +148,8 @@ def test_ensure_schema_idempotent_and_contract_complete(tmp_path: Path):
                 [table],
             ).fetchone()
             assert pk is not None and list(pk[0]) == key, f"{table} key {pk} != {key}"
-        comments = dict(
-            con.execute("SELECT table_name, comment FROM duckdb_tables()").fetchall()
-        )
-        version = con.execute(
-            "SELECT value FROM schema_meta WHERE key = 'schema_version'"
-        ).fetchall()
+        comments = dict(con.execute("SELECT table_name, comment FROM duckdb_tables()").fetchall())
+        version = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchall()
     for table in CONTRACT:
         assert comments[table], f"{table} has no COMMENT"
     assert version == [(str(SCHEMA_VERSION),)]  # one row, not one per application
@@ -165,8 +168,7 @@ def test_ensure_schema_keeps_existing_rows(db: Path):
 def test_features_table_is_created_by_writes(db: Path):
     assert "features" not in objects(db)["tables"]
     frame = pl.DataFrame(
-        {"ticker": ["AAA", "AAA"], "date": [dt.date(2024, 1, 2), dt.date(2024, 1, 3)],
-         "ret_1": [0.01, -0.02]}
+        {"ticker": ["AAA", "AAA"], "date": [dt.date(2024, 1, 2), dt.date(2024, 1, 3)], "ret_1": [0.01, -0.02]}
     )
     with transaction(db) as w:
         assert w.replace_table("features", frame) == 2
@@ -195,9 +197,7 @@ def test_replace_rewrites_one_partition_only(db: Path):
     aaa = read_table("raw_prices", "ticker = ?", ["AAA"], path=db, order_by="date")
     assert aaa.height == 3  # no duplicates
     assert aaa["close"].to_list() == [200.0, 201.0, 202.0]
-    assert read_table("raw_prices", "ticker = ?", ["BBB"], path=db, order_by="date").equals(
-        bbb_before
-    )
+    assert read_table("raw_prices", "ticker = ?", ["BBB"], path=db, order_by="date").equals(bbb_before)
     assert count(db, "raw_prices") == 6
 
 
@@ -412,16 +412,20 @@ def test_latest_forecasts_view_returns_newest_per_ticker_horizon(db: Path):
 def test_model_leaderboard_by_hand(db: Path):
     # lstm: pinball 0.8, 1.0 over folds 0, 1; rmse 2.0, 4.0. zero_return: pinball 1.0, 1.2; rmse 4.0.
     rows = [
-        (0, "lstm", 1, "pinball", 0.8), (1, "lstm", 1, "pinball", 1.0),
-        (0, "lstm", 1, "rmse", 2.0), (1, "lstm", 1, "rmse", 4.0),
-        (0, "lstm", 1, "coverage_80", 0.7), (1, "lstm", 1, "coverage_80", 0.9),
-        (0, "zero_return", 1, "pinball", 1.0), (1, "zero_return", 1, "pinball", 1.2),
-        (0, "zero_return", 1, "rmse", 4.0), (1, "zero_return", 1, "rmse", 4.0),
-        (0, "lstm", 1, "dm_pvalue", 0.01), (1, "lstm", 1, "dm_pvalue", 0.2),
+        (0, "lstm", 1, "pinball", 0.8),
+        (1, "lstm", 1, "pinball", 1.0),
+        (0, "lstm", 1, "rmse", 2.0),
+        (1, "lstm", 1, "rmse", 4.0),
+        (0, "lstm", 1, "coverage_80", 0.7),
+        (1, "lstm", 1, "coverage_80", 0.9),
+        (0, "zero_return", 1, "pinball", 1.0),
+        (1, "zero_return", 1, "pinball", 1.2),
+        (0, "zero_return", 1, "rmse", 4.0),
+        (1, "zero_return", 1, "rmse", 4.0),
+        (0, "lstm", 1, "dm_pvalue", 0.01),
+        (1, "lstm", 1, "dm_pvalue", 0.2),
     ]
-    frame = pl.DataFrame(
-        rows, schema=["fold", "model", "horizon", "metric", "value"], orient="row"
-    )
+    frame = pl.DataFrame(rows, schema=["fold", "model", "horizon", "metric", "value"], orient="row")
     with transaction(db) as w:
         w.replace("fold_metrics", frame)
     board = read_table("model_leaderboard", path=db)
@@ -501,8 +505,10 @@ def test_connect_waits_for_the_lock_then_succeeds(db: Path):
         start = time.monotonic()
         with connect(db, lock_timeout_s=10) as con:
             waited = time.monotonic() - start
-            con.execute("INSERT INTO folds SELECT 0, DATE '2020-01-01', DATE '2020-01-01', "
-                        "DATE '2020-01-01', DATE '2020-01-01', DATE '2020-01-01', DATE '2020-01-01'")
+            con.execute(
+                "INSERT INTO folds SELECT 0, DATE '2020-01-01', DATE '2020-01-01', "
+                "DATE '2020-01-01', DATE '2020-01-01', DATE '2020-01-01', DATE '2020-01-01'"
+            )
             assert con.execute("SELECT count(*) FROM held_by_child").fetchone() == (0,)
         assert child.wait(timeout=10) == 0
     finally:

@@ -11,8 +11,9 @@ transaction also publishes the read replica that analysts read while the job wri
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -38,7 +39,11 @@ WRITABLE_TABLES = frozenset(
     }
 )
 READABLE = WRITABLE_TABLES | {
-    "latest_forecasts", "model_leaderboard", "rolling_accuracy", "calibration", "schema_meta",
+    "latest_forecasts",
+    "model_leaderboard",
+    "rolling_accuracy",
+    "calibration",
+    "schema_meta",
     "strategy_comparison",
 }
 
@@ -135,7 +140,5 @@ def read_table(
 
 def table_exists(table: str, path: str | os.PathLike[str] | None = None) -> bool:
     with connect(path, read_only=True) as con:
-        row = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
-        ).fetchone()
+        row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
         return bool(row and row[0])

@@ -8,8 +8,8 @@ import os
 import polars as pl
 
 from forecast_core.data.features import feature_columns
-from forecast_core.evaluation.folds import Fold, folds_from_frame
 from forecast_core.data.panel import assemble_panel, targets_wide
+from forecast_core.evaluation.folds import Fold, folds_from_frame
 from warehouse.db import WarehouseError
 from warehouse.io import read_sql, read_table, table_exists
 
@@ -35,7 +35,9 @@ def targets(path: Path, horizons: tuple[int, ...], until: dt.date | None = None)
     return targets_wide(read_table("targets", where, params, path), horizons)
 
 
-def panel(path: Path, horizons: tuple[int, ...], until: dt.date | None = None) -> tuple[pl.DataFrame, tuple[str, ...]]:
+def panel(
+    path: Path, horizons: tuple[int, ...], until: dt.date | None = None
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The modelling panel (features + targets + price) and its feature columns."""
     f = features(path, until)
     return assemble_panel(f, targets(path, horizons, until), prices(path, until)), feature_columns(f)

@@ -7,13 +7,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from forecast_assets.periods import batches_by_period
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.backtest import strategy
+from forecast_core.columns import TICKER
 from forecast_core.data import calendar
 from forecast_core.models.lstm import explain
-from forecast_core.columns import TICKER
 from forecast_core.plots import attribution_chart, equity_chart
 from warehouse import read_table, reads, transaction
 
@@ -71,8 +71,19 @@ def strategy_backtest(warehouse: WarehouseResource, pipeline: PipelineConfig) ->
 
 
 def _markdown(frame: pl.DataFrame) -> str:
-    cols = ["strategy", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown",
-            "max_drawdown_duration", "hit_rate", "turnover", "psr", "dsr"]
+    cols = [
+        "strategy",
+        "cagr",
+        "ann_volatility",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "max_drawdown_duration",
+        "hit_rate",
+        "turnover",
+        "psr",
+        "dsr",
+    ]
     return frame.select(cols).to_pandas().to_markdown(index=False, floatfmt=".4g")
 
 
@@ -147,14 +158,18 @@ def _top_features(table: pl.DataFrame, day) -> str:
         .group_by("horizon", maintain_order=True)
         .head(10)
     )
-    return (f"Features with the largest attributions to the median forecast on {day} "
-            "(summed over the lookback window, averaged over tickers; log return):\n\n"
-            + top.to_pandas().to_markdown(index=False, floatfmt=".3g"))
+    return (
+        f"Features with the largest attributions to the median forecast on {day} "
+        "(summed over the lookback window, averaged over tickers; log return):\n\n"
+        + top.to_pandas().to_markdown(index=False, floatfmt=".3g")
+    )
 
 
 def _attribution_picture(e: explain.SessionExplanation) -> dg.MetadataValue:
     """The horizon-1 attributions of the ticker whose median moved most from the baseline."""
     i = int(np.argmax(np.abs(e.forecast[0] - e.baseline_forecast[0])))
-    title = (f"{e.tickers[i]} on {e.day}, horizon {e.horizons[0]}: median {e.forecast[0, i]:+.4f} "
-             f"vs baseline {e.baseline_forecast[0, i]:+.4f} (log return)")
+    title = (
+        f"{e.tickers[i]} on {e.day}, horizon {e.horizons[0]}: median {e.forecast[0, i]:+.4f} "
+        f"vs baseline {e.baseline_forecast[0, i]:+.4f} (log return)"
+    )
     return _png_md(attribution_chart(e.attributions[0, i], e.features, title), "attributions")

@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.models.baselines import make_baselines
 from forecast_core.evaluation.walk_forward import FoldResult, evaluate_fold
+from forecast_core.models.baselines import make_baselines
 from forecast_core.models.forecaster import ForecastTask
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from warehouse import read_table, reads, transaction
@@ -74,10 +74,22 @@ def publish_fold_evaluation(
 
 
 def _markdown(board: pl.DataFrame) -> str:
-    cols = ["model", "horizon", "pinball", "pinball_skill_vs_zero_return", "coverage_80", "rmse",
-            "mae", "mape_price", "directional_accuracy", "dm_pvalue_min"]
-    return board.select([c for c in cols if c in board.columns]).to_pandas().to_markdown(
-        index=False, floatfmt=".5g"
+    cols = [
+        "model",
+        "horizon",
+        "pinball",
+        "pinball_skill_vs_zero_return",
+        "coverage_80",
+        "rmse",
+        "mae",
+        "mape_price",
+        "directional_accuracy",
+        "dm_pvalue_min",
+    ]
+    return (
+        board.select([c for c in cols if c in board.columns])
+        .to_pandas()
+        .to_markdown(index=False, floatfmt=".5g")
     )
 
 

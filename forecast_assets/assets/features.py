@@ -6,8 +6,8 @@ import polars as pl
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE, TICKER
 from forecast_core.data.features import build_features, build_targets, complete_rows, feature_columns
-from forecast_core.evaluation import folds as fold_layout
 from forecast_core.data.panel import targets_long
+from forecast_core.evaluation import folds as fold_layout
 from warehouse import reads, transaction
 
 
@@ -60,4 +60,3 @@ def walk_forward_folds(warehouse: WarehouseResource, pipeline: PipelineConfig) -
             "folds": dg.MetadataValue.md(frame.to_pandas().to_markdown(index=False)),
         }
     )
-

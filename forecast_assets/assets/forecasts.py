@@ -8,11 +8,11 @@ import polars as pl
 
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.data import calendar
-from forecast_core.serving.forecasts import score_forecasts
 from forecast_core.plots import fan_chart
-from forecast_assets.periods import batches_by_period
+from forecast_core.serving.forecasts import score_forecasts
 from warehouse import read_table, reads, transaction
 
 
@@ -37,7 +37,7 @@ def daily_forecasts(
     path = warehouse.resolved_path
     start, end = partition_dates(context, cfg.calendar)
     sessions = calendar.sessions(start, end, cfg.calendar)
-    created = dt.datetime.now(dt.timezone.utc)
+    created = dt.datetime.now(dt.UTC)
     frames, served, stand_ins = [], {}, {}
     for batch in batches_by_period(path, cfg, sessions):
         row, period = batch.model_row, batch.period
@@ -73,8 +73,9 @@ def daily_forecasts(
     )
 
 
-@dg.asset(deps=["daily_forecasts", "raw_prices"], group_name="forecasts", kinds={"duckdb"},
-          pool="warehouse_write")
+@dg.asset(
+    deps=["daily_forecasts", "raw_prices"], group_name="forecasts", kinds={"duckdb"}, pool="warehouse_write"
+)
 def forecast_scores(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.MaterializeResult:
     """Every forecast whose target date has a realised price, scored: the realised close, the
     error, whether it fell inside the 80% band, and the pinball loss. Rebuilt in full from
@@ -82,7 +83,7 @@ def forecast_scores(warehouse: WarehouseResource, pipeline: PipelineConfig) -> d
     cfg = pipeline.load()
     path = warehouse.resolved_path
     forecasts = read_table("forecasts", path=path)
-    scores = score_forecasts(forecasts, reads.prices(path), cfg.quantiles, dt.datetime.now(dt.timezone.utc))
+    scores = score_forecasts(forecasts, reads.prices(path), cfg.quantiles, dt.datetime.now(dt.UTC))
     with transaction(path) as w:
         w.replace("forecast_scores", scores)
     return dg.MaterializeResult(

@@ -15,11 +15,12 @@ from forecast_assets.checks import MODEL_CHECKS
 from forecast_assets.partitions import RETRAIN_MONTHS
 from forecast_assets.periods import panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.models.lstm import artifacts
 from forecast_core.columns import DATE
 from forecast_core.models.forecaster import ForecastTask
+from forecast_core.models.lstm import artifacts
 from forecast_core.serving.periods import period_key, train_period_model
 from warehouse import reads, transaction
+
 
 def code_version() -> str:
     """`FORECAST_CODE_VERSION` if set, else the package version plus the git commit when the code
@@ -32,10 +33,22 @@ def code_version() -> str:
         version = "unknown"
     root = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version
     return f"{version}+{sha}{'.dirty' if dirty else ''}"
@@ -94,7 +107,7 @@ def lstm_model(
         {
             "model_version": [version],
             "period": [period],
-            "trained_at": [dt.datetime.now(dt.timezone.utc)],
+            "trained_at": [dt.datetime.now(dt.UTC)],
             "train_start": [pm.slices.train_start],
             "train_end": [pm.slices.train_end],
             "config": [json.dumps(cfg.to_dict())],
@@ -109,8 +122,12 @@ def lstm_model(
     )
     with transaction(path) as w:
         w.replace("models", row, "model_version = ?", [version])
-        w.replace("model_artifacts", pl.DataFrame({"model_version": [version], "artifact": [blob]}),
-                  "model_version = ?", [version])
+        w.replace(
+            "model_artifacts",
+            pl.DataFrame({"model_version": [version], "artifact": [blob]}),
+            "model_version = ?",
+            [version],
+        )
     (context.log.info if pm.promoted else context.log.warning)(f"{version}: {pm.decision}")
     return dg.MaterializeResult(
         metadata={

@@ -9,8 +9,8 @@ import polars as pl
 from forecast_assets.partitions import TRADING_DAYS, partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import INGESTED_AT, TICKER
-from forecast_core.errors import ForecastError, TransientSourceError
 from forecast_core.data import calendar
+from forecast_core.errors import ForecastError, TransientSourceError
 from forecast_core.sources import make_source, require_sessions
 from warehouse import read_sql, transaction
 from warehouse.io import table_exists
@@ -75,7 +75,7 @@ def _ingest(
         require_sessions(history, before, frozenset(), source.name)
         listed |= set(history[TICKER].to_list())
     require_sessions(frame, calendar.sessions(start, end, cfg.calendar), listed, source.name)
-    now = pl.lit(dt.datetime.now(dt.timezone.utc), pl.Datetime("us", "UTC")).alias(INGESTED_AT)
+    now = pl.lit(dt.datetime.now(dt.UTC), pl.Datetime("us", "UTC")).alias(INGESTED_AT)
     with transaction(path) as w:
         w.replace(
             "raw_prices",
@@ -86,7 +86,9 @@ def _ingest(
         if history is not None:
             context.log.info(f"new tickers {new}: stored their history from {history_start}")
             w.replace(
-                "raw_prices", history.with_columns(now), "date < ? AND list_contains(?, ticker)",
+                "raw_prices",
+                history.with_columns(now),
+                "date < ? AND list_contains(?, ticker)",
                 [start, new],
             )
     stored = frame.height + (history.height if history is not None else 0)

@@ -11,11 +11,8 @@ import math
 import numpy as np
 from scipy import stats
 
-
 #: Euler-Mascheroni constant (expected maximum of Gaussian trials, Bailey & Lopez de Prado 2014).
 EULER_GAMMA = 0.5772156649015329
-
-
 
 
 def _returns(r: np.ndarray) -> np.ndarray:

@@ -45,15 +45,23 @@ import numpy as np
 import polars as pl
 
 from forecast_core.backtest.risk import (
-    annual_turnover, annualised_volatility, cagr, deflated_sharpe_ratio, hit_rate, max_drawdown,
-    per_period_sharpe, probabilistic_sharpe_ratio, profit_factor, sharpe_ratio, sortino_ratio,
+    annual_turnover,
+    annualised_volatility,
+    cagr,
+    deflated_sharpe_ratio,
+    hit_rate,
+    max_drawdown,
+    per_period_sharpe,
+    probabilistic_sharpe_ratio,
+    profit_factor,
+    sharpe_ratio,
+    sortino_ratio,
     total_return,
 )  # fmt: skip
 from forecast_core.columns import DATE, PRICE, TICKER
 from forecast_core.config import BacktestConfig
-from forecast_core.errors import ForecastError
 from forecast_core.data.features import with_price
-
+from forecast_core.errors import ForecastError
 
 STRATEGY = "strategy"
 PERIOD = "period"
@@ -273,8 +281,10 @@ def metrics_frame(returns: pl.DataFrame, cfg: BacktestConfig) -> pl.DataFrame:
         series = {}
         for (strategy,), part in block.sort(DATE).group_by(STRATEGY, maintain_order=True):
             net = part[NET].to_numpy()
-            series[strategy] = (net, performance(net, part[POSITION].to_numpy(), part[TURNOVER].to_numpy(),
-                                                 cfg.periods_per_year))
+            series[strategy] = (
+                net,
+                performance(net, part[POSITION].to_numpy(), part[TURNOVER].to_numpy(), cfg.periods_per_year),
+            )
         trial_sharpes = np.asarray([per_period_sharpe(net) for net, _ in series.values()])
         for strategy, (net, values) in series.items():
             values = values | {
@@ -282,10 +292,21 @@ def metrics_frame(returns: pl.DataFrame, cfg: BacktestConfig) -> pl.DataFrame:
                 "n_trials": float(len(series)),
             }
             rows += [(strategy, ticker, period, m, values[m]) for m in METRICS]
-    return pl.DataFrame(
-        rows, schema={STRATEGY: pl.String, TICKER: pl.String, PERIOD: pl.String, METRIC: pl.String,
-                      VALUE: pl.Float64}, orient="row",
-    ).with_columns(pl.col(VALUE).fill_nan(None)).sort(PERIOD, TICKER, STRATEGY, METRIC)
+    return (
+        pl.DataFrame(
+            rows,
+            schema={
+                STRATEGY: pl.String,
+                TICKER: pl.String,
+                PERIOD: pl.String,
+                METRIC: pl.String,
+                VALUE: pl.Float64,
+            },
+            orient="row",
+        )
+        .with_columns(pl.col(VALUE).fill_nan(None))
+        .sort(PERIOD, TICKER, STRATEGY, METRIC)
+    )
 
 
 # -- the whole backtest -----------------------------------------------------------------------
@@ -308,7 +329,11 @@ def fold_signals(fold_predictions: pl.DataFrame, horizon: int = 1) -> pl.DataFra
     per_fold = rows.select(
         pl.col("model").alias(STRATEGY),
         pl.format("fold_{}", pl.col("fold")).alias(PERIOD),
-        TICKER, DATE, "q10", "q50", "q90",
+        TICKER,
+        DATE,
+        "q10",
+        "q50",
+        "q90",
     )
     dup = per_fold.group_by(STRATEGY, TICKER, DATE).len().filter(pl.col("len") > 1)
     if dup.height:
@@ -325,8 +350,13 @@ def published_signals(forecasts: pl.DataFrame, horizon: int = 1) -> pl.DataFrame
         .unique(subset=["as_of_date", TICKER], keep="last")
     )
     return rows.select(
-        pl.lit(PUBLISHED).alias(STRATEGY), pl.lit(PUBLISHED).alias(PERIOD), TICKER,
-        pl.col("as_of_date").alias(DATE), "q10", "q50", "q90",
+        pl.lit(PUBLISHED).alias(STRATEGY),
+        pl.lit(PUBLISHED).alias(PERIOD),
+        TICKER,
+        pl.col("as_of_date").alias(DATE),
+        "q10",
+        "q50",
+        "q90",
     )
 
 
@@ -346,7 +376,8 @@ def equity_curves(returns: pl.DataFrame) -> pl.DataFrame:
         returns.sort(*by, DATE)
         .with_columns((1.0 + pl.col(NET)).cum_prod().over(by).alias("equity"))
         .with_columns(
-            (1.0 - pl.col("equity") / pl.max_horizontal(pl.col("equity").cum_max().over(by), pl.lit(1.0)))
-            .alias("drawdown")
+            (
+                1.0 - pl.col("equity") / pl.max_horizontal(pl.col("equity").cum_max().over(by), pl.lit(1.0))
+            ).alias("drawdown")
         )
     )

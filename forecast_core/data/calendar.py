@@ -80,4 +80,3 @@ def previous_session(day: dt.date, code: str = "XNYS") -> dt.date:
     if i == 0:
         raise ValueError(f"no {code} session before {day}")
     return idx[i - 1]
-

@@ -17,8 +17,7 @@ import re
 
 import polars as pl
 
-from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, PRICE, TICKER, VOLUME
-from forecast_core.columns import target_column
+from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, PRICE, TICKER, VOLUME, target_column
 from forecast_core.config import FeatureConfig, ForecastConfig
 from forecast_core.data.row_order import sorted_by_ticker_date
 
@@ -54,9 +53,7 @@ def price_feature_exprs(cfg: FeatureConfig) -> list[pl.Expr]:
     r1 = _ret(1)
     exprs = [_ret(w).alias(f"ret_{w}") for w in cfg.return_windows if w != 1]
     exprs.append(r1.alias(DAILY_RETURN))
-    exprs += [
-        r1.rolling_std(w).over(_BY).alias(f"vol_{w}") for w in cfg.volatility_windows if w > 1
-    ]
+    exprs += [r1.rolling_std(w).over(_BY).alias(f"vol_{w}") for w in cfg.volatility_windows if w > 1]
     # RiskMetrics volatility (EWMA of squared returns, lambda 0.94): the ewma_vol baseline's state,
     # given to the model as an input so that it starts from the risk desk's estimate.
     exprs.append(
@@ -123,9 +120,7 @@ def _exogenous_features(prices: pl.LazyFrame, ticker: str) -> pl.LazyFrame:
         r1.alias(f"{prefix}_ret_1"),
         _ret(5).alias(f"{prefix}_ret_5"),
         r1.rolling_std(20).over(_BY).alias(f"{prefix}_vol_20"),
-        (pl.col(PRICE) / pl.col(PRICE).rolling_mean(50).over(_BY) - 1.0).alias(
-            f"{prefix}_ma_ratio_50"
-        ),
+        (pl.col(PRICE) / pl.col(PRICE).rolling_mean(50).over(_BY) - 1.0).alias(f"{prefix}_ma_ratio_50"),
     )
 
 

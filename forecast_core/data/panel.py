@@ -47,9 +47,7 @@ def targets_wide(long: pl.DataFrame, horizons: tuple[int, ...]) -> pl.DataFrame:
     return wide.drop(ROW_KEY)
 
 
-def assemble_panel(
-    features: pl.DataFrame, targets: pl.DataFrame, prices: pl.DataFrame
-) -> pl.DataFrame:
+def assemble_panel(features: pl.DataFrame, targets: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
     """Complete feature rows, left-joined with wide targets (null when unknown) and `price`.
 
     Sorted by (ticker, date). `price` is the close each forward return starts from (not a feature).

@@ -40,9 +40,7 @@ class Fold:
         return (self.val_start, self.val_end)
 
 
-def walk_forward_folds(
-    sessions: list[dt.date], cfg: FoldConfig, purge: int
-) -> list[Fold]:
+def walk_forward_folds(sessions: list[dt.date], cfg: FoldConfig, purge: int) -> list[Fold]:
     """Folds over the sorted unique `sessions` that have features and every target.
 
     Raises `InsufficientDataError` naming the settings when the history is too short for

@@ -87,9 +87,7 @@ def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     return float(np.mean((y >= lo) & (y <= hi)))
 
 
-def diebold_mariano(
-    loss_a: np.ndarray, loss_b: np.ndarray, horizon: int
-) -> tuple[float, float]:
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> tuple[float, float]:
     """Diebold-Mariano test of equal predictive accuracy, with the HLN small-sample correction.
 
     loss_a, loss_b `[n]`: per-observation losses of two forecasts of the same targets, in time

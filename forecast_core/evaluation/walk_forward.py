@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from forecast_core.evaluation import metrics
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER
+from forecast_core.evaluation import metrics
 from forecast_core.evaluation.folds import Fold
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 
@@ -47,8 +47,9 @@ def predictions_frame(
     frames = []
     for h_i, (h, target) in enumerate(zip(task.horizons, task.target_columns)):
         frames.append(
-            rows.select(TICKER, DATE, pl.col(PRICE).alias("last_close"), pl.col(target).alias("y_true"))
-            .with_columns(
+            rows.select(
+                TICKER, DATE, pl.col(PRICE).alias("last_close"), pl.col(target).alias("y_true")
+            ).with_columns(
                 pl.lit(h, pl.Int32).alias(HORIZON),
                 pl.Series("y_pred", point[:, h_i], pl.Float64),
                 *[pl.Series(c, q[:, h_i, j], pl.Float64) for j, c in enumerate(qcols)],
@@ -142,4 +143,3 @@ def evaluate_fold(
         schema={FOLD: pl.Int32, MODEL: pl.String, HORIZON: pl.Int32, METRIC: pl.String, VALUE: pl.Float64},
     )
     return FoldResult(predictions=predictions, metrics=metrics_frame, seconds=seconds)
-

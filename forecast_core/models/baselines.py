@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.models.forecaster import ForecastTask, Forecaster, rows_between, training_rows
+from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
 
 #: The daily log-return column `EwmaVol` reads (also a feature of the panel).
 RETURN_COLUMN = "ret_1"
@@ -69,7 +69,7 @@ class PointBaseline(Forecaster):
     MIN_RESIDUALS = 30
 
     @classmethod
-    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> "PointBaseline":
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> PointBaseline:
         return cls(task)
 
     @abc.abstractmethod
@@ -83,7 +83,7 @@ class PointBaseline(Forecaster):
 
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
-    ) -> "PointBaseline":
+    ) -> PointBaseline:
         train = self._training_frame(panel, train_end)
         if train.height == 0:
             raise InsufficientDataError(f"{self.name}: no training rows dated <= {train_end}")
@@ -163,7 +163,7 @@ class RidgeBaseline(PointBaseline):
         self.alpha = alpha
 
     @classmethod
-    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> "RidgeBaseline":
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> RidgeBaseline:
         return cls(task, alpha=cfg.ridge_alpha)
 
     def _features(self, rows: pl.DataFrame) -> np.ndarray:
@@ -176,8 +176,7 @@ class RidgeBaseline(PointBaseline):
     def _fit_point(self, train: pl.DataFrame) -> None:
         x, y = self._features(train), _targets(train, self.task)
         self.pipelines_ = [
-            Pipeline([("scale", StandardScaler()), ("ridge", Ridge(alpha=self.alpha))])
-            .fit(x, y[:, j])
+            Pipeline([("scale", StandardScaler()), ("ridge", Ridge(alpha=self.alpha))]).fit(x, y[:, j])
             for j in range(y.shape[1])
         ]
 
@@ -232,7 +231,7 @@ class EwmaVol(Forecaster):
         self.lam = lam
 
     @classmethod
-    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> "EwmaVol":
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> EwmaVol:
         return cls(task, lam=cfg.ewma_lambda)
 
     def with_sigma(self, panel: pl.DataFrame) -> pl.DataFrame:
@@ -247,15 +246,13 @@ class EwmaVol(Forecaster):
 
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
-    ) -> "EwmaVol":
+    ) -> EwmaVol:
         history = self.with_sigma(panel.filter(pl.col(DATE) <= train_end))
         train = training_rows(history, train_end, self.task)
         sigma = train["sigma"].to_numpy()
         train = train.filter(pl.Series(np.isfinite(sigma) & (sigma > 0)))
         if train.height == 0:
-            raise InsufficientDataError(
-                f"ewma_vol: no training rows past warm-up dated <= {train_end}"
-            )
+            raise InsufficientDataError(f"ewma_vol: no training rows past warm-up dated <= {train_end}")
         h = np.asarray(self.task.horizons, dtype=np.float64)
         z = _targets(train, self.task) / (train["sigma"].to_numpy()[:, None] * np.sqrt(h))
         tau = np.asarray(self.task.quantiles)
@@ -272,8 +269,7 @@ class EwmaVol(Forecaster):
         if not np.isfinite(sigma).all():
             bad = ~np.isfinite(sigma)
             raise InsufficientDataError(
-                f"ewma_vol: sigma still in warm-up (< {self.WARMUP} returns) for "
-                f"{_first_bad_row(rows, bad)}"
+                f"ewma_vol: sigma still in warm-up (< {self.WARMUP} returns) for {_first_bad_row(rows, bad)}"
             )
         scale = sigma[:, None] * np.sqrt(np.asarray(self.task.horizons, dtype=np.float64))
         return (scale[:, :, None] * self.z_[None]).astype(np.float32)

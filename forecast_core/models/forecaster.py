@@ -49,7 +49,7 @@ class Forecaster(abc.ABC):
     @abc.abstractmethod
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
-    ) -> "Forecaster":
+    ) -> Forecaster:
         """Learn from rows dated <= train_end; returns self."""
 
     @abc.abstractmethod

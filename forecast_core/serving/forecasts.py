@@ -12,8 +12,8 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from forecast_core.data import calendar
 from forecast_core.columns import DATE, HORIZON, PRICE, TICKER
+from forecast_core.data import calendar
 from forecast_core.data.features import with_price
 from forecast_core.evaluation.walk_forward import point_forecast_for_rows, quantile_columns
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
@@ -76,9 +76,11 @@ def score_forecasts(
     error = pred_close - actual_close; covered_80 = actual inside [q10_close, q90_close];
     pinball = mean quantile loss of the log-return quantiles against the realised log return.
     """
-    actual = with_price(prices).select(
-        TICKER, pl.col(DATE).alias("target_date"), pl.col(PRICE).alias("actual_close")
-    ).collect()
+    actual = (
+        with_price(prices)
+        .select(TICKER, pl.col(DATE).alias("target_date"), pl.col(PRICE).alias("actual_close"))
+        .collect()
+    )
     joined = forecasts.join(actual, on=[TICKER, "target_date"], how="inner").with_columns(
         (pl.col("actual_close") / pl.col("last_close")).log().alias("actual_log_return")
     )
@@ -89,11 +91,21 @@ def score_forecasts(
     d = y[:, None] - q
     pin = np.maximum(tau * d, (tau - 1) * d).mean(axis=1) if joined.height else np.zeros(0)
     return joined.select(
-        "as_of_date", TICKER, HORIZON, "model_version", "model", "target_date", "actual_close",
+        "as_of_date",
+        TICKER,
+        HORIZON,
+        "model_version",
+        "model",
+        "target_date",
+        "actual_close",
         "actual_log_return",
         (pl.col("pred_close") - pl.col("actual_close")).alias("error"),
-        ((pl.col("pred_close") - pl.col("actual_close")).abs() / pl.col("actual_close") * 100).alias("abs_pct_error"),
-        ((pl.col("actual_close") >= pl.col("q10_close")) & (pl.col("actual_close") <= pl.col("q90_close"))).alias("covered_80"),
+        ((pl.col("pred_close") - pl.col("actual_close")).abs() / pl.col("actual_close") * 100).alias(
+            "abs_pct_error"
+        ),
+        (
+            (pl.col("actual_close") >= pl.col("q10_close")) & (pl.col("actual_close") <= pl.col("q90_close"))
+        ).alias("covered_80"),
         pl.Series("pinball", pin, pl.Float64),
         pl.lit(scored_at, pl.Datetime("us", "UTC")).alias("scored_at"),
     ).sort("as_of_date", TICKER, HORIZON)

@@ -18,17 +18,17 @@ until the next retrain (`serving_plan`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import polars as pl
 
-from forecast_core.evaluation import metrics
-from forecast_core.models.baselines import make_baseline, make_baselines
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
+from forecast_core.evaluation import metrics
+from forecast_core.models.baselines import make_baseline, make_baselines
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 
@@ -49,9 +49,7 @@ class PeriodSlices:
         return (self.val_start, self.val_end)
 
 
-def period_slices(
-    sessions: list[dt.date], period_start: dt.date, cfg: ForecastConfig
-) -> PeriodSlices:
+def period_slices(sessions: list[dt.date], period_start: dt.date, cfg: ForecastConfig) -> PeriodSlices:
     """Slices over the panel's `sessions` (sorted) for the period starting `period_start`."""
     usable = [d for d in sessions if d < period_start]
     h, purge, val = cfg.max_horizon, cfg.purge_sessions, cfg.folds.val_sessions
@@ -66,7 +64,9 @@ def period_slices(
     val_end_i = len(usable) - 1 - h
     val_start_i = val_end_i - val + 1
     train_end_i = val_start_i - purge - 1
-    train_start_i = 0 if cfg.folds.window == "expanding" else max(0, train_end_i + 1 - cfg.folds.train_sessions)
+    train_start_i = (
+        0 if cfg.folds.window == "expanding" else max(0, train_end_i + 1 - cfg.folds.train_sessions)
+    )
     return PeriodSlices(
         period_start=period_start,
         cutoff=cutoff,
@@ -112,7 +112,10 @@ class _PreviousComparison:
 
 
 def _against_previous(
-    previous: LSTMForecaster | None, lstm: LSTMForecaster, panel: pl.DataFrame, s: PeriodSlices,
+    previous: LSTMForecaster | None,
+    lstm: LSTMForecaster,
+    panel: pl.DataFrame,
+    s: PeriodSlices,
     task: ForecastTask,
 ) -> _PreviousComparison | None:
     """Both models' validation pinball on the tickers the previous model knows (the universe may
@@ -160,8 +163,11 @@ def train_period_model(
     promoted = not reasons
     decision = (
         f"promoted: validation pinball {scores['lstm']:.6g} vs zero_return {scores['zero_return']:.6g}"
-        + (f"; {against.lstm:.6g} vs the previous model's {against.previous:.6g}{against.where}"
-           if against is not None else "")
+        + (
+            f"; {against.lstm:.6g} vs the previous model's {against.previous:.6g}{against.where}"
+            if against is not None
+            else ""
+        )
         if promoted
         else "refused: " + "; ".join(reasons) + f"; serving {best_baseline(scores)}"
     )
@@ -178,8 +184,12 @@ def train_period_model(
 
 
 def serving_forecaster(
-    serving_model: str, lstm: LSTMForecaster, panel: pl.DataFrame, task: ForecastTask,
-    cfg: ForecastConfig, period_start: dt.date,
+    serving_model: str,
+    lstm: LSTMForecaster,
+    panel: pl.DataFrame,
+    task: ForecastTask,
+    cfg: ForecastConfig,
+    period_start: dt.date,
 ) -> Forecaster:
     """The forecaster that serves the period starting `period_start`: the period's LSTM, or the
     named baseline refitted on the period's training slice of `panel` (baselines are
@@ -192,8 +202,14 @@ def serving_forecaster(
 
 
 def serving_plan(
-    serving_model: str, stand_in: str, lstm: LSTMForecaster, panel: pl.DataFrame, task: ForecastTask,
-    cfg: ForecastConfig, period_start: dt.date, tickers: list[str],
+    serving_model: str,
+    stand_in: str,
+    lstm: LSTMForecaster,
+    panel: pl.DataFrame,
+    task: ForecastTask,
+    cfg: ForecastConfig,
+    period_start: dt.date,
+    tickers: list[str],
 ) -> list[tuple[Forecaster, list[str]]]:
     """Which forecaster serves which of `tickers` in the period starting `period_start`.
 
@@ -219,4 +235,3 @@ def period_start_of(day: dt.date) -> dt.date:
 
 def period_key(period_start: dt.date) -> str:
     return period_start.strftime("%Y-%m")
-

@@ -18,8 +18,16 @@ from forecast_core.sources.validation import require_sessions, validate_prices
 from forecast_core.sources.yahoo import YFinanceSource
 
 __all__ = [
-    "FETCH_COLUMNS", "FETCH_SCHEMA", "FileSource", "PriceSource", "SampleSource", "YFinanceSource",
-    "exchange_today", "make_source", "require_sessions", "validate_prices",
+    "FETCH_COLUMNS",
+    "FETCH_SCHEMA",
+    "FileSource",
+    "PriceSource",
+    "SampleSource",
+    "YFinanceSource",
+    "exchange_today",
+    "make_source",
+    "require_sessions",
+    "validate_prices",
 ]
 
 

@@ -18,7 +18,16 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from forecast_core.columns import (
-    ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE_COLUMNS, RAW_PRICE_COLUMNS, SOURCE,
+    ADJ_CLOSE,
+    CLOSE,
+    DATE,
+    HIGH,
+    INGESTED_AT,
+    LOW,
+    OPEN,
+    PRICE_COLUMNS,
+    RAW_PRICE_COLUMNS,
+    SOURCE,
     TICKER,
 )  # fmt: skip
 from forecast_core.config import validate_ticker
@@ -81,5 +90,3 @@ def requested_tickers(tickers: Sequence[str], start: dt.date, end: dt.date) -> l
 def exchange_today() -> dt.date:
     """Today's date on the exchange (America/New_York)."""
     return dt.datetime.now(ZoneInfo(EXCHANGE_TZ)).date()
-
-

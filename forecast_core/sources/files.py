@@ -10,19 +10,23 @@ from pathlib import Path
 import polars as pl
 
 from forecast_core.columns import (
-    ADJ_CLOSE, CLOSE, DATE, PRICE_COLUMNS, TICKER,
+    ADJ_CLOSE,
+    CLOSE,
+    DATE,
+    PRICE_COLUMNS,
+    TICKER,
 )  # fmt: skip
 from forecast_core.errors import ConfigError, PriceDataError
-
-from forecast_core.sources.base import (listing, requested_tickers)
+from forecast_core.sources.base import listing, requested_tickers
 from forecast_core.sources.validation import validate_prices
-
 
 # --- CSV / Parquet files ------------------------------------------------------------------------
 
 #: ISO date, optionally followed by a time (and offset) that is dropped, never converted.
-_ISO_DATE = (r"^\d{4}-\d{2}-\d{2}"
-             r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
+_ISO_DATE = (
+    r"^\d{4}-\d{2}-\d{2}"
+    r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
 
 
 def _column_name(name: str) -> str:
@@ -67,9 +71,7 @@ class FileSource:
             raise ConfigError(f"price file {str(p)!r} is a directory, not a CSV or Parquet file")
         suffix = p.suffix.lower()
         if suffix not in (".csv", ".parquet", ".pq"):
-            raise ConfigError(
-                f"price file {str(p)!r} has suffix {p.suffix!r}; expected .csv or .parquet"
-            )
+            raise ConfigError(f"price file {str(p)!r} has suffix {p.suffix!r}; expected .csv or .parquet")
         try:
             if suffix == ".csv":
                 return pl.read_csv(p, infer_schema=False)
@@ -90,8 +92,7 @@ class FileSource:
             missing.append(f"{CLOSE} or {ADJ_CLOSE} (or 'Adj Close')")
         if missing:
             raise PriceDataError(
-                f"{where} lacks column(s) {', '.join(missing)}; "
-                f"columns seen: {', '.join(raw.columns)}"
+                f"{where} lacks column(s) {', '.join(missing)}; columns seen: {', '.join(raw.columns)}"
             )
         frame = frame.select([c for c in (TICKER, DATE, *PRICE_COLUMNS) if c in names])
         frame = frame.with_columns(
@@ -151,5 +152,3 @@ def _parse_floats(col: pl.Series, where: str) -> pl.Series:
             f"{_bad_values(col, bad)}"
         )
     return values
-
-

@@ -10,13 +10,12 @@ from importlib import resources
 import polars as pl
 
 from forecast_core.columns import (
-    DATE, TICKER,
+    DATE,
+    TICKER,
 )  # fmt: skip
 from forecast_core.errors import PriceDataError
-
-from forecast_core.sources.base import (SAMPLE_FILE, listing, requested_tickers)
+from forecast_core.sources.base import SAMPLE_FILE, listing, requested_tickers
 from forecast_core.sources.validation import validate_prices
-
 
 # --- the embedded sample ------------------------------------------------------------------------
 
@@ -46,12 +45,7 @@ class SampleSource:
         unknown = [t for t in requested if t not in available]
         if unknown:
             raise PriceDataError(
-                f"ticker(s) {listing(unknown)} are not in the embedded sample; "
-                f"it has {', '.join(available)}"
+                f"ticker(s) {listing(unknown)} are not in the embedded sample; it has {', '.join(available)}"
             )
-        frame = _sample_frame().filter(
-            pl.col(TICKER).is_in(requested) & pl.col(DATE).is_between(start, end)
-        )
+        frame = _sample_frame().filter(pl.col(TICKER).is_in(requested) & pl.col(DATE).is_between(start, end))
         return validate_prices(frame, requested, start, end, self.name)
-
-

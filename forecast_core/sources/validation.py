@@ -12,13 +12,24 @@ from collections.abc import Collection, Sequence
 import polars as pl
 
 from forecast_core.columns import (
-    ADJ_CLOSE, CLOSE, DATE, PRICE_COLUMNS, SOURCE,
-    TICKER, VOLUME,
+    ADJ_CLOSE,
+    CLOSE,
+    DATE,
+    PRICE_COLUMNS,
+    SOURCE,
+    TICKER,
+    VOLUME,
 )  # fmt: skip
 from forecast_core.errors import PriceDataError
-
-from forecast_core.sources.base import (FETCH_COLUMNS, PRICE_FIELDS, LIST_LIMIT, listing, row_listing, requested_tickers, exchange_today)
-
+from forecast_core.sources.base import (
+    FETCH_COLUMNS,
+    LIST_LIMIT,
+    PRICE_FIELDS,
+    exchange_today,
+    listing,
+    requested_tickers,
+    row_listing,
+)
 
 # --- validation ---------------------------------------------------------------------------------
 
@@ -52,14 +63,15 @@ def validate_prices(
     out = _normalise(df, source_name)
     if out.is_empty():
         raise PriceDataError(
-            f"{source_name} prices came back empty: no rows at all for {listing(requested)} "
-            f"in {span}"
+            f"{source_name} prices came back empty: no rows at all for {listing(requested)} in {span}"
         )
 
     null_keys = out.with_row_index("row").filter(pl.col(TICKER).is_null() | pl.col(DATE).is_null())
     if null_keys.height:
-        described = [f"row {r['row']} (ticker={r[TICKER]}, date={r[DATE]})"
-                     for r in null_keys.head(LIST_LIMIT + 1).iter_rows(named=True)]
+        described = [
+            f"row {r['row']} (ticker={r[TICKER]}, date={r[DATE]})"
+            for r in null_keys.head(LIST_LIMIT + 1).iter_rows(named=True)
+        ]
         raise PriceDataError(
             f"{source_name} prices have a null ticker or date in {null_keys.height} row(s): "
             f"{listing(described)}"
@@ -74,9 +86,7 @@ def validate_prices(
         )
     empty = [t for t in requested if t not in seen]
     if empty:
-        raise PriceDataError(
-            f"{source_name} prices for {listing(empty)} came back empty for {span}"
-        )
+        raise PriceDataError(f"{source_name} prices for {listing(empty)} came back empty for {span}")
 
     problems = _row_problems(out, start, end, today or exchange_today())
     if problems:
@@ -93,9 +103,7 @@ def _normalise(df: pl.DataFrame, source_name: str) -> pl.DataFrame:
     if isinstance(schema[DATE], pl.Datetime):
         date = date.dt.date()
     elif schema[DATE] not in (pl.Date, pl.Null):
-        raise PriceDataError(
-            f"{source_name} prices: column {DATE} has type {schema[DATE]}, expected Date"
-        )
+        raise PriceDataError(f"{source_name} prices: column {DATE} has type {schema[DATE]}, expected Date")
     exprs = [pl.col(TICKER).cast(pl.String), date.cast(pl.Date)]
     for c in PRICE_COLUMNS:
         if c not in schema:
@@ -123,15 +131,12 @@ def _row_problems(out: pl.DataFrame, start: dt.date, end: dt.date, today: dt.dat
     dup_rows = out.filter(dup).unique([TICKER, DATE], maintain_order=True)
     if dup_rows.height:
         problems.append(f"duplicate (ticker, date) rows: {row_listing(dup_rows)}")
-    check("rows with neither close nor adj_close",
-          pl.col(CLOSE).is_null() & pl.col(ADJ_CLOSE).is_null())
+    check("rows with neither close nor adj_close", pl.col(CLOSE).is_null() & pl.col(ADJ_CLOSE).is_null())
     for c in PRICE_FIELDS:
         col = pl.col(c)
-        check(f"non-finite or non-positive {c}",
-              col.is_not_null() & (~col.is_finite() | (col <= 0)), c)
+        check(f"non-finite or non-positive {c}", col.is_not_null() & (~col.is_finite() | (col <= 0)), c)
     vol = pl.col(VOLUME)
-    check("negative or non-finite volume",
-          vol.is_not_null() & (~vol.is_finite() | (vol < 0)), VOLUME)
+    check("negative or non-finite volume", vol.is_not_null() & (~vol.is_finite() | (vol < 0)), VOLUME)
     return problems
 
 
@@ -159,5 +164,3 @@ def require_sessions(
             f"{listing(missing)} (not published yet, or a gap in the source's data); nothing was "
             "written, run again once the source has them"
         )
-
-

@@ -17,19 +17,31 @@ import pandas as pd
 import polars as pl
 
 from forecast_core.columns import (
-    ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, OPEN, PRICE_COLUMNS, TICKER, VOLUME,
+    ADJ_CLOSE,
+    CLOSE,
+    DATE,
+    HIGH,
+    LOW,
+    OPEN,
+    PRICE_COLUMNS,
+    TICKER,
+    VOLUME,
 )  # fmt: skip
 from forecast_core.errors import PriceDataError, TransientSourceError
-
-from forecast_core.sources.base import (EXCHANGE_TZ, PRICE_FIELDS, LIST_LIMIT, listing, requested_tickers)
+from forecast_core.sources.base import EXCHANGE_TZ, LIST_LIMIT, PRICE_FIELDS, listing, requested_tickers
 from forecast_core.sources.validation import validate_prices
-
 
 # --- Yahoo Finance ------------------------------------------------------------------------------
 
 #: yfinance's column names -> ours. Other fields (dividends, splits) are ignored.
-_YF_FIELDS = {"Open": OPEN, "High": HIGH, "Low": LOW, "Close": CLOSE, "Adj Close": ADJ_CLOSE,
-              "Volume": VOLUME}
+_YF_FIELDS = {
+    "Open": OPEN,
+    "High": HIGH,
+    "Low": LOW,
+    "Close": CLOSE,
+    "Adj Close": ADJ_CLOSE,
+    "Volume": VOLUME,
+}
 _YF_IGNORED = frozenset({"Dividends", "Stock Splits", "Capital Gains", "Repaired?"})
 
 #: Words in an error message that mark a failure worth retrying.
@@ -42,15 +54,19 @@ _TRANSIENT_TEXT = re.compile(
 
 #: Lines yfinance logs for failed tickers: the summary `['AAPL', 'MSFT']: <error>`, and hints.
 _YF_SUMMARY = re.compile(r"^\[([^\]]*)\]: (.+)$", re.DOTALL)
-_YF_HINTS = (re.compile(r"^Failed to get ticker '([^']+)' reason: (.+)$", re.DOTALL),
-             re.compile(r"^\$([^:\s]+): (.+)$", re.DOTALL))
+_YF_HINTS = (
+    re.compile(r"^Failed to get ticker '([^']+)' reason: (.+)$", re.DOTALL),
+    re.compile(r"^\$([^:\s]+): (.+)$", re.DOTALL),
+)
 
 _DOWNLOAD_LOCK = threading.Lock()
 
 #: Secrets an HTTP error's text can carry (its URL): Yahoo's session crumb and other tokens in the
 #: query, and user:password in a (proxy) URL. `_redact` removes them before a message is raised,
 #: since raised messages end up in the run's event log.
-_SECRET_QUERY = re.compile(r"(?i)\b(crumb|token|api_?key|key|password|passwd|secret|sig|signature)=[^&\s'\"]+")
+_SECRET_QUERY = re.compile(
+    r"(?i)\b(crumb|token|api_?key|key|password|passwd|secret|sig|signature)=[^&\s'\"]+"
+)
 _URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@'\"]+:[^/\s@'\"]+@")
 
 
@@ -194,9 +210,17 @@ class YFinanceSource:
         logger.addHandler(log)
         try:
             raw = download(
-                list(requested), start=start, end=end + dt.timedelta(days=1), auto_adjust=False,
-                actions=False, progress=False, threads=self.threads, timeout=self.timeout_s,
-                group_by="column", multi_level_index=True, ignore_tz=True,
+                list(requested),
+                start=start,
+                end=end + dt.timedelta(days=1),
+                auto_adjust=False,
+                actions=False,
+                progress=False,
+                threads=self.threads,
+                timeout=self.timeout_s,
+                group_by="column",
+                multi_level_index=True,
+                ignore_tz=True,
             )
         except Exception as exc:
             what = f"yfinance download of {listing(requested)} for {span} failed"
@@ -216,9 +240,7 @@ class YFinanceSource:
         return raw
 
 
-def _raise_ticker_errors(
-    failures: dict[str, list[str]], hints: dict[str, list[str]], span: str
-) -> None:
+def _raise_ticker_errors(failures: dict[str, list[str]], hints: dict[str, list[str]], span: str) -> None:
     """`TransientSourceError` if any failure looks transient, else `PriceDataError`."""
     if not failures:
         return
@@ -234,12 +256,9 @@ def _raise_ticker_errors(
     transient = [t for t in failures if looks_transient(t)]
     if transient:
         raise TransientSourceError(
-            f"yfinance could not download {listing(transient)} for {span} (worth retrying): "
-            f"{details}"
+            f"yfinance could not download {listing(transient)} for {span} (worth retrying): {details}"
         )
-    raise PriceDataError(
-        f"yfinance reported errors for {listing(list(failures))} for {span}: {details}"
-    )
+    raise PriceDataError(f"yfinance reported errors for {listing(list(failures))} for {span}: {details}")
 
 
 def _split_columns(raw: pd.DataFrame, requested: list[str]) -> dict[str, pd.DataFrame]:
@@ -277,13 +296,10 @@ def _split_columns(raw: pd.DataFrame, requested: list[str]) -> dict[str, pd.Data
         raise unknown
     for ticker, sub in out.items():
         if not sub.columns.is_unique:
-            raise PriceDataError(
-                f"yfinance returned repeated columns for {ticker}: {list(sub.columns)}"
-            )
+            raise PriceDataError(f"yfinance returned repeated columns for {ticker}: {list(sub.columns)}")
         if "Close" not in sub.columns and "Adj Close" not in sub.columns:
             raise PriceDataError(
-                f"yfinance returned neither Close nor Adj Close for {ticker}: "
-                f"columns {list(sub.columns)}"
+                f"yfinance returned neither Close nor Adj Close for {ticker}: columns {list(sub.columns)}"
             )
     return out
 
@@ -353,7 +369,8 @@ def _drop_missing_rows(frame: pl.DataFrame, fields: tuple[str, ...]) -> pl.DataF
         ]
         more = partial.height - len(described)
         raise PriceDataError(
-            "yfinance returned partial prices (some fields NaN): " + ", ".join(described)
+            "yfinance returned partial prices (some fields NaN): "
+            + ", ".join(described)
             + (f" and {more} more" if more > 0 else "")
         )
     return frame.with_columns(pl.col(VOLUME).fill_nan(None))

@@ -33,9 +33,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     stats = getattr(reporter, "stats", {}) if reporter else {}
-    Path(target).write_text(json.dumps({
-        "counts": dict(sorted(LEDGER.items())),
-        "tests": {k: len(stats.get(k, [])) for k in ("passed", "failed", "error", "skipped")},
-        "seconds": round(time.monotonic() - _STARTED, 1),
-        "exitstatus": int(exitstatus),
-    }, indent=2) + "\n")
+    Path(target).write_text(
+        json.dumps(
+            {
+                "counts": dict(sorted(LEDGER.items())),
+                "tests": {k: len(stats.get(k, [])) for k in ("passed", "failed", "error", "skipped")},
+                "seconds": round(time.monotonic() - _STARTED, 1),
+                "exitstatus": int(exitstatus),
+            },
+            indent=2,
+        )
+        + "\n"
+    )

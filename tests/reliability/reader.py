@@ -18,7 +18,12 @@ from warehouse.replica import connect_replica, replica_path
 
 
 def main() -> None:
-    warehouse, n_tickers, n_horizons, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    warehouse, n_tickers, n_horizons, stop = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        Path(sys.argv[4]),
+    )
     replica = replica_path(warehouse)
     queries = rounds = 0
     snapshots: set[tuple[int, int]] = set()
@@ -59,9 +64,19 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - every error is the finding, reported below
             errors.append(f"{type(exc).__name__}: {exc}")
         time.sleep(0.005)
-    print(json.dumps({"queries": queries, "rounds": rounds, "snapshots": len(snapshots),
-                      "errors": errors[:20], "n_errors": len(errors), "anomalies": anomalies[:20],
-                      "n_anomalies": len(anomalies)}))
+    print(
+        json.dumps(
+            {
+                "queries": queries,
+                "rounds": rounds,
+                "snapshots": len(snapshots),
+                "errors": errors[:20],
+                "n_errors": len(errors),
+                "anomalies": anomalies[:20],
+                "n_anomalies": len(anomalies),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

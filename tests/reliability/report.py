@@ -41,33 +41,50 @@ def markdown(result: dict) -> str:
     losses = {k: v for k, v in c.items() if k.startswith("losses_")}
     loss_names = ", ".join(k.removeprefix("losses_").replace("_", " ") for k in sorted(losses))
     rows = [
-        ("provider faults simulated through the `raw_prices` asset (connection error, rate limit, timeout, "
-         "empty frame, missing or delisted ticker, NaN rows, bad prices, duplicated or unsorted dates, "
-         "time zones, column layouts, a split that rewrites history, late sessions)", c.get("faults_simulated", 0)),
+        (
+            "provider faults simulated through the `raw_prices` asset (connection error, rate limit, timeout, "
+            "empty frame, missing or delisted ticker, NaN rows, bad prices, duplicated or unsorted dates, "
+            "time zones, column layouts, a split that rewrites history, late sessions)",
+            c.get("faults_simulated", 0),
+        ),
         ("  retries of transient faults by the asset's retry policy", c.get("transient_retries", 0)),
-        ("  failed runs followed by a good run that stored exactly the source's prices",
-         c.get("recoveries", 0)),
-        ("bad inputs tried (configuration, sources, warehouse, model), each failing before any write",
-         c.get("bad_inputs_tried", 0)),
-        ("SIGKILLs of a process writing raw_prices and forecasts in one transaction",
-         c.get("crash_trials", 0)),
+        (
+            "  failed runs followed by a good run that stored exactly the source's prices",
+            c.get("recoveries", 0),
+        ),
+        (
+            "bad inputs tried (configuration, sources, warehouse, model), each failing before any write",
+            c.get("bad_inputs_tried", 0),
+        ),
+        (
+            "SIGKILLs of a process writing raw_prices and forecasts in one transaction",
+            c.get("crash_trials", 0),
+        ),
         ("  of which landed inside a write", c.get("crash_kills_mid_write", 0)),
-        ("queries by a reader process on the read replica during a pipeline run",
-         c.get("reader_queries", 0)),
+        ("queries by a reader process on the read replica during a pipeline run", c.get("reader_queries", 0)),
         ("  replica snapshots it saw published", c.get("reader_snapshots_seen", 0)),
-        ("re-runs compared with the first run (whole-warehouse content digests; a backfill against one by one)",
-         c.get("idempotency_reruns", 0)),
+        (
+            "re-runs compared with the first run (whole-warehouse content digests; a backfill against one by one)",
+            c.get("idempotency_reruns", 0),
+        ),
         ("Python files checked for SQL built from values", c.get("security_files_scanned", 0)),
-        ("hostile tickers and paths rejected (quotes, semicolons, separators, control characters)",
-         c.get("security_hostile_names_rejected", 0)),
+        (
+            "hostile tickers and paths rejected (quotes, semicolons, separators, control characters)",
+            c.get("security_hostile_names_rejected", 0),
+        ),
         ("repository files scanned for secrets", c.get("security_files_scanned_for_secrets", 0)),
         (f"**losses observed** ({loss_names})", sum(losses.values())),
     ]
-    table = "\n".join(["| what | count |", "|---|---:|",
-                       *(f"| {what.replace('  ', '&nbsp;&nbsp;')} | {n} |" for what, n in rows)])
+    table = "\n".join(
+        [
+            "| what | count |",
+            "|---|---:|",
+            *(f"| {what.replace('  ', '&nbsp;&nbsp;')} | {n} |" for what, n in rows),
+        ]
+    )
     return f"""Every number here comes from `.venv/bin/python -m tests.reliability.report --readme README.md`,
-which runs `pytest -m reliability` and writes this section. Last run: {tests['passed']} tests passed,
-{tests['failed']} failed, in {result['seconds']:.0f} s on {result.get('machine', 'this machine')}. To rerun
+which runs `pytest -m reliability` and writes this section. Last run: {tests["passed"]} tests passed,
+{tests["failed"]} failed, in {result["seconds"]:.0f} s on {result.get("machine", "this machine")}. To rerun
 the tests alone: `pytest -m reliability` (each test asserts its guarantee; the losses must be 0).
 
 {table}

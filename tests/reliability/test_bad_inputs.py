@@ -31,7 +31,8 @@ from forecast_core.sources import FileSource
 from tests.conftest import TINY_CONFIG, with_overrides, write_toml
 from tests.reliability.ledger import record
 from tests.synthetic import synthetic_prices
-from tests.test_lstm import CFG as LSTM_CFG, small_setup
+from tests.test_lstm import CFG as LSTM_CFG
+from tests.test_lstm import small_setup
 from tests.test_pipeline import RANGE_END, RANGE_START
 from warehouse import connect, transaction
 from warehouse.db import WarehouseError
@@ -72,13 +73,20 @@ def ingest(
     if config_text is not None:
         config.write_text(config_text)
     else:
-        base = with_overrides(TINY_CONFIG, {"source": {"kind": "file", "path": str(csv),
-                                                       "start_date": HISTORY_START.isoformat()}})
+        base = with_overrides(
+            TINY_CONFIG,
+            {"source": {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()}},
+        )
         write_toml(config, with_overrides(base, overrides or {}))
-    resources = {"warehouse": WarehouseResource(path=warehouse or str(tmp / "w.duckdb")),
-                 "pipeline": PipelineConfig(config_file=str(config))}
-    dg.materialize([raw_prices], resources=resources, tags={RANGE_START: span[0].isoformat(),
-                                                            RANGE_END: span[1].isoformat()})
+    resources = {
+        "warehouse": WarehouseResource(path=warehouse or str(tmp / "w.duckdb")),
+        "pipeline": PipelineConfig(config_file=str(config)),
+    }
+    dg.materialize(
+        [raw_prices],
+        resources=resources,
+        tags={RANGE_START: span[0].isoformat(), RANGE_END: span[1].isoformat()},
+    )
 
 
 def seed(tmp: Path) -> None:
@@ -93,14 +101,21 @@ def newer_schema(tmp: Path) -> None:
         con.execute("CHECKPOINT")
 
 
-def write_rows(tmp: Path, table: str, frame: pl.DataFrame, where: str = "TRUE", params: list | None = None) -> None:
+def write_rows(
+    tmp: Path, table: str, frame: pl.DataFrame, where: str = "TRUE", params: list | None = None
+) -> None:
     with transaction(tmp / "w.duckdb") as w:
         w.replace(table, frame, where, params or [])
 
 
 def price_rows(tmp: Path, n: int = 2, extra: dict[str, Any] | None = None) -> pl.DataFrame:
-    rows = {TICKER: ["AAPL"] * n, DATE: [dt.date(2022, 12, 19)] * n, "adj_close": [1.0] * n,
-            "source": ["test"] * n, "ingested_at": [dt.datetime(2022, 12, 19, tzinfo=dt.timezone.utc)] * n}
+    rows = {
+        TICKER: ["AAPL"] * n,
+        DATE: [dt.date(2022, 12, 19)] * n,
+        "adj_close": [1.0] * n,
+        "source": ["test"] * n,
+        "ingested_at": [dt.datetime(2022, 12, 19, tzinfo=dt.UTC)] * n,
+    }
     return pl.DataFrame({**rows, **(extra or {})})
 
 
@@ -139,75 +154,212 @@ CASES = [
     Case("horizon_zero", bad_config(horizons=[0]), ConfigError, "horizons = (0,)"),
     Case("horizon_negative", bad_config(horizons=[-1, 5]), ConfigError, "horizons = (-1, 5)"),
     Case("horizons_unsorted", bad_config(horizons=[5, 1]), ConfigError, "horizons = (5, 1)"),
-    Case("quantile_above_one", bad_config(quantiles=[0.1, 0.5, 1.5]), ConfigError, "quantiles = (0.1, 0.5, 1.5)"),
+    Case(
+        "quantile_above_one",
+        bad_config(quantiles=[0.1, 0.5, 1.5]),
+        ConfigError,
+        "quantiles = (0.1, 0.5, 1.5)",
+    ),
     Case("quantile_zero", bad_config(quantiles=[0.0, 0.1, 0.5, 0.9]), ConfigError, "quantiles = (0.0,"),
-    Case("quantiles_unsorted", bad_config(quantiles=[0.9, 0.5, 0.1]), ConfigError, "quantiles = (0.9, 0.5, 0.1)"),
+    Case(
+        "quantiles_unsorted",
+        bad_config(quantiles=[0.9, 0.5, 0.1]),
+        ConfigError,
+        "quantiles = (0.9, 0.5, 0.1)",
+    ),
     Case("empty_universe", bad_config(universe={"tickers": []}), ConfigError, "universe.tickers = ()"),
-    Case("ticker_with_quote", bad_config(universe=universe("AAPL", "KO'")), ConfigError, "invalid ticker \"KO'\""),
-    Case("ticker_with_semicolon", bad_config(universe=universe("AAPL; DROP TABLE raw_prices")), ConfigError,
-         "'AAPL; DROP TABLE raw_prices'"),
-    Case("ticker_with_path_separator", bad_config(universe=universe("../../etc/passwd")), ConfigError,
-         "'../../etc/passwd'"),
+    Case(
+        "ticker_with_quote",
+        bad_config(universe=universe("AAPL", "KO'")),
+        ConfigError,
+        'invalid ticker "KO\'"',
+    ),
+    Case(
+        "ticker_with_semicolon",
+        bad_config(universe=universe("AAPL; DROP TABLE raw_prices")),
+        ConfigError,
+        "'AAPL; DROP TABLE raw_prices'",
+    ),
+    Case(
+        "ticker_with_path_separator",
+        bad_config(universe=universe("../../etc/passwd")),
+        ConfigError,
+        "'../../etc/passwd'",
+    ),
     Case("ticker_with_newline", bad_config(universe=universe("AAPL\n")), ConfigError, "'AAPL\\n'"),
     Case("ticker_lower_case", bad_config(universe=universe("aapl")), ConfigError, "'aapl'"),
     Case("unknown_setting", bad_config(model={"hidden": 64}), ConfigError, "unknown setting model.'hidden'"),
     Case("unknown_section", bad_config(optimiser={"lr": 1}), ConfigError, "unknown setting 'optimiser'"),
-    Case("bad_toml", lambda tmp: ingest(tmp, config_text="horizons = [1, 5\n[model]\n"), ConfigError,
-         "is not valid TOML"),
-    Case("unknown_source_kind", bad_config(source={"kind": "bloomberg"}), ConfigError, "source.kind = 'bloomberg'"),
-    Case("start_date_not_iso", bad_config(source={"start_date": "01/11/2022"}), ConfigError,
-         "source.start_date = '01/11/2022'"),
-    Case("source_path_with_quote", bad_config(source={"path": "prices'; DROP TABLE x.csv"}), ConfigError,
-         "source.path = \"prices'; DROP TABLE x.csv\""),
+    Case(
+        "bad_toml",
+        lambda tmp: ingest(tmp, config_text="horizons = [1, 5\n[model]\n"),
+        ConfigError,
+        "is not valid TOML",
+    ),
+    Case(
+        "unknown_source_kind",
+        bad_config(source={"kind": "bloomberg"}),
+        ConfigError,
+        "source.kind = 'bloomberg'",
+    ),
+    Case(
+        "start_date_not_iso",
+        bad_config(source={"start_date": "01/11/2022"}),
+        ConfigError,
+        "source.start_date = '01/11/2022'",
+    ),
+    Case(
+        "source_path_with_quote",
+        bad_config(source={"path": "prices'; DROP TABLE x.csv"}),
+        ConfigError,
+        'source.path = "prices\'; DROP TABLE x.csv"',
+    ),
     Case("dropout_one", bad_config(model={"dropout": 1.0}), ConfigError, "model.dropout = 1.0"),
     Case("unknown_calendar", bad_config(calendar="MOON"), ConfigError, "calendar = 'MOON'"),
     # sources
-    Case("zero_price", bad_file(set_value("KO", BAD_DAY, ADJ_CLOSE, "0")), PriceDataError,
-         "KO 2022-12-14 adj_close=0.0"),
-    Case("negative_price", bad_file(set_value("MSFT", BAD_DAY, ADJ_CLOSE, "-3.5")), PriceDataError,
-         "MSFT 2022-12-14 adj_close=-3.5"),
-    Case("infinite_price", bad_file(set_value("AAPL", BAD_DAY, ADJ_CLOSE, "inf")), PriceDataError,
-         "AAPL 2022-12-14 adj_close=inf"),
-    Case("nan_price", bad_file(set_value("AAPL", BAD_DAY, ADJ_CLOSE, "NaN")), PriceDataError,
-         "AAPL 2022-12-14 adj_close=nan"),
-    Case("price_not_a_number", bad_file(set_value("KO", BAD_DAY, ADJ_CLOSE, "12,5")), PriceDataError, "'12,5'"),
-    Case("unparseable_date", bad_file(set_value("KO", BAD_DAY, DATE, "2022-13-45")), PriceDataError,
-         "'2022-13-45'"),
-    Case("duplicate_rows", bad_file(lambda f: pl.concat([f, f.filter(pl.col(DATE) == BAD_DAY.isoformat())])),
-         PriceDataError, "duplicate (ticker, date) rows: AAPL 2022-12-14"),
-    Case("missing_session", bad_file(lambda f: f.filter((pl.col(TICKER) != "KO") | (pl.col(DATE) != BAD_DAY.isoformat()))),
-         PriceDataError, "KO 2022-12-14"),
-    Case("file_missing_price_columns", bad_file(lambda f: f.drop(ADJ_CLOSE)), PriceDataError,
-         "lacks column(s) close or adj_close"),
-    Case("file_missing_ticker", bad_file(lambda f: f.filter(pl.col(TICKER) != "MSFT")), PriceDataError,
-         "no rows for MSFT"),
+    Case(
+        "zero_price",
+        bad_file(set_value("KO", BAD_DAY, ADJ_CLOSE, "0")),
+        PriceDataError,
+        "KO 2022-12-14 adj_close=0.0",
+    ),
+    Case(
+        "negative_price",
+        bad_file(set_value("MSFT", BAD_DAY, ADJ_CLOSE, "-3.5")),
+        PriceDataError,
+        "MSFT 2022-12-14 adj_close=-3.5",
+    ),
+    Case(
+        "infinite_price",
+        bad_file(set_value("AAPL", BAD_DAY, ADJ_CLOSE, "inf")),
+        PriceDataError,
+        "AAPL 2022-12-14 adj_close=inf",
+    ),
+    Case(
+        "nan_price",
+        bad_file(set_value("AAPL", BAD_DAY, ADJ_CLOSE, "NaN")),
+        PriceDataError,
+        "AAPL 2022-12-14 adj_close=nan",
+    ),
+    Case(
+        "price_not_a_number", bad_file(set_value("KO", BAD_DAY, ADJ_CLOSE, "12,5")), PriceDataError, "'12,5'"
+    ),
+    Case(
+        "unparseable_date",
+        bad_file(set_value("KO", BAD_DAY, DATE, "2022-13-45")),
+        PriceDataError,
+        "'2022-13-45'",
+    ),
+    Case(
+        "duplicate_rows",
+        bad_file(lambda f: pl.concat([f, f.filter(pl.col(DATE) == BAD_DAY.isoformat())])),
+        PriceDataError,
+        "duplicate (ticker, date) rows: AAPL 2022-12-14",
+    ),
+    Case(
+        "missing_session",
+        bad_file(lambda f: f.filter((pl.col(TICKER) != "KO") | (pl.col(DATE) != BAD_DAY.isoformat()))),
+        PriceDataError,
+        "KO 2022-12-14",
+    ),
+    Case(
+        "file_missing_price_columns",
+        bad_file(lambda f: f.drop(ADJ_CLOSE)),
+        PriceDataError,
+        "lacks column(s) close or adj_close",
+    ),
+    Case(
+        "file_missing_ticker",
+        bad_file(lambda f: f.filter(pl.col(TICKER) != "MSFT")),
+        PriceDataError,
+        "no rows for MSFT",
+    ),
     Case("unknown_ticker", bad_config(universe=universe("AAPL", "ZZZZ")), PriceDataError, "no rows for ZZZZ"),
-    Case("file_source_is_a_directory", lambda tmp: ingest(tmp, {"source": {"path": str(tmp)}}), ConfigError,
-         "is a directory"),
-    Case("future_dates", lambda tmp: FileSource(prices_csv(tmp / "p.csv", lambda f: f.with_columns(
-        pl.when(pl.col(DATE) == "2022-12-30").then(pl.lit("2099-01-05")).otherwise(pl.col(DATE)).alias(DATE))))
-        .fetch(["KO"], dt.date(2022, 12, 1), dt.date(2099, 12, 31)), PriceDataError, "KO 2099-01-05"),
-    Case("range_reversed", lambda tmp: FileSource(prices_csv(tmp / "p.csv")).fetch(
-        ["KO"], dt.date(2022, 12, 16), dt.date(2022, 12, 12)), ConfigError, "2022-12-16..2022-12-12"),
+    Case(
+        "file_source_is_a_directory",
+        lambda tmp: ingest(tmp, {"source": {"path": str(tmp)}}),
+        ConfigError,
+        "is a directory",
+    ),
+    Case(
+        "future_dates",
+        lambda tmp: FileSource(
+            prices_csv(
+                tmp / "p.csv",
+                lambda f: f.with_columns(
+                    pl.when(pl.col(DATE) == "2022-12-30")
+                    .then(pl.lit("2099-01-05"))
+                    .otherwise(pl.col(DATE))
+                    .alias(DATE)
+                ),
+            )
+        ).fetch(["KO"], dt.date(2022, 12, 1), dt.date(2099, 12, 31)),
+        PriceDataError,
+        "KO 2099-01-05",
+    ),
+    Case(
+        "range_reversed",
+        lambda tmp: FileSource(prices_csv(tmp / "p.csv")).fetch(
+            ["KO"], dt.date(2022, 12, 16), dt.date(2022, 12, 12)
+        ),
+        ConfigError,
+        "2022-12-16..2022-12-12",
+    ),
     # warehouse
-    Case("warehouse_path_is_a_directory", lambda tmp: ingest(tmp, warehouse=str(tmp)), ConfigError, "is a directory"),
-    Case("warehouse_path_bad_suffix", lambda tmp: ingest(tmp, warehouse=str(tmp / "w.csv")), ConfigError,
-         "must end in .duckdb"),
-    Case("warehouse_path_with_semicolon", lambda tmp: ingest(tmp, warehouse=str(tmp / "w;rm -rf.duckdb")),
-         ConfigError, "w;rm -rf.duckdb"),
+    Case(
+        "warehouse_path_is_a_directory",
+        lambda tmp: ingest(tmp, warehouse=str(tmp)),
+        ConfigError,
+        "is a directory",
+    ),
+    Case(
+        "warehouse_path_bad_suffix",
+        lambda tmp: ingest(tmp, warehouse=str(tmp / "w.csv")),
+        ConfigError,
+        "must end in .duckdb",
+    ),
+    Case(
+        "warehouse_path_with_semicolon",
+        lambda tmp: ingest(tmp, warehouse=str(tmp / "w;rm -rf.duckdb")),
+        ConfigError,
+        "w;rm -rf.duckdb",
+    ),
     Case("warehouse_of_a_newer_schema", ingest, WarehouseError, "schema version 99", setup=newer_schema),
-    Case("warehouse_not_duckdb", lambda tmp: ingest(tmp), WarehouseError, "not a valid DuckDB",
-         setup=lambda tmp: (tmp / "w.duckdb").write_bytes(b"PAR1 not a database" * 64)),
-    Case("write_to_unknown_table", lambda tmp: write_rows(tmp, "raw_prices; DROP TABLE forecasts", price_rows(tmp, 1)),
-         WarehouseError, "'raw_prices; DROP TABLE forecasts'", setup=seed),
-    Case("write_unknown_column", lambda tmp: write_rows(tmp, "raw_prices", price_rows(tmp, 1, {"evil": [1]})),
-         WarehouseError, "['evil']", setup=seed),
-    Case("write_duplicate_keys", lambda tmp: write_rows(tmp, "raw_prices", price_rows(tmp, 2), "date = ?",
-                                                        [dt.date(2022, 12, 19)]),
-         duckdb.ConstraintException, "AAPL", setup=seed),
+    Case(
+        "warehouse_not_duckdb",
+        lambda tmp: ingest(tmp),
+        WarehouseError,
+        "not a valid DuckDB",
+        setup=lambda tmp: (tmp / "w.duckdb").write_bytes(b"PAR1 not a database" * 64),
+    ),
+    Case(
+        "write_to_unknown_table",
+        lambda tmp: write_rows(tmp, "raw_prices; DROP TABLE forecasts", price_rows(tmp, 1)),
+        WarehouseError,
+        "'raw_prices; DROP TABLE forecasts'",
+        setup=seed,
+    ),
+    Case(
+        "write_unknown_column",
+        lambda tmp: write_rows(tmp, "raw_prices", price_rows(tmp, 1, {"evil": [1]})),
+        WarehouseError,
+        "['evil']",
+        setup=seed,
+    ),
+    Case(
+        "write_duplicate_keys",
+        lambda tmp: write_rows(tmp, "raw_prices", price_rows(tmp, 2), "date = ?", [dt.date(2022, 12, 19)]),
+        duckdb.ConstraintException,
+        "AAPL",
+        setup=seed,
+    ),
     # model
-    Case("lookback_longer_than_history", lookback_longer_than_history, InsufficientDataError,
-         "full lookback of 1000 sessions"),
+    Case(
+        "lookback_longer_than_history",
+        lookback_longer_than_history,
+        InsufficientDataError,
+        "full lookback of 1000 sessions",
+    ),
 ]
 
 

@@ -25,7 +25,15 @@ import pytest
 
 from tests.conftest import TINY_CONFIG, make_resources, with_overrides, write_config
 from tests.reliability.ledger import record
-from tests.test_pipeline import DECEMBER, HORIZONS, LAST_SESSION, PERIOD_START, PRICES_START, TICKERS, materialize
+from tests.test_pipeline import (
+    DECEMBER,
+    HORIZONS,
+    LAST_SESSION,
+    PERIOD_START,
+    PRICES_START,
+    TICKERS,
+    materialize,
+)
 from tests.test_warehouse import hold_lock
 from warehouse import connect, ensure_schema
 from warehouse.db import WarehouseError
@@ -38,12 +46,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_a_reader_sees_only_whole_partitions_during_a_pipeline_run(tmp_path: Path) -> None:
     warehouse, stop = tmp_path / "w.duckdb", tmp_path / "stop"
-    res = make_resources(warehouse, write_config(tmp_path / "tiny.toml",
-                                                 with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0})))
+    res = make_resources(
+        warehouse,
+        write_config(tmp_path / "tiny.toml", with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0})),
+    )
     reader = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.reader", str(warehouse), str(len(TICKERS)),
-         str(len(HORIZONS)), str(stop)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.reliability.reader",
+            str(warehouse),
+            str(len(TICKERS)),
+            str(len(HORIZONS)),
+            str(stop),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         runs = [
@@ -76,8 +96,11 @@ def test_a_reader_sees_only_whole_partitions_during_a_pipeline_run(tmp_path: Pat
     assert seen["queries"] > 200 and seen["snapshots"] >= 5, seen
 
     # The replica is the last committed state.
-    queries = ("SELECT count(*), max(as_of_date) FROM forecasts", "SELECT count(*) FROM raw_prices",
-               "SELECT model_version, artifact_sha256 FROM models ORDER BY ALL")
+    queries = (
+        "SELECT count(*), max(as_of_date) FROM forecasts",
+        "SELECT count(*) FROM raw_prices",
+        "SELECT model_version, artifact_sha256 FROM models ORDER BY ALL",
+    )
     with connect(warehouse, read_only=True) as con:
         main = [con.execute(q).fetchall() for q in queries]
     with duckdb.connect(str(replica_path(warehouse)), read_only=True) as con:

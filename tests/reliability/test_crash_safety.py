@@ -65,8 +65,13 @@ def test_sigkill_during_writes_leaves_the_old_or_the_new_partition(tmp_path: Pat
     rng = random.Random(20221216)
     current, outcomes, mid_write = 0, [], 0
     for _ in range(TRIALS):
-        child = subprocess.Popen([sys.executable, "-m", "tests.reliability.crash_writer", str(path), str(1 - current)],
-                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.crash_writer", str(path), str(1 - current)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
         time.sleep(rng.uniform(0.0, MAX_DELAY_S))
         child.send_signal(signal.SIGKILL)
@@ -85,7 +90,9 @@ def test_sigkill_during_writes_leaves_the_old_or_the_new_partition(tmp_path: Pat
                 replica_version = version_of(state(con), expected)
         lost = found is None or replica_version is None
         record("losses_mixed_state", int(lost))
-        assert not lost, f"a mix after a kill: warehouse {found}, replica {replica_version}; child said {said[-3:]}"
+        assert not lost, (
+            f"a mix after a kill: warehouse {found}, replica {replica_version}; child said {said[-3:]}"
+        )
         outcomes.append(found)
         current = found
 

@@ -25,7 +25,14 @@ from forecast_assets.definitions import ASSETS
 from forecast_core.data import calendar
 from tests.reliability.ledger import record
 from tests.test_pipeline import (  # noqa: F401 - `pipeline` is the module fixture reused here
-    DECEMBER, LAST_SESSION, PERIOD_START, RANGE_END, RANGE_START, Pipeline, pipeline, table,
+    DECEMBER,
+    LAST_SESSION,
+    PERIOD_START,
+    RANGE_END,
+    RANGE_START,
+    Pipeline,
+    pipeline,
+    table,
 )
 from warehouse import connect, read_sql
 
@@ -40,7 +47,7 @@ CONTENT = {
     "fold_predictions": "SELECT * FROM fold_predictions",
     "fold_metrics": "SELECT * FROM fold_metrics",
     "models": "SELECT * EXCLUDE (trained_at, metrics), "
-              "json_merge_patch(metrics, '{\"train_seconds\": null}') AS metrics FROM models",
+    "json_merge_patch(metrics, '{\"train_seconds\": null}') AS metrics FROM models",
     "model_artifacts": "SELECT * FROM model_artifacts",
     "forecasts": "SELECT * EXCLUDE (created_at) FROM forecasts",
     "forecast_scores": "SELECT * EXCLUDE (scored_at) FROM forecast_scores",
@@ -61,15 +68,27 @@ def _fixed_code_version():
 
 def digests(path) -> dict[str, str]:
     with connect(path, read_only=True) as con:
-        return {name: hashlib.sha256(repr(con.execute(sql + " ORDER BY ALL").fetchall()).encode()).hexdigest()
-                for name, sql in CONTENT.items()}
+        return {
+            name: hashlib.sha256(repr(con.execute(sql + " ORDER BY ALL").fetchall()).encode()).hexdigest()
+            for name, sql in CONTENT.items()
+        }
 
 
-def run(selection: list, resources: dict, days: list[dt.date] | None = None, key: str | None = None,
-        checks: tuple = ()) -> dg.ExecuteInProcessResult:
+def run(
+    selection: list,
+    resources: dict,
+    days: list[dt.date] | None = None,
+    key: str | None = None,
+    checks: tuple = (),
+) -> dg.ExecuteInProcessResult:
     tags = {RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()} if days else None
-    result = dg.materialize([*ASSETS, *PRICE_CHECKS, *checks], selection=selection, resources=resources,
-                            tags=tags, partition_key=key)
+    result = dg.materialize(
+        [*ASSETS, *PRICE_CHECKS, *checks],
+        selection=selection,
+        resources=resources,
+        tags=tags,
+        partition_key=key,
+    )
     assert result.success
     return result
 
@@ -102,10 +121,14 @@ def test_every_partitioned_asset_materialized_twice_leaves_identical_tables(expl
 def test_a_backfill_equals_the_sessions_one_by_one(explained: Pipeline) -> None:
     path, res = explained.warehouse, explained.resources
     sql = {
-        "raw_prices": ("SELECT * EXCLUDE (ingested_at) FROM raw_prices WHERE date BETWEEN ? AND ? ORDER BY ALL",
-                       PRICES),
-        "forecast_explanations": ("SELECT * FROM forecast_explanations WHERE as_of_date BETWEEN ? AND ? "
-                                  "ORDER BY ALL", EXPLAINED),
+        "raw_prices": (
+            "SELECT * EXCLUDE (ingested_at) FROM raw_prices WHERE date BETWEEN ? AND ? ORDER BY ALL",
+            PRICES,
+        ),
+        "forecast_explanations": (
+            "SELECT * FROM forecast_explanations WHERE as_of_date BETWEEN ? AND ? ORDER BY ALL",
+            EXPLAINED,
+        ),
     }
     for asset, (query, days) in sql.items():
         run([asset], res, days)
@@ -130,13 +153,21 @@ def test_forecasts_reproducible_check_recomputes_the_latest_session_bit_for_bit(
     assert meta["as_of_date"] == str(LAST_SESSION) and meta["rows"] == 6 and meta["different_rows"] == 0
 
     # One ulp on one stored value: the check, run on its own from the UI's "execute" button, names it.
-    row = table(path, "SELECT ticker, horizon, q50 FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon",
-                [LAST_SESSION]).row(0, named=True)
+    row = table(
+        path,
+        "SELECT ticker, horizon, q50 FROM forecasts WHERE as_of_date = ? ORDER BY ticker, horizon",
+        [LAST_SESSION],
+    ).row(0, named=True)
     with connect(path) as con:
-        con.execute("UPDATE forecasts SET q50 = ? WHERE as_of_date = ? AND ticker = ? AND horizon = ?",
-                    [float(np.nextafter(row["q50"], np.inf)), LAST_SESSION, row["ticker"], row["horizon"]])
-    alone = dg.materialize([*ASSETS, forecasts_reproducible], resources=res,
-                           selection=dg.AssetSelection.checks(forecasts_reproducible))
+        con.execute(
+            "UPDATE forecasts SET q50 = ? WHERE as_of_date = ? AND ticker = ? AND horizon = ?",
+            [float(np.nextafter(row["q50"], np.inf)), LAST_SESSION, row["ticker"], row["horizon"]],
+        )
+    alone = dg.materialize(
+        [*ASSETS, forecasts_reproducible],
+        resources=res,
+        selection=dg.AssetSelection.checks(forecasts_reproducible),
+    )
     evaluation = alone.get_asset_check_evaluations()[0]
     meta = {k: v.value for k, v in evaluation.metadata.items()}
     assert not evaluation.passed and meta["different_rows"] == 1

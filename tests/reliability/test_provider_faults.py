@@ -67,8 +67,10 @@ def to_yahoo(prices: pl.DataFrame, tickers: list[str], start: dt.date, end: dt.d
     dates = sorted(set(rows[DATE].to_list()))
     if not dates:
         return pd.DataFrame()
-    data = {t: {f: rows.filter(pl.col(TICKER) == t).sort(DATE)[c].to_list() for f, c in _FIELDS.items()}
-            for t in tickers}
+    data = {
+        t: {f: rows.filter(pl.col(TICKER) == t).sort(DATE)[c].to_list() for f, c in _FIELDS.items()}
+        for t in tickers
+    }
     return yahoo_frame(data, [d.isoformat() for d in dates])
 
 
@@ -101,11 +103,13 @@ def _ts(day: dt.date) -> pd.Timestamp:
 def raises(exc: BaseException) -> Corruption:
     def fault(frame: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
         raise exc
+
     return fault
 
 
 def logs(failed: list[str], error: str) -> Corruption:
     """yfinance 1.7: failed tickers are logged as `['A', 'B']: Error(...)` and come back NaN."""
+
     def fault(frame: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
         logging.getLogger("yfinance").error("\n%d Failed download:", len(failed))
         logging.getLogger("yfinance").error("%s: %s", failed, error)
@@ -113,6 +117,7 @@ def logs(failed: list[str], error: str) -> Corruption:
         for t in failed:
             out.loc[:, (slice(None), t)] = np.nan
         return out
+
     return fault
 
 
@@ -122,6 +127,7 @@ def set_cells(day: dt.date, ticker: str, fields: tuple[str, ...], value: float) 
         for f in fields:
             out.loc[_ts(day), (f, ticker)] = value
         return out
+
     return fault
 
 
@@ -146,6 +152,7 @@ def localize(tz: str, clock: str = "00:00") -> Corruption:
         out = frame.copy()
         out.index = (out.index + pd.Timedelta(clock + ":00")).tz_localize(tz)
         return out
+
     return fault
 
 
@@ -171,6 +178,7 @@ def add_ticker(name: str, like: str) -> Corruption:
     def fault(frame: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
         extra = frame.xs(like, axis=1, level="Ticker", drop_level=False).rename(columns={like: name})
         return pd.concat([frame, extra], axis=1)
+
     return fault
 
 
@@ -191,33 +199,79 @@ EVERY = list(TICKERS)
 SPAN = f"{RUN[0]}..{RUN[1]}"
 
 FAULTS = [
-    Fault("connection_error", raises(requests.exceptions.ConnectionError(
-        "HTTPSConnectionPool(host='query2.finance.yahoo.com', port=443): Max retries exceeded")), "retried", times=2),
+    Fault(
+        "connection_error",
+        raises(
+            requests.exceptions.ConnectionError(
+                "HTTPSConnectionPool(host='query2.finance.yahoo.com', port=443): Max retries exceeded"
+            )
+        ),
+        "retried",
+        times=2,
+    ),
     Fault("rate_limit_raised", raises(YFRateLimitError()), "retried", times=1),
     Fault("rate_limit_logged", logs(EVERY, RATE_LIMIT), "retried", times=1),
-    Fault("timeout_raised", raises(curl_exceptions.Timeout("curl: (28) Operation timed out")), "retried", times=1),
+    Fault(
+        "timeout_raised",
+        raises(curl_exceptions.Timeout("curl: (28) Operation timed out")),
+        "retried",
+        times=1,
+    ),
     Fault("timeout_logged_one_ticker", logs(["KO"], TIMEOUT), "retried", times=3),
-    Fault("rate_limit_every_attempt", raises(YFRateLimitError()), "exhausted",
-          ("TransientSourceError", "AAPL, MSFT, KO, ^GSPC", SPAN, "Too Many Requests")),
-    Fault("empty_frame", lambda frame, tickers: pd.DataFrame(), "fails",
-          ("came back empty", "AAPL, MSFT, KO, ^GSPC", SPAN)),
+    Fault(
+        "rate_limit_every_attempt",
+        raises(YFRateLimitError()),
+        "exhausted",
+        ("TransientSourceError", "AAPL, MSFT, KO, ^GSPC", SPAN, "Too Many Requests"),
+    ),
+    Fault(
+        "empty_frame",
+        lambda frame, tickers: pd.DataFrame(),
+        "fails",
+        ("came back empty", "AAPL, MSFT, KO, ^GSPC", SPAN),
+    ),
     Fault("ticker_missing", drop_ticker("KO"), "fails", ("KO came back empty", SPAN)),
-    Fault("ticker_delisted_logged", logs(["KO"], "YFPricesMissingError('$KO: possibly delisted; no price data found')"),
-          "fails", ("KO", "possibly delisted", SPAN)),
+    Fault(
+        "ticker_delisted_logged",
+        logs(["KO"], "YFPricesMissingError('$KO: possibly delisted; no price data found')"),
+        "fails",
+        ("KO", "possibly delisted", SPAN),
+    ),
     Fault("nan_field", set_cells(MID, "MSFT", ("Close",), np.nan), "fails", ("MSFT 2022-12-14 (close NaN)",)),
-    Fault("nan_session_one_ticker", set_cells(MID, "MSFT", tuple(_FIELDS), np.nan), "fails",
-          ("MSFT 2022-12-14", "lack 1 session")),
+    Fault(
+        "nan_session_one_ticker",
+        set_cells(MID, "MSFT", tuple(_FIELDS), np.nan),
+        "fails",
+        ("MSFT 2022-12-14", "lack 1 session"),
+    ),
     Fault("zero_price", set_cells(MID, "AAPL", ("Close",), 0.0), "fails", ("AAPL 2022-12-14 close=0.0",)),
     Fault("infinite_price", set_cells(MID, "KO", ("High",), np.inf), "fails", ("KO 2022-12-14 high=inf",)),
-    Fault("duplicated_date", duplicate_date(MID), "fails", ("duplicate (ticker, date) rows", "AAPL 2022-12-14")),
+    Fault(
+        "duplicated_date", duplicate_date(MID), "fails", ("duplicate (ticker, date) rows", "AAPL 2022-12-14")
+    ),
     Fault("unrequested_ticker", add_ticker("GOOG", "AAPL"), "fails", ("not requested", "GOOG")),
-    Fault("three_level_columns", extra_level, "fails", ("unrecognised column layout", "AAPL, MSFT, KO, ^GSPC")),
-    Fault("late_session_every_ticker", drop_dates(LAST), "fails",
-          ("lack 4 session", "AAPL 2022-12-16", "^GSPC 2022-12-16", "not published yet")),
-    Fault("late_session_one_ticker", set_cells(LAST, "KO", tuple(_FIELDS), np.nan), "fails",
-          ("lack 1 session", "KO 2022-12-16")),
-    Fault("late_session_nightly", drop_dates(RUN[0]), "fails",  # the session after the stored ones
-          ("came back empty", "AAPL, MSFT, KO, ^GSPC", "2022-12-12..2022-12-12"), span=(RUN[0], RUN[0])),
+    Fault(
+        "three_level_columns", extra_level, "fails", ("unrecognised column layout", "AAPL, MSFT, KO, ^GSPC")
+    ),
+    Fault(
+        "late_session_every_ticker",
+        drop_dates(LAST),
+        "fails",
+        ("lack 4 session", "AAPL 2022-12-16", "^GSPC 2022-12-16", "not published yet"),
+    ),
+    Fault(
+        "late_session_one_ticker",
+        set_cells(LAST, "KO", tuple(_FIELDS), np.nan),
+        "fails",
+        ("lack 1 session", "KO 2022-12-16"),
+    ),
+    Fault(
+        "late_session_nightly",
+        drop_dates(RUN[0]),
+        "fails",  # the session after the stored ones
+        ("came back empty", "AAPL, MSFT, KO, ^GSPC", "2022-12-12..2022-12-12"),
+        span=(RUN[0], RUN[0]),
+    ),
     Fault("unsorted_dates", reverse_rows, "handled"),
     Fault("tz_aware_new_york", localize("America/New_York"), "handled"),
     Fault("tz_aware_utc_at_the_open", localize("UTC", "14:30"), "handled"),
@@ -248,10 +302,13 @@ def retry_delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def resources_for(directory: Path, add: tuple[str, ...] = ()) -> dict[str, Any]:
-    config = with_overrides(TINY_CONFIG, {
-        "universe": {"tickers": ["AAPL", "MSFT", "KO", *add], "exogenous": ["^GSPC"]},
-        "source": {"kind": "yfinance", "start_date": HISTORY_START.isoformat()},
-    })
+    config = with_overrides(
+        TINY_CONFIG,
+        {
+            "universe": {"tickers": ["AAPL", "MSFT", "KO", *add], "exogenous": ["^GSPC"]},
+            "source": {"kind": "yfinance", "start_date": HISTORY_START.isoformat()},
+        },
+    )
     return make_resources(directory / "w.duckdb", write_config(directory / "yf.toml", config))
 
 
@@ -281,12 +338,17 @@ def file_digest(path: Path) -> str:
 
 
 def stored(path: Path, until: dt.date) -> pl.DataFrame:
-    return read_sql(f"SELECT {', '.join(STORED)} FROM raw_prices WHERE date <= ? ORDER BY ticker, date",
-                    [until], path=path)
+    return read_sql(
+        f"SELECT {', '.join(STORED)} FROM raw_prices WHERE date <= ? ORDER BY ticker, date",
+        [until],
+        path=path,
+    )
 
 
 def expected(prices: pl.DataFrame, tickers: tuple[str, ...], until: dt.date) -> pl.DataFrame:
-    return prices.filter(pl.col(TICKER).is_in(tickers), pl.col(DATE) <= until).select(STORED).sort(TICKER, DATE)
+    return (
+        prices.filter(pl.col(TICKER).is_in(tickers), pl.col(DATE) <= until).select(STORED).sort(TICKER, DATE)
+    )
 
 
 def ingest(res: dict[str, Any], span: tuple[dt.date, dt.date]) -> dg.ExecuteInProcessResult:
@@ -375,8 +437,10 @@ def test_a_split_that_rewrites_history_blocks_the_run_until_history_is_reingeste
     path = fresh_copy(seeded, tmp_path)
     res = resources_for(tmp_path)
     split = truth().with_columns(
-        *[pl.when(pl.col(TICKER) == "MSFT").then(pl.col(c) * 0.5).otherwise(pl.col(c)).alias(c)
-          for c in (OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE)],
+        *[
+            pl.when(pl.col(TICKER) == "MSFT").then(pl.col(c) * 0.5).otherwise(pl.col(c)).alias(c)
+            for c in (OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE)
+        ],
         pl.when(pl.col(TICKER) == "MSFT").then(pl.col(VOLUME) * 2).otherwise(pl.col(VOLUME)).alias(VOLUME),
     )
     monkeypatch.setattr(yfinance, "download", FakeYahoo(split))

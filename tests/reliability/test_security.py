@@ -26,7 +26,15 @@ from forecast_core.config import validate_path, validate_ticker
 from forecast_core.errors import ConfigError
 from tests.reliability.ledger import record
 from tests.reliability.test_provider_faults import (  # noqa: F401 - retry_delays: an autouse fixture
-    FakeYahoo, RUN, fresh_copy, ingest, raises, resources_for, retry_delays, seeded, truth,
+    RUN,
+    FakeYahoo,
+    fresh_copy,
+    ingest,
+    raises,
+    resources_for,
+    retry_delays,
+    seeded,
+    truth,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +43,11 @@ PACKAGES = ("forecast_core", "forecast_assets", "warehouse", "bench")
 #: Calls whose first argument is SQL.
 SQL_CALLS = {"execute", "executemany", "sql", "query", "read_sql", "read_replica_sql", "_execute_with_frame"}
 #: The project's functions that take SQL fragments or table names: argument positions and keywords.
-SQL_ARGS = {"read_table": ((1, "where"), (4, "order_by")), "replace": ((0, "table"), (2, "where")),
-            "replace_table": ((0, "table"),)}
+SQL_ARGS = {
+    "read_table": ((1, "where"), (4, "order_by")),
+    "replace": ((0, "table"), (2, "where")),
+    "replace_table": ((0, "table"),),
+}
 #: (function, parameter) -> why that parameter may appear in SQL text.
 SQL_PARAMETERS = {
     ("replace", "table"): "checked against WRITABLE_TABLES by _check_table first",
@@ -97,8 +108,11 @@ def _loop_items(iterable: ast.AST, names: dict[str, list[ast.AST]]) -> list[ast.
         mapping = _literal(iterable.func.value, names)
         if isinstance(mapping, ast.Dict) and None not in mapping.keys:
             pairs = list(zip(mapping.keys, mapping.values))
-            return {"items": [ast.Tuple(elts=[k, v]) for k, v in pairs], "keys": [k for k, _ in pairs],
-                    "values": [v for _, v in pairs]}.get(iterable.func.attr)
+            return {
+                "items": [ast.Tuple(elts=[k, v]) for k, v in pairs],
+                "keys": [k for k, _ in pairs],
+                "values": [v for _, v in pairs],
+            }.get(iterable.func.attr)
         return None
     literal = _literal(iterable, names)
     if isinstance(literal, (ast.Tuple, ast.List, ast.Set)):
@@ -117,7 +131,9 @@ def _bindings(body: list[ast.stmt], outer: dict[str, list[ast.AST]]) -> dict[str
             for target in node.targets:
                 _bind(target, node.value, names)
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            _bind(node.target, node.value if isinstance(node, ast.AnnAssign) and node.value else UNKNOWN, names)
+            _bind(
+                node.target, node.value if isinstance(node, ast.AnnAssign) and node.value else UNKNOWN, names
+            )
         elif isinstance(node, (ast.For, ast.comprehension)):
             items = _loop_items(node.iter, {**outer, **names})
             for item in items if items is not None else [UNKNOWN]:
@@ -137,8 +153,12 @@ def unsafe_parts(node: ast.AST, scope: Scope, seen: frozenset[str] = frozenset()
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return []
     if isinstance(node, ast.JoinedStr):
-        return [p for v in node.values if isinstance(v, ast.FormattedValue)
-                for p in unsafe_parts(v.value, scope, seen)]
+        return [
+            p
+            for v in node.values
+            if isinstance(v, ast.FormattedValue)
+            for p in unsafe_parts(v.value, scope, seen)
+        ]
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         return unsafe_parts(node.left, scope, seen) + unsafe_parts(node.right, scope, seen)
     if isinstance(node, ast.IfExp):
@@ -178,30 +198,59 @@ def sql_findings(path: Path) -> list[str]:
     for function in [tree, *functions]:
         body = function.body
         local = _bindings(body, module_names) if not isinstance(function, ast.Module) else {}
-        params = set() if isinstance(function, ast.Module) else {
-            a.arg for a in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs,
-                            function.args.vararg, function.args.kwarg) if a is not None}
-        scope = Scope(getattr(function, "name", "<module>"),
-                      {**{k: v for k, v in module_names.items() if k not in params},
-                       **{k: v for k, v in local.items() if k not in params}})
-        transactions = {item.optional_vars.id for n in ast.walk(function) if isinstance(n, ast.With)
-                        for item in n.items if isinstance(item.optional_vars, ast.Name)
-                        and isinstance(item.context_expr, ast.Call)
-                        and getattr(item.context_expr.func, "id", None) == "transaction"}
+        params = (
+            set()
+            if isinstance(function, ast.Module)
+            else {
+                a.arg
+                for a in (
+                    *function.args.posonlyargs,
+                    *function.args.args,
+                    *function.args.kwonlyargs,
+                    function.args.vararg,
+                    function.args.kwarg,
+                )
+                if a is not None
+            }
+        )
+        scope = Scope(
+            getattr(function, "name", "<module>"),
+            {
+                **{k: v for k, v in module_names.items() if k not in params},
+                **{k: v for k, v in local.items() if k not in params},
+            },
+        )
+        transactions = {
+            item.optional_vars.id
+            for n in ast.walk(function)
+            if isinstance(n, ast.With)
+            for item in n.items
+            if isinstance(item.optional_vars, ast.Name)
+            and isinstance(item.context_expr, ast.Call)
+            and getattr(item.context_expr.func, "id", None) == "transaction"
+        }
         calls = [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
         if not isinstance(function, ast.Module):  # calls in nested functions are visited with them
-            nested = {id(n) for f in ast.walk(function) if f is not function
-                      and isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+            nested = {
+                id(n)
+                for f in ast.walk(function)
+                if f is not function and isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                for n in ast.walk(f)
+            }
             calls = [c for c in calls if id(c) not in nested]
         else:
-            calls = [n for stmt in body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                     for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+            calls = [
+                n
+                for stmt in body
+                if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                for n in ast.walk(stmt)
+                if isinstance(n, ast.Call)
+            ]
         for call in calls:
             for argument in sql_arguments(call, transactions):
                 for part in unsafe_parts(argument, scope):
                     where = path.relative_to(ROOT) if ROOT in path.parents else path.name
-                    findings.append(f"{where}:{call.lineno} in {scope.function}: "
-                                    f"SQL built from {part!r}")
+                    findings.append(f"{where}:{call.lineno} in {scope.function}: SQL built from {part!r}")
     return findings
 
 
@@ -214,7 +263,7 @@ def test_every_sql_statement_is_a_constant_or_built_from_allow_listed_identifier
 
 
 def test_the_sql_check_catches_values_in_sql(tmp_path: Path) -> None:
-    bad = '''
+    bad = """
 def prices(con, ticker, day):
     con.execute(f"SELECT * FROM raw_prices WHERE ticker = '{ticker}'")
     con.sql("SELECT * FROM raw_prices WHERE date = '%s'" % day)
@@ -225,8 +274,8 @@ def prices(con, ticker, day):
         con.execute(f"DELETE FROM raw_prices WHERE ticker = '{t}'")
     query = "SELECT * FROM raw_prices WHERE ticker = " + repr(ticker)
     read_sql(query)
-'''
-    good = '''
+"""
+    good = """
 TABLES = ("raw_prices", "forecasts")
 COLUMNS = "ticker, date"
 def prices(con, ticker):
@@ -235,7 +284,7 @@ def prices(con, ticker):
     for table, column in (("raw_prices", "date"), ("forecasts", "as_of_date")):
         con.execute(f"DELETE FROM {table} WHERE {column} >= ?", [ticker])
     "a {} b".replace("a", ticker)
-'''
+"""
     path = tmp_path / "example.py"
     path.write_text(bad)
     assert len(sql_findings(path)) == 6, sql_findings(path)
@@ -243,11 +292,43 @@ def prices(con, ticker):
     assert sql_findings(path) == []
 
 
-HOSTILE = ["A'B", 'A"B', "AAPL;DROP", "AAPL; DROP TABLE raw_prices;--", "../etc/passwd", "A/B", "A\\B",
-           "AAPL\n", "\nAAPL", "AAPL\x00", "aapl", "", " AAPL", "A B", "$(id)", "`id`", "A*", "A%", "A?",
-           "ABCDEFGHIJKLMNOP"]
-HOSTILE_PATHS = ["prices.csv'; DROP TABLE x; --", 'a"b.csv', "a;b.csv", "a\nb.csv", "a.csv\n", "a\x00.csv",
-                 "$(rm -rf ~).csv", "`id`.csv", "a*.csv", "a|b.csv", "a>b.csv", "", "a\rb.csv"]
+HOSTILE = [
+    "A'B",
+    'A"B',
+    "AAPL;DROP",
+    "AAPL; DROP TABLE raw_prices;--",
+    "../etc/passwd",
+    "A/B",
+    "A\\B",
+    "AAPL\n",
+    "\nAAPL",
+    "AAPL\x00",
+    "aapl",
+    "",
+    " AAPL",
+    "A B",
+    "$(id)",
+    "`id`",
+    "A*",
+    "A%",
+    "A?",
+    "ABCDEFGHIJKLMNOP",
+]
+HOSTILE_PATHS = [
+    "prices.csv'; DROP TABLE x; --",
+    'a"b.csv',
+    "a;b.csv",
+    "a\nb.csv",
+    "a.csv\n",
+    "a\x00.csv",
+    "$(rm -rf ~).csv",
+    "`id`.csv",
+    "a*.csv",
+    "a|b.csv",
+    "a>b.csv",
+    "",
+    "a\rb.csv",
+]
 
 
 def test_tickers_and_paths_are_validated_against_strict_patterns() -> None:
@@ -256,8 +337,14 @@ def test_tickers_and_paths_are_validated_against_strict_patterns() -> None:
     for bad in HOSTILE:
         with pytest.raises(ConfigError, match="invalid ticker"):
             validate_ticker(bad)
-    for good in ("prices.csv", "/data/yahoo export (2024).csv", "C:\\data\\prices.parquet", "~/w.duckdb",
-                 "données/prix.csv", "a+b@c,d.csv"):
+    for good in (
+        "prices.csv",
+        "/data/yahoo export (2024).csv",
+        "C:\\data\\prices.parquet",
+        "~/w.duckdb",
+        "données/prix.csv",
+        "a+b@c,d.csv",
+    ):
         assert validate_path(good, "source.path") == good
     for bad in HOSTILE_PATHS:
         with pytest.raises(ConfigError, match="invalid setting source.path"):
@@ -274,14 +361,19 @@ SECRET_PATTERNS = {
     "Google API key": r"\bAIza[0-9A-Za-z_\-]{35}\b",
     "API secret key": r"\bsk-[A-Za-z0-9]{32,}\b",
     "password or token assigned": r"(?i)\b(?:password|passwd|secret|api_?key|access_?token|auth_?token)\b"
-                                  r"\s*[:=]\s*['\"][^'\"\s{}]{8,}['\"]",
+    r"\s*[:=]\s*['\"][^'\"\s{}]{8,}['\"]",
     "credentials in a URL": r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^/\s@'\"{}<>]{3,}@",  # not a {template}
 }
 
 
 def repository_files() -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\n")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     return [ROOT / name for name in listed if name and (ROOT / name).is_file()]
 
 
@@ -296,7 +388,9 @@ def test_no_secret_in_the_repository() -> None:
         except UnicodeDecodeError:
             continue  # binary: the sample parquet
         for what, pattern in SECRET_PATTERNS.items():
-            found += [f"{path.relative_to(ROOT)}: {what}: {m.group(0)[:12]}..." for m in re.finditer(pattern, text)]
+            found += [
+                f"{path.relative_to(ROOT)}: {what}: {m.group(0)[:12]}..." for m in re.finditer(pattern, text)
+            ]
     record("security_files_scanned_for_secrets", len(files))
     assert len(files) > 50
     assert not found, "\n".join(found)
@@ -312,7 +406,8 @@ def test_no_secret_reaches_the_run_logs(seeded, tmp_path: Path, monkeypatch: pyt
     path = fresh_copy(seeded, tmp_path)
     error = requests.exceptions.HTTPError(
         f"502 Server Error: Bad Gateway for url: https://query2.finance.yahoo.com/v8/finance/chart/KO?"
-        f"interval=1d&crumb={CANARY}&token={CANARY} via http://analyst:{CANARY}@proxy.example:8080")
+        f"interval=1d&crumb={CANARY}&token={CANARY} via http://analyst:{CANARY}@proxy.example:8080"
+    )
     error.response = requests.Response()
     error.response.status_code = 502
     monkeypatch.setattr(yfinance, "download", FakeYahoo(truth(), raises(error), times=1))

@@ -70,5 +70,6 @@ def from_bytes(blob: bytes) -> LSTMForecaster:
 
 def _tuples(d: dict) -> dict:
     """JSON lists back to the tuples the config uses."""
-    return {k: _tuples(v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v
-            for k, v in d.items()}
+    return {
+        k: _tuples(v) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v for k, v in d.items()
+    }

@@ -28,9 +28,9 @@ by each ticker's target scale, so that stored attributions are in log return, th
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,7 @@ def median_forecast(
 
 def _window_gradients(apply_fn, params, x, ticker_id, horizon_index, median_index):
     """`<float32>[tickers, lookback, features]`: d median_forecast / d x, per window."""
+
     def total(z):
         return median_forecast(apply_fn, params, z, ticker_id, horizon_index, median_index).sum()
 
@@ -89,8 +90,9 @@ def integrated_gradients(
     weights = jnp.asarray(weights / 2.0, jnp.float32)
 
     def grad_at(alpha):
-        return _window_gradients(apply_fn, params, base + alpha * (x - base), ticker_id,
-                                 horizon_index, median_index)
+        return _window_gradients(
+            apply_fn, params, base + alpha * (x - base), ticker_id, horizon_index, median_index
+        )
 
     grads = jax.vmap(grad_at)(alphas)  # [steps, T, L, F]
     return (x - base) * jnp.tensordot(weights, grads, axes=1)
@@ -197,8 +199,11 @@ def explain_sessions(
         scale = data.target_scale[rows].T[:, :, None, None]  # [H, T, 1, 1]
         attr, fx, f0 = [], [], []
         for h in range(len(task.horizons)):
-            attr.append(np.asarray(integrated_gradients(apply_fn, forecaster.params, x, tid, h,
-                                                        median_index=m, steps=steps)))
+            attr.append(
+                np.asarray(
+                    integrated_gradients(apply_fn, forecaster.params, x, tid, h, median_index=m, steps=steps)
+                )
+            )
             fx.append(np.asarray(median_forecast(apply_fn, forecaster.params, x, tid, h, m)))
             f0.append(np.asarray(median_forecast(apply_fn, forecaster.params, jnp.zeros_like(x), tid, h, m)))
         out.append(

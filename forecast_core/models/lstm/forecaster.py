@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -46,15 +46,13 @@ class LSTMForecaster(Forecaster):
 
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
-    ) -> "LSTMForecaster":
+    ) -> LSTMForecaster:
         if val is None:
             raise ValueError("the LSTM needs a validation slice for early stopping")
         lookback = self.cfg.model.lookback
         self.scalers = fit_scalers(training_rows(panel, train_end, self.task), self.task)
         # Only tickers seen in training can be windowed; rows after val_end are never read.
-        visible = panel.filter(
-            pl.col("date") <= val[1], pl.col("ticker").is_in(list(self.scalers.tickers))
-        )
+        visible = panel.filter(pl.col("date") <= val[1], pl.col("ticker").is_in(list(self.scalers.tickers)))
         data = make_windows(visible, self.task, self.scalers, lookback)
         first = data.dates.min() if len(data.dates) else train_end
         train_rows = data.rows_where(first, train_end, need_target=True)

@@ -13,7 +13,7 @@ positive gaps per horizon, so the quantiles cannot cross by construction.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

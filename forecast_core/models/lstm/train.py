@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -140,8 +140,9 @@ def _chunked(tree, n: int):
     return jax.tree.map(lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:]), tree)
 
 
-def _accumulated_step(state: TrainState, chunks, n: int, make_batch: Callable, rng: jax.Array,
-                      quantiles: jax.Array) -> tuple[TrainState, jax.Array]:
+def _accumulated_step(
+    state: TrainState, chunks, n: int, make_batch: Callable, rng: jax.Array, quantiles: jax.Array
+) -> tuple[TrainState, jax.Array]:
     """One optimizer step on `n` micro-batches; `make_batch(chunk)` -> (x, ticker_id, y)."""
     dropout_key = jax.random.fold_in(rng, state.step)
 
@@ -265,8 +266,16 @@ def fit(
     since_best = 0
     for epoch in range(t.max_epochs):
         state, loss = train_epoch(
-            state, xd, yd, tid, train_rows_d, q, jax.random.fold_in(data_key, epoch),
-            lookback=lookback, steps=t.steps_per_epoch, batch_size=t.batch_size,
+            state,
+            xd,
+            yd,
+            tid,
+            train_rows_d,
+            q,
+            jax.random.fold_in(data_key, epoch),
+            lookback=lookback,
+            steps=t.steps_per_epoch,
+            batch_size=t.batch_size,
         )
         val_pred = predict_scaled(state.apply_fn, state.params, xd, tid, val_rows, lookback)
         val_loss = float(pinball_loss(jnp.asarray(val_pred), y_val, q))

@@ -96,9 +96,7 @@ class WindowData:
         return np.flatnonzero(mask).astype(np.int32)
 
 
-def make_windows(
-    panel: pl.DataFrame, task: ForecastTask, scalers: Scalers, lookback: int
-) -> WindowData:
+def make_windows(panel: pl.DataFrame, task: ForecastTask, scalers: Scalers, lookback: int) -> WindowData:
     """Scale `panel` (sorted by ticker, date; complete feature rows) with `scalers`."""
     panel = panel.sort(TICKER, DATE)
     ids = scalers.ticker_ids(panel[TICKER])
