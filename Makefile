@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: demo test ui bench
+.PHONY: demo test lint ui bench
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ demo: $(VENV)/bin/python
 test: $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	$(VENV)/bin/pytest -n 2 --durations=15
+
+## The linter and the format check (CI runs them before the tests).
+lint: $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## The Dagster UI and daemon (schedules, backfills) on http://127.0.0.1:3000
 ui: $(VENV)/bin/python

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import polars as pl
 
-from forecast_assets.periods import PeriodBatch, panel_known_at
+from forecast_assets.periods import PeriodBatch
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, INGESTED_AT, LOW, OPEN, PRICE, TICKER
 from forecast_core.config import ForecastConfig
@@ -325,7 +325,7 @@ def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_vers
     row = reads.model(path, model_version)
     if row is None:
         raise ValueError(f"model {model_version} of the forecasts of {day} is not in the warehouse")
-    panel, feature_cols = panel_known_at(path, cfg, day)
+    panel, feature_cols = reads.panel_known_at(path, cfg, day)
     batch = PeriodBatch(
         period_start_of(day), [day], row, artifacts.from_bytes(row["artifact"]), panel, feature_cols
     )

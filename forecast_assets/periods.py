@@ -12,24 +12,12 @@ import polars as pl
 
 from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.data.features import build_targets
-from forecast_core.data.panel import assemble_panel
 from forecast_core.models.forecaster import ForecastTask, rows_between
 from forecast_core.models.lstm import artifacts
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.serving.forecasts import make_forecasts
 from forecast_core.serving.periods import best_baseline, period_key, period_start_of, serving_plan
 from warehouse import reads
-
-
-def panel_known_at(path: str, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
-    """The panel as it was known after the close of `cutoff`: features up to it, and targets
-    recomputed from prices up to it (a label whose horizon ends later is null, not peeked at)."""
-    prices = reads.prices(path, until=cutoff)
-    feats = reads.features(path, until=cutoff)
-    universe = prices.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
-    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), prices)
-    return panel, tuple(c for c in feats.columns if c not in (TICKER, DATE))
 
 
 @dataclass
@@ -87,7 +75,7 @@ def batches_by_period(path: str, cfg: ForecastConfig, sessions: list[dt.date]) -
                 f"no model for retrain period {period} (needed for {days[0]}..{days[-1]}): "
                 f"materialize lstm_model partition {period_start.isoformat()} first"
             )
-        panel, feature_cols = panel_known_at(path, cfg, days[-1])
+        panel, feature_cols = reads.panel_known_at(path, cfg, days[-1])
         missing = sorted(set(days) - set(panel[DATE].unique().to_list()))
         if missing:
             raise dg.Failure(

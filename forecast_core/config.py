@@ -22,6 +22,11 @@ from forecast_core.errors import ConfigError
 #: Nothing that could close a quote, end a statement or name a path gets through.
 TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
 
+#: The forecast quantile levels. Fixed, not a setting: the warehouse stores them as the columns
+#: q10, q50, q90 (and their prices), the 80% band is q10..q90, and the checks, views and backtest
+#: read those columns.
+QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+
 SAMPLE_TICKERS = (
     "AAPL", "AMD", "BAC", "BBY", "CVX", "GE", "HD", "JNJ", "JPM", "KO",
     "LLY", "MRK", "MSFT", "PEP", "PFE", "PG", "RRC", "UNH", "WMT", "XOM",
@@ -174,8 +179,6 @@ class ForecastConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     # Forecast horizons in trading sessions.
     horizons: tuple[int, ...] = (1, 5)
-    # Forecast quantiles; the median must be among them.
-    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     folds: FoldConfig = field(default_factory=FoldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -207,8 +210,13 @@ class ForecastConfig:
         return self.max_horizon if purge is None else purge
 
     @property
+    def quantiles(self) -> tuple[float, ...]:
+        """The forecast quantile levels: fixed (`QUANTILES`), not a setting."""
+        return QUANTILES
+
+    @property
     def median_index(self) -> int:
-        return self.quantiles.index(0.5)
+        return QUANTILES.index(0.5)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -270,16 +278,6 @@ def validate(cfg: ForecastConfig) -> None:
         cfg.horizons,
         "sorted, without duplicates",
     )
-    q = cfg.quantiles
-    _require(
-        len(q) > 0 and all(isinstance(x, float) and 0.0 < x < 1.0 and math.isfinite(x) for x in q),
-        "quantiles",
-        q,
-        "floats strictly between 0 and 1",
-    )
-    _require(tuple(sorted(set(q))) == q, "quantiles", q, "sorted, without duplicates")
-    _require(0.5 in q, "quantiles", q, "the median 0.5 among them")
-
     f = cfg.features
     for name in ("return_windows", "volatility_windows", "moving_average_windows", "macd_spans"):
         _positive_ints(getattr(f, name), f"features.{name}")
@@ -324,8 +322,6 @@ def validate(cfg: ForecastConfig) -> None:
     _require(cfg.ridge_alpha > 0, "ridge_alpha", cfg.ridge_alpha, "> 0")
     _require(0.0 < cfg.ewma_lambda < 1.0, "ewma_lambda", cfg.ewma_lambda, "in (0, 1)")
     _require(cfg.max_daily_log_return > 0, "max_daily_log_return", cfg.max_daily_log_return, "> 0")
-    for level in (0.1, 0.5, 0.9):
-        _require(level in q, "quantiles", q, "0.1, 0.5 and 0.9 among them (the q10/q50/q90 columns)")
     _require(cfg.promotion_tolerance >= 0, "promotion_tolerance", cfg.promotion_tolerance, ">= 0")
 
     b = cfg.backtest
@@ -355,6 +351,11 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        if cls is ForecastConfig and key == "quantiles":
+            raise ConfigError(
+                f"setting {prefix}quantiles is not configurable: forecasts are stored as the "
+                f"quantiles {', '.join(map(str, QUANTILES))} (columns q10, q50, q90); remove it"
+            )
         if key not in known:
             raise ConfigError(f"unknown setting {prefix}{key!r}; known: {', '.join(sorted(known))}")
         sub = _SECTIONS.get(key) if cls is ForecastConfig else None
@@ -363,7 +364,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 raise ConfigError(f"setting {prefix}{key} must be a table, got {value!r}")
             kwargs[key] = _build(sub, value, f"{prefix}{key}.")
         elif isinstance(value, list):
-            kwargs[key] = tuple(float(v) if key == "quantiles" and isinstance(v, int) else v for v in value)
+            kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
     try:

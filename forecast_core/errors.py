@@ -19,3 +19,7 @@ class TransientSourceError(ForecastError):
 
 class InsufficientDataError(ForecastError, ValueError):
     """Not enough history for the requested operation (lookback, folds, a model's training)."""
+
+
+class NotFittedError(ForecastError, RuntimeError):
+    """A forecaster was asked to predict before `fit` (or before its artifact was loaded)."""

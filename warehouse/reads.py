@@ -7,7 +7,9 @@ import os
 
 import polars as pl
 
-from forecast_core.data.features import feature_columns
+from forecast_core.columns import TICKER
+from forecast_core.config import ForecastConfig
+from forecast_core.data.features import build_targets, feature_columns
 from forecast_core.data.panel import assemble_panel, targets_wide
 from forecast_core.evaluation.folds import Fold, folds_from_frame
 from warehouse.db import WarehouseError
@@ -35,10 +37,26 @@ def targets(path: Path, horizons: tuple[int, ...], until: dt.date | None = None)
     return targets_wide(read_table("targets", where, params, path), horizons)
 
 
-def panel(
+def panel_known_at(path: Path, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The modelling panel as it was known after the close of `cutoff`, and its feature columns:
+    features up to it, and targets recomputed from prices up to it (a label whose horizon ends
+    later is null, not peeked at). What training and forecasting read."""
+    stored = prices(path, until=cutoff)
+    feats = features(path, until=cutoff)
+    universe = stored.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
+    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), stored)
+    return panel, feature_columns(feats)
+
+
+def labelled_panel(
     path: Path, horizons: tuple[int, ...], until: dt.date | None = None
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
-    """The modelling panel (features + targets + price) and its feature columns."""
+    """Features, stored targets and price for rows dated <= `until`, and the feature columns.
+
+    Not point in time: a row's label may be realised after `until` (up to the longest horizon
+    later). For scoring test slices whose outcomes are known (walk-forward evaluation) and for
+    laying out folds; training and forecasting read `panel_known_at`.
+    """
     f = features(path, until)
     return assemble_panel(f, targets(path, horizons, until), prices(path, until)), feature_columns(f)
 

@@ -31,7 +31,7 @@ def evaluate_one_fold(
     cfg = pipeline.load()
     path = warehouse.resolved_path
     fold = next(f for f in reads.folds(path) if f.fold == fold_id)
-    panel, feature_cols = reads.panel(path, cfg.horizons, until=fold.test_end)
+    panel, feature_cols = reads.labelled_panel(path, cfg.horizons, until=fold.test_end)
     task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
 
     def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:

@@ -48,7 +48,7 @@ def walk_forward_folds(warehouse: WarehouseResource, pipeline: PipelineConfig) -
     purge gaps of at least the longest horizon between slices (see forecast_core.folds)."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
-    panel, _ = reads.panel(path, cfg.horizons)
+    panel, _ = reads.labelled_panel(path, cfg.horizons)
     sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
     folds = fold_layout.walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)
     frame = fold_layout.folds_frame(folds)

@@ -13,7 +13,6 @@ import polars as pl
 
 from forecast_assets.checks import MODEL_CHECKS
 from forecast_assets.partitions import RETRAIN_MONTHS
-from forecast_assets.periods import panel_known_at
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE
 from forecast_core.models.forecaster import ForecastTask
@@ -75,7 +74,7 @@ def lstm_model(
     period_start = context.partition_time_window.start.date()
     period = period_key(period_start)
     cutoff = period_start - dt.timedelta(days=1)
-    panel, feature_cols = panel_known_at(path, cfg, cutoff)
+    panel, feature_cols = reads.panel_known_at(path, cfg, cutoff)
     if panel.height == 0 or panel[DATE].max() < cutoff - dt.timedelta(days=10):
         raise dg.Failure(
             f"no features up to the session before {period_start} (last: "

@@ -63,21 +63,34 @@ def walk_forward_folds(sessions: list[dt.date], cfg: FoldConfig, purge: int) -> 
     folds = []
     for i in range(k):
         test_start = first_test + i * test
-        val_start = test_start - purge - val
-        train_end = val_start - purge - 1
-        train_start = 0 if cfg.window == "expanding" else max(0, train_end + 1 - cfg.train_sessions)
+        train_start, train_end, val_start, val_end = train_and_validation(
+            days, test_start - purge - 1, cfg, purge
+        )
         folds.append(
             Fold(
                 fold=i,
-                train_start=days[train_start],
-                train_end=days[train_end],
-                val_start=days[val_start],
-                val_end=days[val_start + val - 1],
+                train_start=train_start,
+                train_end=train_end,
+                val_start=val_start,
+                val_end=val_end,
                 test_start=days[test_start],
                 test_end=days[test_start + test - 1],
             )
         )
     return folds
+
+
+def train_and_validation(
+    days: list[dt.date], val_end: int, cfg: FoldConfig, purge: int
+) -> tuple[dt.date, dt.date, dt.date, dt.date]:
+    """(train_start, train_end, val_start, val_end) ending with the validation slice at index
+    `val_end` of the sorted sessions `days`: `cfg.val_sessions` of validation, a purge gap of
+    `purge` sessions before it, and the training slice (expanding from the first session, or the
+    last `cfg.train_sessions` with the sliding window). The one layout of folds and period models."""
+    val_start = val_end - cfg.val_sessions + 1
+    train_end = val_start - purge - 1
+    train_start = 0 if cfg.window == "expanding" else max(0, train_end + 1 - cfg.train_sessions)
+    return days[train_start], days[train_end], days[val_start], days[val_end]
 
 
 def folds_frame(folds: list[Fold]) -> pl.DataFrame:

@@ -63,21 +63,33 @@ def directional_accuracy(y: np.ndarray, y_hat: np.ndarray) -> float:
     return float(np.mean((y_hat >= 0) == (y >= 0)))
 
 
-def pinball(y: np.ndarray, q: np.ndarray, quantiles: Sequence[float]) -> float:
-    """Mean pinball (quantile) loss over rows and quantile levels.
-
-    y `[N]`, q `[N, Q]` (more generally y `[...]` and q `[..., Q]`), quantiles `[Q]`:
-    `mean_{n,j} max(tau_j * (y_n - q_nj), (tau_j - 1) * (y_n - q_nj))`.
-    """
+def _pinball_terms(y: np.ndarray, q: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """`max(tau_j * (y_n - q_nj), (tau_j - 1) * (y_n - q_nj))` `<float64>[..., Q]`."""
     y = np.asarray(y, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     tau = np.asarray(quantiles, dtype=np.float64)
     if q.shape != (*y.shape, tau.size):
         raise ValueError(f"q must have shape {(*y.shape, tau.size)} (y shape + [Q]), got {q.shape}")
-    if y.size == 0:
-        raise ValueError("metric of an empty array")
     err = y[..., None] - q
-    return float(np.mean(np.maximum(tau * err, (tau - 1.0) * err)))
+    return np.maximum(tau * err, (tau - 1.0) * err)
+
+
+def pinball(y: np.ndarray, q: np.ndarray, quantiles: Sequence[float]) -> float:
+    """Mean pinball (quantile) loss over rows and quantile levels.
+
+    y `[N]`, q `[N, Q]` (more generally y `[...]` and q `[..., Q]`), quantiles `[Q]`:
+    `mean_{n,j} max(tau_j * (y_n - q_nj), (tau_j - 1) * (y_n - q_nj))`. The training loss
+    (`models.lstm.train.pinball_loss`) is the same formula in JAX.
+    """
+    if np.size(y) == 0:
+        raise ValueError("metric of an empty array")
+    return float(np.mean(_pinball_terms(y, q, quantiles)))
+
+
+def pinball_per_row(y: np.ndarray, q: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """Each row's pinball loss averaged over the quantile levels: y `[N]`, q `[N, Q]` -> `[N]`
+    (the per-forecast loss of `forecast_scores` and of the Diebold-Mariano tests)."""
+    return _pinball_terms(y, q, quantiles).mean(axis=-1)
 
 
 def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

@@ -9,7 +9,6 @@ loss. Nothing here selects a fold or a model on test scores.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -28,15 +27,6 @@ VALUE = "value"
 def quantile_columns(quantiles: tuple[float, ...]) -> list[str]:
     """`q10`, `q50`, `q90` for 0.1, 0.5, 0.9."""
     return [f"q{round(q * 100):d}" for q in quantiles]
-
-
-def point_forecast_for_rows(
-    model: Forecaster, q: np.ndarray, panel: pl.DataFrame, start: dt.date, end: dt.date
-) -> np.ndarray:
-    """The point forecast `[rows, H]`: a point baseline's own, else the median quantile `q[..., m]`."""
-    if hasattr(model, "predict_point"):
-        return model.predict_point(panel, start, end)
-    return q[:, :, model.task.median_index]
 
 
 def predictions_frame(
@@ -84,9 +74,7 @@ def _per_row_losses(p: pl.DataFrame, task: ForecastTask) -> tuple[np.ndarray, np
     y = p["y_true"].to_numpy()
     sq = (y - p["y_pred"].to_numpy()) ** 2
     q = p.select(quantile_columns(task.quantiles)).to_numpy()
-    tau = np.asarray(task.quantiles)
-    d = y[:, None] - q
-    return sq, np.maximum(tau * d, (tau - 1) * d).mean(axis=1)
+    return sq, metrics.pinball_per_row(y, q, task.quantiles)
 
 
 def dm_versus(
@@ -123,7 +111,7 @@ def evaluate_fold(
         started = time.perf_counter()
         model.fit(panel, fold.train_end, fold.val)
         q = model.predict(panel, fold.test_start, fold.test_end)
-        point = point_forecast_for_rows(model, q, panel, fold.test_start, fold.test_end)
+        point = model.point_forecast(panel, fold.test_start, fold.test_end, q)
         preds.append(predictions_frame(fold, model.name, rows, point, q, task))
         seconds[model.name] = time.perf_counter() - started
     predictions = pl.concat(preds)

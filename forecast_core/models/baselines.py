@@ -68,9 +68,9 @@ class PointBaseline(Forecaster):
 
     MIN_RESIDUALS = 30
 
-    @classmethod
-    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> PointBaseline:
-        return cls(task)
+    @property
+    def fitted(self) -> bool:
+        return hasattr(self, "pooled_offsets_")
 
     @abc.abstractmethod
     def _fit_point(self, train: pl.DataFrame) -> None: ...
@@ -100,8 +100,7 @@ class PointBaseline(Forecaster):
         return self
 
     def _rows_and_point(self, panel: pl.DataFrame, start: dt.date, end: dt.date):
-        if not hasattr(self, "pooled_offsets_"):
-            raise RuntimeError(f"{self.name}: call fit before predict")
+        self.require_fitted()
         rows = rows_between(panel, start, end)
         if rows.height == 0:
             return rows, np.empty((0, len(self.task.horizons)))
@@ -110,6 +109,12 @@ class PointBaseline(Forecaster):
     def predict_point(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         """Point forecasts `<float32>[rows in [start, end], H]` in (ticker, date) order."""
         return self._rows_and_point(panel, start, end)[1].astype(np.float32)
+
+    def point_forecast(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, quantiles: np.ndarray
+    ) -> np.ndarray:
+        """The model's own point forecast (not the median of its bands: see the module docstring)."""
+        return self.predict_point(panel, start, end)
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         """Quantiles `<float32>[rows, H, Q]`: point + residual quantiles, sorted along Q."""
@@ -234,6 +239,10 @@ class EwmaVol(Forecaster):
     def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> EwmaVol:
         return cls(task, lam=cfg.ewma_lambda)
 
+    @property
+    def fitted(self) -> bool:
+        return hasattr(self, "z_")
+
     def with_sigma(self, panel: pl.DataFrame) -> pl.DataFrame:
         """The panel sorted by (ticker, date) with a `sigma` column (NaN during warm-up)."""
         panel = panel.sort(TICKER, DATE)
@@ -262,8 +271,7 @@ class EwmaVol(Forecaster):
         return self
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
-        if not hasattr(self, "z_"):
-            raise RuntimeError("ewma_vol: call fit before predict")
+        self.require_fitted()
         rows = rows_between(self.with_sigma(panel.filter(pl.col(DATE) <= end)), start, end)
         sigma = rows["sigma"].to_numpy()
         if not np.isfinite(sigma).all():

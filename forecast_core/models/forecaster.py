@@ -14,11 +14,16 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 import polars as pl
 
 from forecast_core.columns import DATE, TICKER, target_column
+from forecast_core.errors import NotFittedError
+
+if TYPE_CHECKING:
+    from forecast_core.config import ForecastConfig
 
 
 @dataclass(frozen=True)
@@ -39,22 +44,49 @@ class ForecastTask:
 
 
 class Forecaster(abc.ABC):
-    """Fit on a training cut of a panel; predict quantile log returns `<float32>[rows, H, Q]`."""
+    """Fit on a training cut of a panel; predict quantile log returns `<float32>[rows, H, Q]`.
 
-    name: str
+    The whole interface: `from_config` (build with the settings the model reads), `fit`,
+    `predict` (quantiles), `point_forecast` (what point metrics score: the median unless the model
+    has a point forecast of its own) and `fitted`. Predicting before `fit` raises `NotFittedError`.
+    """
+
+    name: ClassVar[str]
 
     def __init__(self, task: ForecastTask) -> None:
         self.task = task
 
+    @classmethod
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> Self:
+        """The forecaster for `task` with its settings from `cfg` (none, unless overridden)."""
+        return cls(task)
+
+    @property
+    @abc.abstractmethod
+    def fitted(self) -> bool:
+        """Whether `fit` has run (or fitted state was loaded), so that `predict` may be called."""
+
+    def require_fitted(self) -> None:
+        """Raise `NotFittedError` naming the model unless it is fitted."""
+        if not self.fitted:
+            raise NotFittedError(f"{self.name}: call fit (or load a fitted artifact) before predict")
+
     @abc.abstractmethod
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
-    ) -> Forecaster:
+    ) -> Self:
         """Learn from rows dated <= train_end; returns self."""
 
     @abc.abstractmethod
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         """Quantiles `<float32>[rows in [start, end], len(horizons), len(quantiles)]`, sorted on axis -1."""
+
+    def point_forecast(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, quantiles: np.ndarray
+    ) -> np.ndarray:
+        """The point forecast `[rows, H]` for the rows of `predict(panel, start, end)` = `quantiles`:
+        by default their median; a model with a point forecast of its own returns that."""
+        return quantiles[:, :, self.task.median_index]
 
 
 def rows_between(panel: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:

@@ -15,7 +15,8 @@ import polars as pl
 from forecast_core.columns import DATE, HORIZON, PRICE, TICKER
 from forecast_core.data import calendar
 from forecast_core.data.features import with_price
-from forecast_core.evaluation.walk_forward import point_forecast_for_rows, quantile_columns
+from forecast_core.evaluation import metrics
+from forecast_core.evaluation.walk_forward import quantile_columns
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 
 FORECAST_COLUMNS = (
@@ -40,7 +41,7 @@ def make_forecasts(
     if rows.height == 0:
         return pl.DataFrame(schema={c: pl.Null for c in FORECAST_COLUMNS})
     q = forecaster.predict(panel, start, end)
-    point = point_forecast_for_rows(forecaster, q, panel, start, end)
+    point = forecaster.point_forecast(panel, start, end, q)
     qcols = quantile_columns(task.quantiles)
     dates = rows[DATE].unique().sort().to_list()
     frames = []
@@ -87,9 +88,7 @@ def score_forecasts(
     qcols = quantile_columns(quantiles)
     y = joined["actual_log_return"].to_numpy()
     q = joined.select(qcols).to_numpy() if joined.height else np.zeros((0, len(qcols)))
-    tau = np.asarray(quantiles)
-    d = y[:, None] - q
-    pin = np.maximum(tau * d, (tau - 1) * d).mean(axis=1) if joined.height else np.zeros(0)
+    pin = metrics.pinball_per_row(y, q, quantiles) if joined.height else np.zeros(0)
     return joined.select(
         "as_of_date",
         TICKER,

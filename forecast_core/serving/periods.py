@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -28,6 +28,7 @@ from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
 from forecast_core.evaluation import metrics
+from forecast_core.evaluation.folds import train_and_validation
 from forecast_core.models.baselines import make_baseline, make_baselines
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 from forecast_core.models.lstm.forecaster import LSTMForecaster
@@ -60,20 +61,16 @@ def period_slices(sessions: list[dt.date], period_start: dt.date, cfg: ForecastC
             f"features before it (folds.min_train_sessions + purge + folds.val_sessions + "
             f"max horizon); the panel has {len(usable)}"
         )
-    cutoff = usable[-1]
-    val_end_i = len(usable) - 1 - h
-    val_start_i = val_end_i - val + 1
-    train_end_i = val_start_i - purge - 1
-    train_start_i = (
-        0 if cfg.folds.window == "expanding" else max(0, train_end_i + 1 - cfg.folds.train_sessions)
+    train_start, train_end, val_start, val_end = train_and_validation(
+        usable, len(usable) - 1 - h, cfg.folds, purge
     )
     return PeriodSlices(
         period_start=period_start,
-        cutoff=cutoff,
-        train_start=usable[train_start_i],
-        train_end=usable[train_end_i],
-        val_start=usable[val_start_i],
-        val_end=usable[val_end_i],
+        cutoff=usable[-1],
+        train_start=train_start,
+        train_end=train_end,
+        val_start=val_start,
+        val_end=val_end,
     )
 
 
@@ -96,7 +93,6 @@ class PeriodModel:
     serving_model: str
     decision: str
     previous_val_pinball: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def best_baseline(val_pinball: Mapping[str, float]) -> str:

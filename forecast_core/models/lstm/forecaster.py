@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from forecast_core.config import ForecastConfig
-from forecast_core.errors import InsufficientDataError
+from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, training_rows
 from forecast_core.models.lstm.train import TrainResult, fit, model_from_config, predict_scaled
 from forecast_core.models.lstm.windows import Scalers, fit_scalers, make_windows
@@ -33,15 +33,24 @@ class LSTMForecaster(Forecaster):
         self.params: dict | None = None
         self.result: TrainResult | None = None
 
+    @classmethod
+    def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> LSTMForecaster:
+        return cls(task, cfg)
+
+    @property
+    def fitted(self) -> bool:
+        return self.scalers is not None and self.params is not None
+
     @property
     def tickers(self) -> tuple[str, ...]:
         """The tickers the model was trained on: it has an embedding and scalers for these only."""
-        assert self.scalers is not None, "fit or load the model first"
+        self.require_fitted()
         return self.scalers.tickers
 
     @property
     def model(self):
-        assert self.scalers is not None, "fit or load the model first"
+        if self.scalers is None:
+            raise NotFittedError("lstm: fit the model (or load its artifact) first")
         return model_from_config(self.cfg, len(self.scalers.tickers))
 
     def fit(
@@ -69,7 +78,7 @@ class LSTMForecaster(Forecaster):
         return self
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
-        assert self.scalers is not None and self.params is not None, "fit or load the model first"
+        self.require_fitted()
         lookback = self.cfg.model.lookback
         # History before `start` feeds the first windows; nothing after `end` is read.
         visible = panel.filter(pl.col("date") <= end)

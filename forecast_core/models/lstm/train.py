@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.training import train_state
+from flax.training.train_state import TrainState
 
 from forecast_core.config import ForecastConfig, TrainConfig
 from forecast_core.models.lstm.modules import QuantileLSTM
@@ -56,10 +56,6 @@ def pinball_loss(pred: jax.Array, y: jax.Array, quantiles: jax.Array) -> jax.Arr
     """
     diff = y[..., None] - pred
     return jnp.mean(jnp.maximum(quantiles * diff, (quantiles - 1.0) * diff))
-
-
-class TrainState(train_state.TrainState):
-    pass
 
 
 @functools.lru_cache(maxsize=32)
