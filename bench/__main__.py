@@ -10,7 +10,7 @@ or `quick.json` with --quick). Items:
   5. warehouse views on 500 tickers x 1 year of forecasts.
 `--quick` runs item 1 alone at the issue's shape (about a minute) and prints its JSON, with
 `train_throughput_ratio_vs_pytorch` (whole machine) and `..._per_core`.
-`python -m bench.report --readme README.md` renders bench/results/bench.json into the README.
+`python -m bench.report --docs docs/` renders bench/results/bench.json into docs/performance.md.
 """
 
 from __future__ import annotations

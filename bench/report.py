@@ -1,19 +1,17 @@
-"""Render the suite's JSON as Markdown: to stdout, or into the README between
+"""Render the suite's JSON as Markdown: to stdout, or into docs/performance.md between
 `<!-- bench:start -->` and `<!-- bench:end -->`.
 
-    python -m bench.report [--json bench/results/bench.json] [--readme README.md]
+    python -m bench.report [--json bench/results/bench.json] [--docs docs/]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from bench._subprocess import ROOT
-
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+from forecast_assets.doc_sections import add_docs_argument, write_sections
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
@@ -230,7 +228,7 @@ def render(record: dict) -> str:
         "Reproduce with `.venv/bin/pip install -e '.[bench]'` (PyTorch, benchmark-only), then "
         "`.venv/bin/python -m bench` (the whole suite, about 8 minutes on this machine; "
         "`.venv/bin/python -m bench --quick` re-measures the headline training ratio in about a "
-        "minute) and `.venv/bin/python -m bench.report --readme README.md` to regenerate this "
+        "minute) and `.venv/bin/python -m bench.report --docs docs/` to regenerate this "
         "section from `bench/results/bench.json`.",
         "",
         f"Machine: {m['cpu']}, {m['cpus_usable']} cores, CPU only; Python {m['python']}, JAX "
@@ -261,18 +259,10 @@ def render_text(record: dict) -> str:
     return render(record)
 
 
-def update_readme(readme: Path, section: str) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{section}\n{END}", text, count=1))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "bench.json"))
-    parser.add_argument("--readme", default=None, help="replace the bench section of this README")
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     import json
 
@@ -280,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         raise SystemExit(f"{path} does not exist: run `python -m bench` first")
     section = render(json.loads(path.read_text()))
-    if args.readme:
-        update_readme(Path(args.readme), section)
-        print(f"updated {args.readme}")
+    if args.docs:
+        for page in write_sections(args.docs, {"bench": section}):
+            print(f"updated {page}")
     else:
         print(section)
     return 0

@@ -1,19 +1,21 @@
-"""Render the warehouse's results as Markdown, and write them into the README between markers.
+"""Render the warehouse's results as Markdown, and write them into the docs between markers.
 
-    python -m forecast_assets.report [--readme README.md]
+    python -m forecast_assets.report [--docs docs/] [--timings bench/results/demo_timings.json]
 
-The README's leaderboard, backtest and demo timings are this command's output on the demo warehouse, never typed by hand.
+The sections `leaderboard` and `backtest-table` (docs/evaluation.md) are this command's output on
+the demo warehouse ($FORECAST_WAREHOUSE, else warehouse/forecast.duckdb), and `demo-timings`
+(docs/performance.md) is `make demo`'s timings file, when it exists; none is typed by hand.
+Without --docs the sections are printed.
 """
 
 import argparse
-import re
+import json
 from pathlib import Path
 
 import polars as pl
 
+from forecast_assets.doc_sections import add_docs_argument, write_sections
 from warehouse import read_sql
-
-START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 
 
 def leaderboard_markdown(path=None) -> str:
@@ -52,9 +54,6 @@ def _table(frame: pl.DataFrame) -> str:
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join([head, sep, *rows])
-
-
-BACKTEST_START, BACKTEST_END = "<!-- backtest-table:start -->", "<!-- backtest-table:end -->"
 
 
 def backtest_markdown(path=None) -> str:
@@ -103,23 +102,11 @@ def backtest_markdown(path=None) -> str:
     return text
 
 
-def update_readme_section(readme: Path, body: str, start: str, end: str) -> None:
-    """Replace the text between the `start` and `end` markers of `readme` with `body`."""
-    text = readme.read_text()
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(f"{readme} has no {start} ... {end} section")
-    readme.write_text(pattern.sub(lambda _: f"{start}\n{body}\n{end}", text))
-
-
-TIMINGS_START, TIMINGS_END = "<!-- demo-timings:start -->", "<!-- demo-timings:end -->"
 TIMINGS_FILE = Path("bench/results/demo_timings.json")
 
 
 def timings_markdown(path: Path = TIMINGS_FILE) -> str:
     """The demo's step timings (written by `forecast_assets.demo`) as a Markdown table."""
-    import json
-
     record = json.loads(path.read_text())
     rows = "\n".join(f"| {step} | {seconds:.0f} |" for step, seconds in record["steps_s"].items())
     return (
@@ -129,24 +116,29 @@ def timings_markdown(path: Path = TIMINGS_FILE) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_docs_argument(parser)
     parser.add_argument(
-        "--readme", type=Path, help="write every section into this README instead of printing"
+        "--timings",
+        type=Path,
+        default=TIMINGS_FILE,
+        help=f"the demo's timings file (default {TIMINGS_FILE}, relative to the working directory; "
+        "the demo-timings section is skipped when the default is absent)",
     )
-    args = parser.parse_args()
-    sections = [
-        (START, END, leaderboard_markdown()),
-        (BACKTEST_START, BACKTEST_END, backtest_markdown()),
-    ]
-    if TIMINGS_FILE.exists():
-        sections.append((TIMINGS_START, TIMINGS_END, timings_markdown()))
-    for start, end, body in sections:
-        if args.readme:
-            update_readme_section(args.readme, body, start, end)
-        else:
+    args = parser.parse_args(argv)
+    if args.timings != TIMINGS_FILE and not args.timings.is_file():
+        raise SystemExit(f"{args.timings} does not exist")
+    sections = {"leaderboard": leaderboard_markdown(), "backtest-table": backtest_markdown()}
+    if args.timings.is_file():
+        sections["demo-timings"] = timings_markdown(args.timings)
+    if args.docs:
+        for page in write_sections(args.docs, sections):
+            print(f"updated {page}")
+    else:
+        for body in sections.values():
             print(body + "\n")
 
 

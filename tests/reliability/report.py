@@ -1,12 +1,13 @@
-"""The README's Reliability section, from a run of the reliability suite.
+"""The reliability section of docs/reliability.md, from a run of the reliability suite.
 
-    .venv/bin/python -m tests.reliability.report [--readme README.md] [--from FILE]
+    .venv/bin/python -m tests.reliability.report [--docs docs/] [--from FILE]
 
 Runs `pytest -m reliability` (serially, in a subprocess, with $RELIABILITY_LEDGER set), saves the
 counts the tests recorded (tests/reliability/ledger.py) to tests/reliability/report.json, prints
-the section as Markdown and, with --readme, writes it between the README's
-`<!-- reliability:start -->` and `<!-- reliability:end -->` markers. `--from FILE` renders a saved
-run instead of running the suite. Every number in the section comes from this command.
+the section as Markdown and, with --docs, writes it between the page's
+`<!-- reliability:start -->` and `<!-- reliability:end -->` markers
+(`forecast_assets.doc_sections`). `--from FILE` renders a saved run instead of running the suite.
+Every number in the section comes from this command.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from forecast_assets.doc_sections import add_docs_argument, check_sections, write_sections
+
 ROOT = Path(__file__).resolve().parents[2]
 SAVED = Path(__file__).with_name("report.json")
-START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
 def run_suite(target: Path) -> dict:
@@ -31,7 +33,7 @@ def run_suite(target: Path) -> dict:
     result = json.loads(target.read_text())
     result["machine"] = f"{os.cpu_count()} CPU cores, {platform.system()} {platform.machine()}"
     if done.returncode != 0:
-        raise SystemExit(f"the reliability suite failed (exit {done.returncode}); the README was not changed")
+        raise SystemExit(f"the reliability suite failed (exit {done.returncode}); the docs were not changed")
     return result
 
 
@@ -82,7 +84,7 @@ def markdown(result: dict) -> str:
             *(f"| {what.replace('  ', '&nbsp;&nbsp;')} | {n} |" for what, n in rows),
         ]
     )
-    return f"""Every number here comes from `.venv/bin/python -m tests.reliability.report --readme README.md`,
+    return f"""Every number here comes from `.venv/bin/python -m tests.reliability.report --docs docs/`,
 which runs `pytest -m reliability` and writes this section. Last run: {tests["passed"]} tests passed,
 {tests["failed"]} failed, in {result["seconds"]:.0f} s on {result.get("machine", "this machine")}. To rerun
 the tests alone: `pytest -m reliability` (each test asserts its guarantee; the losses must be 0).
@@ -100,6 +102,7 @@ it opened, so open one per query (or reconnect) to see newer data:
 
 ```python
 import duckdb
+
 with duckdb.connect("warehouse/forecast.read.duckdb", read_only=True) as con:
     print(con.sql("FROM latest_forecasts"))
 # or: from warehouse.replica import read_replica_sql; read_replica_sql("FROM latest_forecasts")
@@ -148,20 +151,13 @@ file), the job needs none for its sources, and provider error messages are strip
 tokens and URL credentials before they reach the run's logs."""
 
 
-def write_readme(readme: Path, section: str) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{section}\n{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", type=Path, help="write the section into this README")
+    add_docs_argument(parser)
     parser.add_argument("--from", dest="source", type=Path, help="render this saved run instead of running")
     args = parser.parse_args(argv)
+    if args.docs:
+        check_sections(args.docs, ["reliability"])  # before the suite's minutes, not after
     if args.source:
         result = json.loads(args.source.read_text())
     else:
@@ -169,8 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         SAVED.write_text(json.dumps(result, indent=2) + "\n")
     section = markdown(result)
     print(section)
-    if args.readme:
-        write_readme(args.readme, section)
+    if args.docs:
+        write_sections(args.docs, {"reliability": section})
 
 
 if __name__ == "__main__":
