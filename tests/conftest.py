@@ -1,76 +1,25 @@
-"""Shared fixtures: a temporary warehouse, a tiny pipeline configuration and the Dagster resources
-that point at both.
+"""Fixtures shared across the test folders: a temporary warehouse, the tiny pipeline configuration
+and the Dagster resources that point at both (`tests.support.config`), the small synthetic panel
+the model tests train on (`tests.support.small_lstm`), and the whole pipeline materialized on the
+tiny configuration (`tests.support.pipeline`).
 
-The tiny configuration runs every asset on three tickers of the embedded sample in seconds: a
-history from 2018, two folds of 60 test sessions, a 10-session lookback and an 8-unit LSTM trained
-for at most 3 epochs of 10 steps. Module-scoped fixtures (which cannot use the function-scoped
-`tmp_path`) build the same thing with `write_config` and `TINY_CONFIG`.
+Module-scoped fixtures (which cannot use the function-scoped `tmp_path`) build their files with
+`write_config` and `TINY_CONFIG`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
-from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.config import load_config
-
-#: Overrides of `forecast_core.config` defaults, nested like the TOML file.
-TINY_CONFIG: dict[str, Any] = {
-    "universe": {"tickers": ["AAPL", "MSFT", "KO"], "exogenous": ["^GSPC"]},
-    "source": {"start_date": "2018-01-02"},
-    "folds": {"n_folds": 2, "test_sessions": 60, "val_sessions": 40, "min_train_sessions": 250},
-    "model": {"lookback": 10, "hidden_size": 8},
-    "train": {"steps_per_epoch": 10, "max_epochs": 3, "batch_size": 64, "patience": 2},
-}
-
-
-def _toml_value(value: Any) -> str:
-    # Strings, numbers, booleans and flat lists of them are spelled the same in JSON and TOML.
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def write_toml(path: Path, values: dict[str, Any]) -> Path:
-    """Write `values` (nested like `TINY_CONFIG`) as a TOML file of overrides, unchecked."""
-    top = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
-    sections = [
-        f"[{name}]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in table.items())
-        for name, table in values.items()
-        if isinstance(table, dict)
-    ]
-    path.write_text("\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n")
-    return path
-
-
-def write_config(path: Path, values: dict[str, Any]) -> Path:
-    """`write_toml`, then load it: fail here, naming the setting, rather than inside a Dagster run."""
-    write_toml(path, values)
-    load_config(path)
-    return path
-
-
-def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` merged in, one section deep (`{"train": {"max_epochs": 1}}`)."""
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for k, v in overrides.items():
-        if isinstance(v, dict):
-            merged[k] = {**merged.get(k, {}), **v}
-        else:
-            merged[k] = v
-    return merged
-
-
-def make_resources(warehouse: Path, config_file: Path) -> dict[str, Any]:
-    """The resources `dg.materialize` needs, on this warehouse file and configuration."""
-    return {
-        "warehouse": WarehouseResource(path=str(warehouse)),
-        "pipeline": PipelineConfig(config_file=str(config_file)),
-    }
+from forecast_core.evaluation.folds import Fold
+from forecast_core.models.forecaster import ForecastTask
+from tests.support.config import TINY_CONFIG, make_resources, write_config
+from tests.support.pipeline import Pipeline, run_pipeline
+from tests.support.small_lstm import small_setup
 
 
 @pytest.fixture
@@ -89,3 +38,16 @@ def tiny_config_file(tmp_path: Path) -> Path:
 def resources(warehouse_path: Path, tiny_config_file: Path) -> dict[str, Any]:
     """Resources for `dg.materialize`: the temporary warehouse and the tiny configuration."""
     return make_resources(warehouse_path, tiny_config_file)
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[pl.DataFrame, ForecastTask, list[Fold]]:
+    """The small synthetic panel, its task and walk-forward folds (`small_setup()`), per module."""
+    return small_setup()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The whole pipeline materialized on the tiny configuration, per module (see
+    `tests.support.pipeline.run_pipeline`)."""
+    return run_pipeline(tmp_path_factory.mktemp("pipeline"))

@@ -1,5 +1,5 @@
 """The reliability suite: every test in this folder carries the `reliability` marker, so that
-`pytest -m reliability` runs them (with the two lock tests of tests/test_warehouse.py).
+`pytest -m reliability` runs them (with the two lock tests of tests/warehouse/test_db.py).
 
 Tests count what they tried and what they saw in `ledger.LEDGER`. With $RELIABILITY_LEDGER set to a
 file path, the counts are written there as JSON when the session ends;
@@ -13,9 +13,14 @@ import os
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
+import yfinance
+import yfinance.shared
 
 from tests.reliability.ledger import LEDGER
+from tests.support.pipeline import materialize
+from tests.support.yahoo import SEED, FakeYahoo, resources_for, truth
 
 HERE = Path(__file__).parent
 _STARTED = time.monotonic()
@@ -45,3 +50,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         )
         + "\n"
     )
+
+
+# --- the provider scenarios (test_provider_faults.py, test_security.py) --------------------------
+
+_REAL_DELAY = dg.RetryPolicy.calculate_delay
+
+
+@pytest.fixture
+def retry_delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """No stale yfinance errors; the retry policy's delays recorded instead of slept."""
+    monkeypatch.setattr(yfinance.shared, "_ERRORS", {})
+    delays: list[float] = []
+
+    def no_wait(policy: dg.RetryPolicy, attempt_num: int) -> float:
+        delays.append(_REAL_DELAY(policy, attempt_num))
+        return 0
+
+    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", no_wait)
+    return delays
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse with every ticker's prices from HISTORY_START to SEED's end, ingested through
+    the asset (the partition range SEED, and the new tickers' history in the same run)."""
+    directory = tmp_path_factory.mktemp("seed")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(yfinance, "download", FakeYahoo(truth()))
+    try:
+        result = materialize(["raw_prices"], resources_for(directory), start=SEED[0], end=SEED[1])
+    finally:
+        mp.undo()
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    return directory / "w.duckdb"

@@ -28,12 +28,12 @@ from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
 from forecast_core.errors import ConfigError, InsufficientDataError, PriceDataError
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.sources import FileSource
-from tests.conftest import TINY_CONFIG, with_overrides, write_toml
 from tests.reliability.ledger import record
-from tests.synthetic import synthetic_prices
-from tests.test_lstm import CFG as LSTM_CFG
-from tests.test_lstm import small_setup
-from tests.test_pipeline import RANGE_END, RANGE_START
+from tests.support.config import TINY_CONFIG, with_overrides, write_toml
+from tests.support.pipeline import RANGE_END, RANGE_START
+from tests.support.small_lstm import CFG as LSTM_CFG
+from tests.support.small_lstm import small_setup
+from tests.support.synthetic import synthetic_prices
 from warehouse import connect, transaction
 from warehouse.db import WarehouseError
 

@@ -2,7 +2,7 @@
 
 A reader process queries `<warehouse>.read.duckdb` in a loop (counts per partition,
 latest_forecasts, models against their artifacts) while this process runs the whole pipeline on
-the tiny configuration (the sequence of tests/test_pipeline.py's fixture, with its helpers:
+the tiny configuration (the sequence of `tests.support.pipeline.run_pipeline`, with its helpers:
 prices from 2018, features, folds, the walk-forward evaluation, December's model, forecasts,
 scores, explanations), then re-runs partitions (a re-run replaces rows: the moment a reader could
 see half a partition). The reader sees no error and never a half-written partition; no step of
@@ -23,9 +23,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import TINY_CONFIG, make_resources, with_overrides, write_config
 from tests.reliability.ledger import record
-from tests.test_pipeline import (
+from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
+from tests.support.pipeline import (
     DECEMBER,
     HORIZONS,
     LAST_SESSION,
@@ -34,12 +34,12 @@ from tests.test_pipeline import (
     TICKERS,
     materialize,
 )
-from tests.test_warehouse import hold_lock
+from tests.support.warehouse import hold_lock
 from warehouse import connect, ensure_schema
 from warehouse.db import WarehouseError
 from warehouse.replica import replica_path
 
-pytestmark = pytest.mark.slow  # like tests/test_pipeline.py: `-m "not slow"` skips it
+pytestmark = pytest.mark.slow  # like tests/assets/test_pipeline.py: `-m "not slow"` skips it
 
 ROOT = Path(__file__).resolve().parents[2]
 

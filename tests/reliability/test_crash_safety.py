@@ -24,7 +24,7 @@ from tests.reliability.ledger import record
 from warehouse import connect
 from warehouse.replica import replica_path
 
-pytestmark = pytest.mark.slow  # like tests/test_pipeline.py: `-m "not slow"` skips it
+pytestmark = pytest.mark.slow  # like tests/assets/test_pipeline.py: `-m "not slow"` skips it
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 32

@@ -1,12 +1,13 @@
-"""Idempotency and reproducibility on the pipeline of tests/test_pipeline.py (its module fixture,
-reused here: the tiny configuration, prices from 2018, December 2022's model and forecasts).
+"""Idempotency and reproducibility on the pipeline of tests/assets/test_pipeline.py (the `pipeline`
+fixture of tests/conftest.py: the tiny configuration, prices from 2018, December 2022's model and
+forecasts).
 
 - Every partitioned asset (raw_prices, lstm_model, daily_forecasts, forecast_explanations)
   materialized again leaves every table of the warehouse identical: content digests without the
   audit timestamps (ingested_at, created_at, scored_at, trained_at) and the training wall time
   that `models.metrics` records. The model keeps its version and artifact sha256.
 - A backfill over a range equals the sessions run one by one, for raw_prices and
-  forecast_explanations (tests/test_pipeline.py does it for daily_forecasts).
+  forecast_explanations (tests/assets/test_pipeline.py does it for daily_forecasts).
 - The asset check `forecasts_reproducible` recomputes the latest session's forecasts from the
   stored artifact bit for bit, and names the row when a stored value is off by one ulp.
 """
@@ -24,19 +25,18 @@ from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.definitions import ASSETS
 from forecast_core.data import calendar
 from tests.reliability.ledger import record
-from tests.test_pipeline import (  # noqa: F401 - `pipeline` is the module fixture reused here
+from tests.support.pipeline import (
     DECEMBER,
     LAST_SESSION,
     PERIOD_START,
     RANGE_END,
     RANGE_START,
     Pipeline,
-    pipeline,
     table,
 )
 from warehouse import connect, read_sql
 
-pytestmark = pytest.mark.slow  # like tests/test_pipeline.py: `-m "not slow"` skips it
+pytestmark = pytest.mark.slow  # like tests/assets/test_pipeline.py: `-m "not slow"` skips it
 
 #: Table -> the SQL of its content without audit timestamps (and the training time of a model).
 CONTENT = {

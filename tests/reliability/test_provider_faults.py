@@ -19,10 +19,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import curl_cffi.requests.exceptions as curl_exceptions
 import dagster as dg
@@ -37,60 +34,31 @@ from yfinance.exceptions import YFRateLimitError
 
 from forecast_assets.assets.prices import SOURCE_RETRY
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, OPEN, TICKER, VOLUME
-from tests.conftest import TINY_CONFIG, make_resources, with_overrides, write_config
 from tests.reliability.ledger import record
-from tests.synthetic import synthetic_prices
-from tests.test_pipeline import check_results, materialize
-from tests.test_sources import yahoo_frame
+from tests.support.pipeline import check_results, materialize
+from tests.support.yahoo import (
+    FIELDS,
+    HISTORY_START,
+    RUN,
+    SEED,
+    TICKERS,
+    Corruption,
+    FakeYahoo,
+    fresh_copy,
+    ingest,
+    raises,
+    resources_for,
+    truth,
+)
 from warehouse import read_sql
 
-TICKERS = ("AAPL", "MSFT", "KO", "^GSPC")
-HISTORY_START = dt.date(2022, 11, 1)
-SEED = (dt.date(2022, 12, 5), dt.date(2022, 12, 9))
-RUN = (dt.date(2022, 12, 12), dt.date(2022, 12, 16))
+#: The retry policy's delays are recorded, not slept (tests/reliability/conftest.py); each scenario
+#: starts from a copy of the module's `seeded` warehouse.
+pytestmark = pytest.mark.usefixtures("retry_delays")
+
 LAST = RUN[1]
 MID = dt.date(2022, 12, 14)
 STORED = [TICKER, DATE, OPEN, HIGH, LOW, CLOSE, ADJ_CLOSE, VOLUME]
-_FIELDS = {"Open": OPEN, "High": HIGH, "Low": LOW, "Close": CLOSE, "Adj Close": ADJ_CLOSE, "Volume": VOLUME}
-
-
-def truth(tickers: tuple[str, ...] = (*TICKERS, "PEP")) -> pl.DataFrame:
-    """The source's prices: synthetic OHLCV on every session (adj_close a little below close)."""
-    prices = synthetic_prices(tickers, HISTORY_START, dt.date(2022, 12, 30), seed=6, ohlcv=True)
-    return prices.with_columns((pl.col(CLOSE) * 0.98).alias(ADJ_CLOSE))
-
-
-def to_yahoo(prices: pl.DataFrame, tickers: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
-    """What `yf.download(tickers, start, end, group_by="column")` returns: columns (Price, Ticker),
-    one row per date in [start, end) (end exclusive, like Yahoo's)."""
-    rows = prices.filter(pl.col(TICKER).is_in(tickers), pl.col(DATE) >= start, pl.col(DATE) < end)
-    dates = sorted(set(rows[DATE].to_list()))
-    if not dates:
-        return pd.DataFrame()
-    data = {
-        t: {f: rows.filter(pl.col(TICKER) == t).sort(DATE)[c].to_list() for f, c in _FIELDS.items()}
-        for t in tickers
-    }
-    return yahoo_frame(data, [d.isoformat() for d in dates])
-
-
-Corruption = Callable[[pd.DataFrame, list[str]], pd.DataFrame]
-
-
-class FakeYahoo:
-    """`yfinance.download` stand-in: serves `prices`; `fault` corrupts (or raises on) the first
-    `times` calls (every call when None)."""
-
-    def __init__(self, prices: pl.DataFrame, fault: Corruption | None = None, times: int | None = None):
-        self.prices, self.fault, self.times = prices, fault, times
-        self.calls: list[tuple[list[str], dt.date, dt.date]] = []
-
-    def __call__(self, tickers: list[str], *, start: dt.date, end: dt.date, **_: Any) -> pd.DataFrame:
-        self.calls.append((list(tickers), start, end))
-        frame = to_yahoo(self.prices, list(tickers), start, end)
-        if self.fault is not None and (self.times is None or len(self.calls) <= self.times):
-            return self.fault(frame, list(tickers))
-        return frame
 
 
 # --- faults ---------------------------------------------------------------------------------------
@@ -98,13 +66,6 @@ class FakeYahoo:
 
 def _ts(day: dt.date) -> pd.Timestamp:
     return pd.Timestamp(day)
-
-
-def raises(exc: BaseException) -> Corruption:
-    def fault(frame: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
-        raise exc
-
-    return fault
 
 
 def logs(failed: list[str], error: str) -> Corruption:
@@ -240,7 +201,7 @@ FAULTS = [
     Fault("nan_field", set_cells(MID, "MSFT", ("Close",), np.nan), "fails", ("MSFT 2022-12-14 (close NaN)",)),
     Fault(
         "nan_session_one_ticker",
-        set_cells(MID, "MSFT", tuple(_FIELDS), np.nan),
+        set_cells(MID, "MSFT", tuple(FIELDS), np.nan),
         "fails",
         ("MSFT 2022-12-14", "lack 1 session"),
     ),
@@ -261,7 +222,7 @@ FAULTS = [
     ),
     Fault(
         "late_session_one_ticker",
-        set_cells(LAST, "KO", tuple(_FIELDS), np.nan),
+        set_cells(LAST, "KO", tuple(FIELDS), np.nan),
         "fails",
         ("lack 1 session", "KO 2022-12-16"),
     ),
@@ -281,56 +242,7 @@ FAULTS = [
 ]
 
 
-# --- the warehouse each scenario starts from ------------------------------------------------------
-
-
-_REAL_DELAY = dg.RetryPolicy.calculate_delay
-
-
-@pytest.fixture(autouse=True)
-def retry_delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """No stale yfinance errors; the retry policy's delays recorded instead of slept."""
-    monkeypatch.setattr(yfinance.shared, "_ERRORS", {})
-    delays: list[float] = []
-
-    def no_wait(policy: dg.RetryPolicy, attempt_num: int) -> float:
-        delays.append(_REAL_DELAY(policy, attempt_num))
-        return 0
-
-    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", no_wait)
-    return delays
-
-
-def resources_for(directory: Path, add: tuple[str, ...] = ()) -> dict[str, Any]:
-    config = with_overrides(
-        TINY_CONFIG,
-        {
-            "universe": {"tickers": ["AAPL", "MSFT", "KO", *add], "exogenous": ["^GSPC"]},
-            "source": {"kind": "yfinance", "start_date": HISTORY_START.isoformat()},
-        },
-    )
-    return make_resources(directory / "w.duckdb", write_config(directory / "yf.toml", config))
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A warehouse with every ticker's prices from HISTORY_START to SEED's end, ingested through
-    the asset (the partition range SEED, and the new tickers' history in the same run)."""
-    directory = tmp_path_factory.mktemp("seed")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(yfinance, "download", FakeYahoo(truth()))
-    try:
-        result = materialize(["raw_prices"], resources_for(directory), start=SEED[0], end=SEED[1])
-    finally:
-        mp.undo()
-    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-    return directory / "w.duckdb"
-
-
-def fresh_copy(seeded: Path, directory: Path) -> Path:
-    target = directory / "w.duckdb"
-    shutil.copy(seeded, target)  # a committed write leaves no WAL (the replica is published)
-    return target
+# --- what a run stored and reported ---------------------------------------------------------------
 
 
 def file_digest(path: Path) -> str:
@@ -349,12 +261,6 @@ def expected(prices: pl.DataFrame, tickers: tuple[str, ...], until: dt.date) -> 
     return (
         prices.filter(pl.col(TICKER).is_in(tickers), pl.col(DATE) <= until).select(STORED).sort(TICKER, DATE)
     )
-
-
-def ingest(res: dict[str, Any], span: tuple[dt.date, dt.date]) -> dg.ExecuteInProcessResult:
-    if span[0] == span[1]:
-        return materialize(["raw_prices"], res, partition_key=span[0].isoformat(), raise_on_error=False)
-    return materialize(["raw_prices"], res, start=span[0], end=span[1], raise_on_error=False)
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -25,17 +25,10 @@ import yfinance
 from forecast_core.config import validate_path, validate_ticker
 from forecast_core.errors import ConfigError
 from tests.reliability.ledger import record
-from tests.reliability.test_provider_faults import (  # noqa: F401 - retry_delays: an autouse fixture
-    RUN,
-    FakeYahoo,
-    fresh_copy,
-    ingest,
-    raises,
-    resources_for,
-    retry_delays,
-    seeded,
-    truth,
-)
+from tests.support.yahoo import RUN, FakeYahoo, fresh_copy, ingest, raises, resources_for, truth
+
+#: As in test_provider_faults.py: the retry policy's delays are recorded, not slept.
+pytestmark = pytest.mark.usefixtures("retry_delays")
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("forecast_core", "forecast_assets", "warehouse", "bench")

@@ -1,0 +1,95 @@
+"""The job's assets materialized in process, and the pipeline the end-to-end tests share.
+
+`run_pipeline` materializes, in order, on the tiny configuration (three tickers of the embedded
+sample and ^GSPC, history from 2018) with a generous promotion tolerance (so that the LSTM serves
+December): raw_prices for 2022-10-03..2022-12-28 with the price checks (the tickers are new, so
+their history from 2018 comes in the same run), features, walk_forward_folds, fold_evaluation,
+lstm_model for December 2022, daily_forecasts for every December session up to the sample's last
+(2022-12-28), forecast_scores, strategy_backtest and the last session's forecast_explanations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from forecast_assets.checks import PRICE_CHECKS
+from forecast_assets.definitions import ASSETS
+from forecast_core.config import ForecastConfig, load_config
+from forecast_core.data import calendar
+from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
+from warehouse import read_sql
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+TICKERS = ("AAPL", "MSFT", "KO")
+HORIZONS = (1, 5)
+PRICES_START, LAST_SESSION = dt.date(2022, 10, 3), dt.date(2022, 12, 28)
+PERIOD_START = dt.date(2022, 12, 1)
+DECEMBER = calendar.sessions(PERIOD_START, LAST_SESSION)
+
+
+def materialize(
+    selection: list[str],
+    resources: dict[str, Any],
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    partition_key: str | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Run the selected assets (with their checks) in process; `start`/`end` make a range run."""
+    tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()} if start and end else None
+    return dg.materialize(
+        [*ASSETS, *PRICE_CHECKS],
+        selection=selection,
+        resources=resources,
+        tags=tags,
+        partition_key=partition_key,
+        raise_on_error=raise_on_error,
+    )
+
+
+def table(path: Path, sql: str, params: list | None = None) -> pl.DataFrame:
+    return read_sql(sql, params or [], path=path)
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+@dataclasses.dataclass
+class Pipeline:
+    directory: Path
+    warehouse: Path
+    cfg: ForecastConfig
+    resources: dict[str, Any]
+    results: dict[str, dg.ExecuteInProcessResult]
+
+
+def run_pipeline(directory: Path) -> Pipeline:
+    """Every asset materialized in `directory` (its warehouse and configuration file), one run each."""
+    config_file = write_config(
+        directory / "tiny.toml", with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0})
+    )
+    warehouse = directory / "w.duckdb"
+    res = make_resources(warehouse, config_file)
+    results = {
+        "raw_prices": materialize(["raw_prices"], res, start=PRICES_START, end=LAST_SESSION),
+        "features": materialize(["features"], res),
+        "walk_forward_folds": materialize(["walk_forward_folds"], res),
+        "fold_evaluation": materialize(["fold_evaluation"], res),
+        "lstm_model": materialize(["lstm_model"], res, partition_key=PERIOD_START.isoformat()),
+        "daily_forecasts": materialize(["daily_forecasts"], res, start=DECEMBER[0], end=DECEMBER[-1]),
+        "forecast_scores": materialize(["forecast_scores"], res),
+        "strategy_backtest": materialize(["strategy_backtest"], res),
+        "forecast_explanations": materialize(
+            ["forecast_explanations"], res, start=DECEMBER[-1], end=DECEMBER[-1]
+        ),
+    }
+    return Pipeline(directory, warehouse, load_config(config_file), res, results)
