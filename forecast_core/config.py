@@ -133,6 +133,11 @@ class ModelConfig:
     ticker_embedding_dim: int = 4
     # Dropout on the last hidden state during training.
     dropout: float = 0.1
+    # The volatility prior the network corrects: it predicts quantiles of R_h / scale_h with the
+    # prior's h-session scale: "ewma" (RiskMetrics), "gjr" (GJR-GARCH(1,1)) or "blend" (both).
+    sigma_prior: Literal["ewma", "gjr", "blend"] = "ewma"
+    # Members of the seed ensemble (trained together, quantiles averaged).
+    ensemble_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -307,6 +312,13 @@ def validate(cfg: ForecastConfig) -> None:
         _positive_ints((getattr(m, name),), f"model.{name}")
     _require(m.ticker_embedding_dim >= 0, "model.ticker_embedding_dim", m.ticker_embedding_dim, ">= 0")
     _require(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "in [0, 1)")
+    _require(
+        m.sigma_prior in ("ewma", "gjr", "blend"),
+        "model.sigma_prior",
+        m.sigma_prior,
+        "one of ewma, gjr, blend",
+    )
+    _positive_ints((m.ensemble_size,), "model.ensemble_size")
 
     t = cfg.train
     for name in ("batch_size", "steps_per_epoch", "max_epochs", "patience"):

@@ -6,13 +6,20 @@ FROM forecasts
 QUALIFY row_number() OVER (PARTITION BY ticker, horizon ORDER BY as_of_date DESC, created_at DESC) = 1;
 
 CREATE OR REPLACE VIEW model_leaderboard AS
-WITH per_model AS (
+WITH fold_rank AS (
+    SELECT fold, model, horizon,
+           rank() OVER (PARTITION BY fold, horizon ORDER BY value) AS fold_pinball_rank
+    FROM fold_metrics WHERE metric = 'pinball'
+),
+per_model AS (
     SELECT
         model,
         horizon,
         count(DISTINCT fold) AS n_folds,
         avg(value) FILTER (WHERE metric = 'pinball') AS pinball,
         avg(value) FILTER (WHERE metric = 'coverage_80') AS coverage_80,
+        min(value) FILTER (WHERE metric = 'coverage_80') AS coverage_80_min,
+        max(value) FILTER (WHERE metric = 'coverage_80') AS coverage_80_max,
         avg(value) FILTER (WHERE metric = 'mae') AS mae,
         avg(value) FILTER (WHERE metric = 'rmse') AS rmse,
         avg(value) FILTER (WHERE metric = 'mape_price') AS mape_price,
@@ -22,17 +29,45 @@ WITH per_model AS (
         min(value) FILTER (WHERE metric = 'dm_pvalue') AS dm_pvalue_min,
         avg(value) FILTER (WHERE metric = 'dm_pinball_stat') AS dm_pinball_stat_mean,
         min(value) FILTER (WHERE metric = 'dm_pinball_pvalue') AS dm_pinball_pvalue_min,
-        max(value) FILTER (WHERE metric = 'dm_pinball_pvalue') AS dm_pinball_pvalue_max
+        max(value) FILTER (WHERE metric = 'dm_pinball_pvalue') AS dm_pinball_pvalue_max,
+        avg(value) FILTER (WHERE metric = 'dm_best_pinball_stat') AS dm_best_pinball_stat_mean,
+        avg(value) FILTER (WHERE metric = 'dm_best_stat') AS dm_best_stat_mean,
+        avg(value) FILTER (WHERE metric = 'pinball_seed_std') AS pinball_seed_std,
+        max(value) FILTER (WHERE metric = 'n_seeds') AS n_seeds
     FROM fold_metrics
     GROUP BY model, horizon
+),
+-- Per fold and horizon, the sign of each DM statistic with p < 0.05 (negative: the LSTM's loss
+-- is lower), so that a minimum p-value never hides which way a fold went.
+dm_folds AS (
+    SELECT
+        s.model,
+        s.horizon,
+        count(*) FILTER (WHERE s.metric = 'dm_pinball_stat' AND s.value < 0 AND p.value < 0.05) AS dm_pinball_better_folds,
+        count(*) FILTER (WHERE s.metric = 'dm_pinball_stat' AND s.value > 0 AND p.value < 0.05) AS dm_pinball_worse_folds,
+        count(*) FILTER (WHERE s.metric = 'dm_best_pinball_stat' AND s.value < 0 AND p.value < 0.05) AS dm_best_pinball_better_folds,
+        count(*) FILTER (WHERE s.metric = 'dm_best_pinball_stat' AND s.value > 0 AND p.value < 0.05) AS dm_best_pinball_worse_folds
+    FROM fold_metrics s
+    JOIN fold_metrics p
+      ON p.fold = s.fold AND p.model = s.model AND p.horizon = s.horizon
+     AND p.metric = replace(s.metric, '_stat', '_pvalue')
+    WHERE s.metric IN ('dm_pinball_stat', 'dm_best_pinball_stat')
+    GROUP BY s.model, s.horizon
 )
 SELECT
     p.*,
+    d.dm_pinball_better_folds,
+    d.dm_pinball_worse_folds,
+    d.dm_best_pinball_better_folds,
+    d.dm_best_pinball_worse_folds,
+    (SELECT count(*) FROM fold_rank r
+      WHERE r.model = p.model AND r.horizon = p.horizon AND r.fold_pinball_rank = 1) AS folds_best,
     1 - p.pinball / z.pinball AS pinball_skill_vs_zero_return,
     1 - p.rmse / z.rmse AS rmse_skill_vs_zero_return,
     rank() OVER (PARTITION BY p.horizon ORDER BY p.pinball) AS pinball_rank
 FROM per_model p
 LEFT JOIN per_model z ON z.model = 'zero_return' AND z.horizon = p.horizon
+LEFT JOIN dm_folds d ON d.model = p.model AND d.horizon = p.horizon
 ORDER BY p.horizon, p.pinball;
 
 -- Accuracy of the published forecasts over the last 20 and 60 scored forecasts per ticker,

@@ -98,6 +98,9 @@ def lstm_model(
         "val_pinball": pm.val_pinball,
         "previous_val_pinball": pm.previous_val_pinball,
         "best_epoch": result.best_epoch,
+        "prior_val_pinball": result.prior_val_loss,
+        "sigma_prior": cfg.model.sigma_prior,
+        "ensemble_size": cfg.model.ensemble_size,
         "train_losses": result.train_losses,
         "val_losses": result.val_losses,
         "train_seconds": result.seconds,
@@ -128,6 +131,11 @@ def lstm_model(
             [version],
         )
     (context.log.info if pm.promoted else context.log.warning)(f"{version}: {pm.decision}")
+    if result.best_epoch < 0:
+        context.log.warning(
+            f"{version}: no training epoch beat the untrained network (the {cfg.model.sigma_prior} prior, "
+            f"validation pinball {result.prior_val_loss:.6g}): the LSTM returns the prior's bands"
+        )
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
@@ -136,6 +144,9 @@ def lstm_model(
             "val_pinball_lstm": float(pm.val_pinball["lstm"]),
             "val_pinball_zero_return": float(pm.val_pinball["zero_return"]),
             "best_epoch": result.best_epoch,
+            # -1: no epoch beat the untrained network, i.e. the volatility prior itself serves.
+            "learned_nothing": dg.MetadataValue.bool(result.best_epoch < 0),
+            "prior_val_pinball": float(result.prior_val_loss),
             "epochs": len(result.train_losses),
             "train_seconds": float(result.seconds),
             "device": result.device,

@@ -17,11 +17,25 @@ import re
 
 import polars as pl
 
-from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, PRICE, TICKER, VOLUME, target_column
+from forecast_core.columns import (
+    ADJ_CLOSE,
+    CLOSE,
+    DATE,
+    HIGH,
+    LOW,
+    OPEN,
+    PRICE,
+    TICKER,
+    VOLUME,
+    target_column,
+)
 from forecast_core.config import FeatureConfig, ForecastConfig
 from forecast_core.data.row_order import sorted_by_ticker_date
 
 _BY = TICKER
+
+#: Parkinson's constant: E[ln(H/L)^2] = 4 ln 2 sigma^2 for a driftless Brownian motion.
+PARKINSON = 1.0 / (2.0 * math.sqrt(math.log(2.0)))
 
 #: The one-session log return; the baselines (ewma_vol) and the price reconstruction rely on it.
 DAILY_RETURN = "ret_1"
@@ -83,8 +97,11 @@ def price_feature_exprs(cfg: FeatureConfig) -> list[pl.Expr]:
     return exprs
 
 
-def volume_feature_exprs(cfg: FeatureConfig, has_volume: bool, has_range: bool) -> list[pl.Expr]:
-    """Volume z-score and intraday range, only where the source provides the columns."""
+def volume_feature_exprs(
+    cfg: FeatureConfig, has_volume: bool, has_range: bool, has_open: bool = False
+) -> list[pl.Expr]:
+    """Volume z-score, intraday range (and its Parkinson volatility) and the overnight gap, only
+    where the source provides the columns."""
     exprs: list[pl.Expr] = []
     w = cfg.volume_window
     if has_volume:
@@ -93,6 +110,13 @@ def volume_feature_exprs(cfg: FeatureConfig, has_volume: bool, has_range: bool) 
         exprs.append(z.alias(f"volume_z_{w}"))
     if has_range:
         exprs.append(((pl.col(HIGH) - pl.col(LOW)) / pl.col(PRICE)).alias("hl_range"))
+        # Parkinson (1980): sigma = ln(H/L) / (2 sqrt(ln 2)), one session's range-based volatility.
+        exprs.append((pl.col(HIGH) / pl.col(LOW)).log().mul(PARKINSON).alias("parkinson_vol"))
+    if has_open:
+        # Overnight gap: log(open_t / close_{t-1}), the open adjusted like the close (adj/close) so
+        # that a split or dividend between the sessions is not a gap.
+        adjusted_open = pl.col(OPEN) * pl.col(PRICE) / pl.col(CLOSE)
+        exprs.append((adjusted_open.log() - pl.col(PRICE).log().shift(1).over(_BY)).alias("overnight_gap"))
     return exprs
 
 
@@ -134,12 +158,13 @@ def build_features(prices: pl.DataFrame, cfg: ForecastConfig) -> pl.DataFrame:
     lazy = with_price(prices)
     has_volume = _has_values(prices, VOLUME)
     has_range = _has_values(prices, HIGH) and _has_values(prices, LOW)
+    has_open = _has_values(prices, OPEN) and _has_values(prices, CLOSE)
     targets = lazy.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
     out = targets.select(
         TICKER,
         DATE,
         *price_feature_exprs(cfg.features),
-        *volume_feature_exprs(cfg.features, has_volume, has_range),
+        *volume_feature_exprs(cfg.features, has_volume, has_range, has_open),
         *calendar_feature_exprs(),
     )
     for exo in cfg.universe.exogenous:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER
+from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER, target_column
 from forecast_core.evaluation import metrics
 from forecast_core.evaluation.folds import Fold
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
@@ -104,25 +104,45 @@ class FoldResult:
 def evaluate_fold(
     panel: pl.DataFrame, fold: Fold, task: ForecastTask, forecasters: list[Forecaster]
 ) -> FoldResult:
-    """Fit every forecaster on `fold`, predict its test slice, score them all the same way."""
+    """Fit every forecaster on `fold`, predict its test slice, score them all the same way.
+
+    For the LSTM, besides its own metrics: Diebold-Mariano tests against `zero_return` (`dm_*`)
+    and against the best other model of the fold and horizon (`dm_best_*`: the lowest test
+    pinball, a conservative reference), and the spread of its ensemble members' single-seed
+    pinball (`pinball_seed_min`, `_max`, `_std`, `n_seeds`), so a difference smaller than seed
+    noise is visible beside it."""
     rows = rows_between(panel, fold.test_start, fold.test_end)
-    preds, seconds = [], {}
+    preds, seconds, members = [], {}, {}
     for model in forecasters:
         started = time.perf_counter()
         model.fit(panel, fold.train_end, fold.val)
-        q = model.predict(panel, fold.test_start, fold.test_end)
+        members[model.name] = model.predict_members(panel, fold.test_start, fold.test_end)
+        q = members[model.name].mean(axis=0) if len(members[model.name]) > 1 else members[model.name][0]
         point = model.point_forecast(panel, fold.test_start, fold.test_end, q)
         preds.append(predictions_frame(fold, model.name, rows, point, q, task))
         seconds[model.name] = time.perf_counter() - started
     predictions = pl.concat(preds)
     metric_rows = []
     names = [m.name for m in forecasters]
+    scores = {
+        (name, h): score(predictions.filter((pl.col(MODEL) == name) & (pl.col(HORIZON) == h)), task)
+        for name in names
+        for h in task.horizons
+    }
     for name in names:
-        for h in task.horizons:
-            part = predictions.filter((pl.col(MODEL) == name) & (pl.col(HORIZON) == h))
-            values = score(part, task)
-            if name == "lstm" and "zero_return" in names:
-                values |= dm_versus(predictions, task, "lstm", "zero_return", h)
+        for h_i, h in enumerate(task.horizons):
+            values = dict(scores[(name, h)])
+            if name == "lstm":
+                if "zero_return" in names:
+                    values |= dm_versus(predictions, task, "lstm", "zero_return", h)
+                others = [n for n in names if n != "lstm"]
+                if others:
+                    best = min(others, key=lambda n: scores[(n, h)]["pinball"])
+                    values |= {
+                        k.replace("dm_", "dm_best_", 1): v
+                        for k, v in dm_versus(predictions, task, "lstm", best, h).items()
+                    }
+                values |= _seed_spread(members[name][:, :, h_i], rows, task, h)
             metric_rows += [
                 {FOLD: fold.fold, MODEL: name, HORIZON: h, METRIC: k, VALUE: v} for k, v in values.items()
             ]
@@ -131,3 +151,18 @@ def evaluate_fold(
         schema={FOLD: pl.Int32, MODEL: pl.String, HORIZON: pl.Int32, METRIC: pl.String, VALUE: pl.Float64},
     )
     return FoldResult(predictions=predictions, metrics=metrics_frame, seconds=seconds)
+
+
+def _seed_spread(
+    member_q: np.ndarray, rows: pl.DataFrame, task: ForecastTask, horizon: int
+) -> dict[str, float]:
+    """Min, max and standard deviation of the members' test pinball: member_q `[K, rows, Q]`."""
+    y = rows[target_column(horizon)].to_numpy()
+    known = np.isfinite(y)
+    per_member = np.array([metrics.pinball(y[known], m[known], task.quantiles) for m in member_q])
+    return {
+        "n_seeds": float(len(per_member)),
+        "pinball_seed_min": float(per_member.min()),
+        "pinball_seed_max": float(per_member.max()),
+        "pinball_seed_std": float(per_member.std(ddof=1)) if len(per_member) > 1 else 0.0,
+    }

@@ -81,6 +81,11 @@ class Forecaster(abc.ABC):
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         """Quantiles `<float32>[rows in [start, end], len(horizons), len(quantiles)]`, sorted on axis -1."""
 
+    def predict_members(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        """Each ensemble member's quantiles `[K, rows, H, Q]` (`predict` is their mean); a single
+        model is an ensemble of one."""
+        return self.predict(panel, start, end)[None]
+
     def point_forecast(
         self, panel: pl.DataFrame, start: dt.date, end: dt.date, quantiles: np.ndarray
     ) -> np.ndarray:

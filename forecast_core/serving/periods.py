@@ -7,12 +7,12 @@ mirror a fold (`o` train, `-` purge, `v` validation; `|` is the period start)::
     | o o o o o o o o o o - - - - - v v v v v |  forecasts for the period ->
 
 The validation slice ends `max_horizon` sessions before the cutoff so that its labels are known
-at the cutoff too. The LSTM is promoted only if its validation pinball loss is not worse (beyond
-`promotion_tolerance`) than `zero_return` with empirical bands fitted on the same rows, and than
-the previous period's model on the same validation rows. Otherwise the period is served by the
-baseline with the best validation pinball loss, and the decision says why. A ticker the period's
-LSTM was not trained on (added to the universe mid-period) is served by that same best baseline
-until the next retrain (`serving_plan`).
+at the cutoff too. The gate (`gate`) serves the period with the model that has the lowest
+validation pinball loss among the LSTM and every baseline, all fitted on the same training slice;
+the LSTM is refused even then if it is worse than the previous period's model on the same
+validation rows by more than `promotion_tolerance`. The decision text lists every score and states
+the rule. A ticker the period's LSTM was not trained on (added to the universe mid-period) is
+served by the best baseline until the next retrain (`serving_plan`).
 """
 
 from __future__ import annotations
@@ -143,40 +143,53 @@ def train_period_model(
     for baseline in make_baselines(task, cfg):
         baseline.fit(panel, s.train_end, s.val)
         scores[baseline.name] = validation_pinball(baseline, panel, s, task)
-    tol = 1.0 + cfg.promotion_tolerance
-    reasons = []
-    if scores["lstm"] > scores["zero_return"] * tol:
-        reasons.append(
-            f"validation pinball {scores['lstm']:.6g} is worse than zero_return's "
-            f"{scores['zero_return']:.6g} beyond tolerance {cfg.promotion_tolerance}"
-        )
     against = _against_previous(previous, lstm, panel, s, task)
-    if against is not None and against.lstm > against.previous * tol:
-        reasons.append(
-            f"validation pinball {against.lstm:.6g} is worse than the previous model's "
-            f"{against.previous:.6g} beyond tolerance {cfg.promotion_tolerance}{against.where}"
-        )
-    promoted = not reasons
-    decision = (
-        f"promoted: validation pinball {scores['lstm']:.6g} vs zero_return {scores['zero_return']:.6g}"
-        + (
-            f"; {against.lstm:.6g} vs the previous model's {against.previous:.6g}{against.where}"
-            if against is not None
-            else ""
-        )
-        if promoted
-        else "refused: " + "; ".join(reasons) + f"; serving {best_baseline(scores)}"
-    )
-    prev_score = against.previous if against is not None else None
+    serving, promoted, decision = gate(scores, against, cfg.promotion_tolerance)
     return PeriodModel(
         slices=s,
         lstm=lstm,
         val_pinball=scores,
         promoted=promoted,
-        serving_model="lstm" if promoted else best_baseline(scores),
+        serving_model=serving,
         decision=decision,
-        previous_val_pinball=prev_score,
+        previous_val_pinball=against.previous if against is not None else None,
     )
+
+
+def gate(
+    scores: Mapping[str, float], against: _PreviousComparison | None, tolerance: float
+) -> tuple[str, bool, str]:
+    """(serving model, whether the LSTM serves, the decision's text) from validation pinball
+    `scores` of the LSTM and every baseline.
+
+    The period is served by the model with the lowest validation pinball, so the job never
+    publishes bands its own validation says are worse than another model's. The LSTM is
+    refused even when lowest if it is worse than the previous period's LSTM on the same validation
+    rows by more than `tolerance` (a relative margin): a model that fell back that far is more
+    likely a failed training run than a changed market. The text states every score and the rule.
+    """
+    ranked = sorted(scores, key=scores.__getitem__)
+    board = ", ".join(f"{name} {scores[name]:.6g}" for name in ranked)
+    best = ranked[0]
+    previous = ""
+    refused = False
+    if against is not None:
+        limit = against.previous * (1.0 + tolerance)
+        refused = against.lstm > limit
+        verb = f"more than {tolerance:.0%} worse than" if refused else f"within {tolerance:.0%} of"
+        previous = (
+            f"; the LSTM's {against.lstm:.6g} is {verb} the previous model's "
+            f"{against.previous:.6g}{against.where} (refused beyond {limit:.6g})"
+        )
+    if best == "lstm" and not refused:
+        return "lstm", True, f"serving lstm: lowest validation pinball ({board}){previous}"
+    fallback = best if best != "lstm" else best_baseline(scores)
+    why = (
+        "refused against the previous model"
+        if best == "lstm"
+        else f"{best} has the lowest validation pinball"
+    )
+    return fallback, False, f"serving {fallback}: {why} ({board}){previous}"
 
 
 def serving_forecaster(

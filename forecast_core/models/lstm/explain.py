@@ -1,7 +1,8 @@
 """Why the LSTM said what it said: attributions of its median forecast to its input window.
 
-For one horizon h, `f(x)` is the model's median forecast (scaled target space) for a window
-`x <float32>[lookback, features]` of scaled features (the ticker embedding is held fixed).
+For one horizon h, `f(x)` is the ensemble's median forecast (standardised target space, see
+`prior.py`) for a window `x <float32>[lookback, inputs]` of scaled inputs (the ticker embedding
+and the prior's scale are held fixed).
 
 Integrated gradients (Sundararajan, Taly & Yan, 2017), with baseline `x'`::
 
@@ -13,16 +14,15 @@ smooth, so a few dozen nodes leave an error near float32 rounding, where the tra
 as many points is off by O(1/steps^2). They satisfy completeness, `sum(IG(x)) = f(x) - f(x')`,
 up to that quadrature error.
 
-The baseline is zeros in scaled space, i.e. each ticker's training mean of every feature: the
-attributions say how this window's departure from the ticker's usual state moved the forecast.
-Gradient x input, `grad f(x) * (x - x')` (= `grad f(x) * x` for the zero baseline), is the
-first-order, one-gradient version.
+The baseline is zeros in scaled space, i.e. the pooled training mean of every input: the
+attributions say how this window's departure from the usual state moved the forecast.
 
 Every ticker's window goes through one jitted call: the interpolation steps are `vmap`-ped, so
 the network runs once on a `<float32>[steps, tickers, lookback, features]` batch. Windows
 are independent rows of the batch, so the gradient of the sum of the forecasts is each
-window's own gradient. The jitted functions work in scaled units; `explain_sessions` multiplies
-by each ticker's target scale, so that stored attributions are in log return, the forecast's units.
+window's own gradient. The jitted functions work in standardised units; `explain_sessions`
+multiplies by each row's prior scale, so that stored attributions are in log return, the
+forecast's units.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ import polars as pl
 from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models.lstm.forecaster import LSTMForecaster
-from forecast_core.models.lstm.train import gather_windows
-from forecast_core.models.lstm.windows import make_windows
+from forecast_core.models.lstm.train import ensemble_apply, gather_windows
 
 
 @partial(jax.jit, static_argnames=("apply_fn", "median_index"))
@@ -96,24 +95,6 @@ def integrated_gradients(
 
     grads = jax.vmap(grad_at)(alphas)  # [steps, T, L, F]
     return (x - base) * jnp.tensordot(weights, grads, axes=1)
-
-
-@partial(jax.jit, static_argnames=("apply_fn", "median_index"))
-def gradient_x_input(
-    apply_fn: Callable,
-    params,
-    x: jax.Array,
-    ticker_id: jax.Array,
-    horizon_index: jax.Array | int,
-    *,
-    median_index: int,
-    baseline: jax.Array | None = None,
-) -> jax.Array:
-    """`grad f(x) * (x - baseline)` `<float32>[tickers, lookback, features]` (baseline zeros
-    when None, giving the usual gradient x input). Same arguments as `integrated_gradients`."""
-    x = jnp.asarray(x, jnp.float32)
-    base = jnp.zeros_like(x) if baseline is None else jnp.asarray(baseline, jnp.float32)
-    return (x - base) * _window_gradients(apply_fn, params, x, ticker_id, horizon_index, median_index)
 
 
 def per_feature(attributions: np.ndarray) -> np.ndarray:
@@ -181,10 +162,10 @@ def explain_sessions(
     read). One jitted call per session and horizon covers every ticker with a forecast that day.
     Raises `InsufficientDataError` if a ticker's window on a day is shorter than the lookback.
     """
-    assert forecaster.scalers is not None and forecaster.params is not None, "fit or load the model first"
+    forecaster.require_fitted()
     task, lookback = forecaster.task, forecaster.cfg.model.lookback
-    data = make_windows(panel.filter(pl.col(DATE) <= max(days)), task, forecaster.scalers, lookback)
-    apply_fn, m = forecaster.model.apply, task.median_index
+    data = forecaster.windows(panel.filter(pl.col(DATE) <= max(days)))
+    apply_fn, m = ensemble_apply(forecaster.model), task.median_index
     x_all, tid_all = jnp.asarray(data.x), jnp.asarray(data.ticker_id)
     out = []
     for day in days:
@@ -210,7 +191,7 @@ def explain_sessions(
             SessionExplanation(
                 day=day,
                 tickers=tuple(data.tickers.gather(rows).to_list()),
-                features=tuple(task.feature_columns),
+                features=tuple(forecaster.scalers.inputs),
                 horizons=tuple(task.horizons),
                 attributions=(np.stack(attr) * scale).astype(np.float32),
                 forecast=np.stack(fx) * scale[:, :, 0, 0],

@@ -1,4 +1,11 @@
-"""The Flax LSTM as a `Forecaster`: scalers from the training slice, windows, training, prediction."""
+"""The Flax LSTM as a `Forecaster`: a seed ensemble that corrects a volatility prior's bands.
+
+`fit` fits the prior (`model.sigma_prior`, see `prior.py`) on rows <= train_end, standardises each
+row's targets by the prior's h-session scale, sets the network's starting point to the prior's
+empirical z-quantiles on the training rows, and trains with early stopping on the validation
+slice (where the untrained network, i.e. the prior, is the first candidate). `predict` rescales
+the ensemble's mean z-quantiles by the prior's scale of each row.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,19 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
+from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, training_rows
+from forecast_core.models.lstm.prior import ScaleModel, make_prior, sorted_panel, standardised_quantiles
 from forecast_core.models.lstm.train import TrainResult, fit, model_from_config, predict_scaled
-from forecast_core.models.lstm.windows import Scalers, fit_scalers, make_windows
+from forecast_core.models.lstm.windows import Scalers, WindowData, fit_scalers, make_windows, raw_inputs
 
 
 class LSTMForecaster(Forecaster):
-    """Global quantile LSTM; `fit` trains on rows <= train_end and early-stops on `val`."""
+    """Global quantile LSTM ensemble on a volatility prior; `fit` trains on rows <= train_end and
+    early-stops on `val`. After `fit` (or `artifacts.from_bytes`): `prior` (the fitted volatility
+    baseline), `prior_z_` `[H, Q]`, `scalers`, `params` (members stacked on axis 0)."""
 
     name = "lstm"
 
@@ -29,6 +40,8 @@ class LSTMForecaster(Forecaster):
         super().__init__(task)
         self.cfg = cfg
         self.on_epoch = on_epoch
+        self.prior: ScaleModel | None = None
+        self.prior_z_: np.ndarray | None = None
         self.scalers: Scalers | None = None
         self.params: dict | None = None
         self.result: TrainResult | None = None
@@ -39,11 +52,11 @@ class LSTMForecaster(Forecaster):
 
     @property
     def fitted(self) -> bool:
-        return self.scalers is not None and self.params is not None
+        return self.scalers is not None and self.params is not None and self.prior is not None
 
     @property
     def tickers(self) -> tuple[str, ...]:
-        """The tickers the model was trained on: it has an embedding and scalers for these only."""
+        """The tickers the model was trained on: it has an embedding for these only."""
         self.require_fitted()
         return self.scalers.tickers
 
@@ -53,16 +66,28 @@ class LSTMForecaster(Forecaster):
             raise NotFittedError("lstm: fit the model (or load its artifact) first")
         return model_from_config(self.cfg, len(self.scalers.tickers))
 
+    def windows(self, panel: pl.DataFrame) -> WindowData:
+        """The arrays of `panel`'s rows (sorted by ticker, date) with the fitted prior and scaler."""
+        self.require_fitted()
+        panel = sorted_panel(panel)
+        return make_windows(panel, self.task, self.scalers, self.cfg.model.lookback, self.prior.scales(panel))
+
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> LSTMForecaster:
         if val is None:
             raise ValueError("the LSTM needs a validation slice for early stopping")
         lookback = self.cfg.model.lookback
-        self.scalers = fit_scalers(training_rows(panel, train_end, self.task), self.task)
+        train = training_rows(panel, train_end, self.task)
+        tickers = train[TICKER].unique().to_list()
         # Only tickers seen in training can be windowed; rows after val_end are never read.
-        visible = panel.filter(pl.col("date") <= val[1], pl.col("ticker").is_in(list(self.scalers.tickers)))
-        data = make_windows(visible, self.task, self.scalers, lookback)
+        visible = sorted_panel(panel.filter(pl.col(DATE) <= val[1], pl.col(TICKER).is_in(tickers)))
+        self.prior = make_prior(self.cfg.model.sigma_prior, self.task, self.cfg).fit(visible, train_end)
+        scales = self.prior.scales(visible)
+        names, raw = raw_inputs(visible, scales, self.task)
+        in_train = (visible[DATE] <= train_end).to_numpy()
+        self.scalers = fit_scalers(tickers, names, raw[in_train])
+        data = make_windows(visible, self.task, self.scalers, lookback, scales)
         first = data.dates.min() if len(data.dates) else train_end
         train_rows = data.rows_where(first, train_end, need_target=True)
         val_rows = data.rows_where(val[0], val[1], need_target=True)
@@ -71,28 +96,32 @@ class LSTMForecaster(Forecaster):
                 f"LSTM needs training rows up to {train_end} and validation rows in {val[0]}..{val[1]} "
                 f"with a full lookback of {lookback} sessions; got {len(train_rows)} and {len(val_rows)}"
             )
-        self.result = fit(
-            self.cfg, self.model, data.x, data.y, data.ticker_id, train_rows, val_rows, self.on_epoch
-        )
+        self.prior_z_ = standardised_quantiles(data.y[train_rows].astype(np.float64), self.task.quantiles)
+        self.result = fit(self.cfg, self.model, data, train_rows, val_rows, self.prior_z_, self.on_epoch)
         self.params = self.result.params
         return self
 
-    def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+    def predict_members(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        """Each ensemble member's quantiles `<float32>[K, rows in [start, end], H, Q]` in
+        (ticker, date) order (for seed-noise reporting; `predict` is their mean)."""
         self.require_fitted()
         lookback = self.cfg.model.lookback
         # History before `start` feeds the first windows; nothing after `end` is read.
-        visible = panel.filter(pl.col("date") <= end)
-        data = make_windows(visible, self.task, self.scalers, lookback)
+        data = self.windows(panel.filter(pl.col(DATE) <= end))
         in_range = (data.dates >= np.datetime64(start)) & (data.dates <= np.datetime64(end))
         short = in_range & ~data.window_ok
         if short.any():
             i = int(np.flatnonzero(short)[0])
             raise InsufficientDataError(
                 f"{data.tickers[i]} on {data.dates[i]} has fewer than model.lookback={lookback} "
-                "sessions of features before it"
+                "sessions of known inputs before it (the volatility prior's warm-up included)"
             )
         rows = np.flatnonzero(in_range).astype(np.int32)
+        k, n_h, n_q = self.cfg.model.ensemble_size, len(self.task.horizons), len(self.task.quantiles)
         if len(rows) == 0:
-            return np.zeros((0, len(self.task.horizons), len(self.task.quantiles)), np.float32)
-        scaled = predict_scaled(self.model.apply, self.params, data.x, data.ticker_id, rows, lookback)
-        return (scaled * data.target_scale[rows][:, :, None]).astype(np.float32)
+            return np.zeros((k, 0, n_h, n_q), np.float32)
+        z = predict_scaled(self.model.apply, self.params, data.x, data.ticker_id, rows, lookback)
+        return (z * data.target_scale[rows][None, :, :, None]).astype(np.float32)
+
+    def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+        return self.predict_members(panel, start, end).mean(axis=0)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _gates(pre: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -149,12 +150,29 @@ def monotone_quantiles(raw: jax.Array, median_index: int) -> jax.Array:
     return jnp.concatenate([lower, median, upper], axis=-1)
 
 
+def inverse_monotone_quantiles(q: np.ndarray, median_index: int, min_gap: float = 1e-3) -> np.ndarray:
+    """Raw values `<float64>[..., Q]` that `monotone_quantiles` maps to `q` (gaps below `min_gap`
+    are raised to it): the head's bias that makes an untrained network return `q`."""
+    q = np.asarray(q, dtype=np.float64)
+    m = median_index
+    raw = np.empty_like(q)
+    raw[..., m] = q[..., m]
+    gaps_up = np.maximum(np.diff(q[..., m:], axis=-1), min_gap)
+    gaps_down = np.maximum(np.diff(q[..., : m + 1], axis=-1), min_gap)  # q[j+1] - q[j] below m
+    raw[..., m + 1 :] = np.log(np.expm1(gaps_up))
+    raw[..., :m] = np.log(np.expm1(gaps_down))
+    return raw
+
+
 class QuantileLSTM(nn.Module):
-    """Global LSTM over all tickers with a ticker embedding and a quantile head.
+    """Global LSTM over all tickers that corrects a volatility prior's standardised quantiles.
 
     __call__(x `<float32>[B, lookback, F]`, ticker_id `<int32>[B]`, train) ->
-    `<float32>[B, n_horizons, n_quantiles]` quantiles of the scaled forward log return.
-    The layers run time-major (one transpose of the input, none between layers).
+    `<float32>[B, n_horizons, n_quantiles]`: quantiles of the standardised target
+    `z = R_h / scale_h` (the prior's h-session scale; the caller multiplies back). The head's last
+    layer starts with a zero kernel; `train.create_states` sets its bias to
+    `inverse_monotone_quantiles(prior_z)`, so an untrained network returns exactly the prior's
+    empirical z-quantiles and training learns a correction to them. The layers run time-major (one transpose of the input).
     """
 
     hidden_size: int
@@ -177,6 +195,6 @@ class QuantileLSTM(nn.Module):
         z = nn.gelu(nn.Dense(self.hidden_size, name="head_hidden")(last))
         z = nn.Dropout(self.dropout, deterministic=not train)(z)
         n_q = len(self.quantiles)
-        raw = nn.Dense(self.n_horizons * n_q, name="head_out")(z)
+        raw = nn.Dense(self.n_horizons * n_q, kernel_init=nn.initializers.zeros, name="head_out")(z)
         raw = raw.reshape(raw.shape[0], self.n_horizons, n_q)
         return monotone_quantiles(raw, list(self.quantiles).index(0.5))

@@ -1,5 +1,16 @@
-"""Training of the quantile LSTM: pinball loss, a pure jitted train step, the epoch loop with early
-stopping, and batched prediction.
+"""Training of the quantile LSTM ensemble: pinball loss on log returns, the jitted epoch, the loop
+with early stopping that starts from the volatility prior, and batched prediction.
+
+The network predicts standardised quantiles z (see `prior.py`); the loss is the evaluation's
+pinball loss on R = scale * z, computed as the pinball of `w * z` against `w * z_true` with
+`w = scale / mean training scale` (the same minimiser as the loss on R; only its units differ).
+
+A seed ensemble of K members trains as one program: the members' parameters and optimizer states
+are stacked on a leading axis and the train step is `vmap`ped over it, each member drawing its own
+initialisation, batches and dropout from its own key. Forecasts average the members' quantiles
+(an average of non-decreasing quantile vectors is non-decreasing). Early stopping watches the
+ensemble's validation pinball, and "epoch -1" is the untrained network, i.e. the prior itself: if
+no epoch beats it, the prior is what the model returns (`TrainResult.best_epoch == -1`).
 
 Arrays live on the default JAX device (a GPU when JAX sees one, else the CPU). A training
 "epoch" is `steps_per_epoch` batches drawn at random from the training rows inside one jitted
@@ -30,7 +41,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from forecast_core.config import ForecastConfig, TrainConfig
-from forecast_core.models.lstm.modules import QuantileLSTM
+from forecast_core.models.lstm.modules import QuantileLSTM, inverse_monotone_quantiles
 
 
 @functools.lru_cache(maxsize=32)
@@ -59,6 +70,20 @@ def pinball_loss(pred: jax.Array, y: jax.Array, quantiles: jax.Array) -> jax.Arr
 
 
 @functools.lru_cache(maxsize=32)
+def ensemble_apply(model: QuantileLSTM) -> Callable:
+    """`apply(variables, x, ticker_id, train=False)` of the ensemble: the members' mean quantiles
+    `[B, H, Q]` for stacked `variables["params"]`. Cached, so that it is one static argument."""
+
+    def apply(variables, x, ticker_id, train=False):
+        members = jax.vmap(lambda p: model.apply({"params": p}, x, ticker_id, train=train))(
+            variables["params"]
+        )
+        return members.mean(axis=0)
+
+    return apply
+
+
+@functools.lru_cache(maxsize=32)
 def _jitted_init(model: QuantileLSTM) -> Callable:
     return jax.jit(functools.partial(model.init, train=False))
 
@@ -81,11 +106,26 @@ def optimizer(t: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def create_state(cfg: ForecastConfig, model: QuantileLSTM, n_features: int, key: jax.Array) -> TrainState:
-    """Initialised parameters (`model.init`, jitted) and the optimizer of `cfg.train`."""
+def create_states(
+    cfg: ForecastConfig, model: QuantileLSTM, n_features: int, key: jax.Array, prior_z: np.ndarray
+) -> TrainState:
+    """K = `cfg.model.ensemble_size` members' parameters (`model.init` with keys split from
+    `key`) and optimizer states, stacked on a leading axis. Every member's head bias is set so
+    that the untrained network returns the prior's z-quantiles `prior_z <float64>[H, Q]`."""
     x = jnp.zeros((1, cfg.model.lookback, n_features), jnp.float32)
-    params = _jitted_init(model)(key, x, jnp.zeros((1,), jnp.int32))["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer(cfg.train))
+    keys = jax.random.split(key, cfg.model.ensemble_size)
+    init = _jitted_init(model)
+    bias = jnp.asarray(
+        inverse_monotone_quantiles(prior_z, list(model.quantiles).index(0.5)).reshape(-1), jnp.float32
+    )
+
+    def member(k: jax.Array) -> TrainState:
+        params = init(k, x, jnp.zeros((1,), jnp.int32))["params"]
+        params = {**params, "head_out": {**params["head_out"], "bias": bias}}
+        return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer(cfg.train))
+
+    members = [member(k) for k in keys]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
 
 
 def gather_windows(x: jax.Array, rows: jax.Array, lookback: int) -> jax.Array:
@@ -132,48 +172,29 @@ def accumulate_gradients(
     return jax.tree.map(lambda v: v / n_chunks, (loss, grads))
 
 
-def _chunked(tree, n: int):
-    return jax.tree.map(lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:]), tree)
-
-
 def _accumulated_step(
     state: TrainState, chunks, n: int, make_batch: Callable, rng: jax.Array, quantiles: jax.Array
 ) -> tuple[TrainState, jax.Array]:
-    """One optimizer step on `n` micro-batches; `make_batch(chunk)` -> (x, ticker_id, y)."""
+    """One optimizer step of one member on `n` micro-batches; `make_batch(chunk)` -> (x, ticker_id,
+    z_true, w): windows, ids, standardised targets and loss weights `[b, H]`."""
     dropout_key = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params, chunk, index):
-        x, tid, y = make_batch(chunk)
+        x, tid, y, w = make_batch(chunk)
         key = dropout_key if n == 1 else jax.random.fold_in(dropout_key, index)
         pred = state.apply_fn({"params": params}, x, tid, train=True, rngs={"dropout": key})
-        return pinball_loss(pred, y, quantiles)
+        return pinball_loss(pred * w[..., None], y * w, quantiles)
 
     loss, grads = accumulate_gradients(loss_fn, state.params, chunks, n)
     return state.apply_gradients(grads=grads), loss
 
 
-def train_step(
-    state: TrainState,
-    batch: tuple[jax.Array, jax.Array, jax.Array],
-    rng: jax.Array,
-    quantiles: jax.Array,
-    micro_batch: int | None = None,
-) -> tuple[TrainState, jax.Array]:
-    """One AdamW step on a batch (x `[B, L, F]`, ticker_id `[B]`, y `[B, H]`); returns the loss.
-
-    The gradient is accumulated over micro-batches of `micro_batch` windows (default:
-    `micro_batch_size(B)`); micro-batch k draws its dropout mask from
-    `fold_in(fold_in(rng, step), k)` (the whole batch from `fold_in(rng, step)` when it is one).
-    """
-    n = batch[0].shape[0] // (micro_batch or micro_batch_size(batch[0].shape[0]))
-    return _accumulated_step(state, _chunked(batch, n), n, lambda chunk: chunk, rng, quantiles)
-
-
 @partial(jax.jit, static_argnames=("lookback", "steps", "batch_size"), donate_argnums=(0,))
 def train_epoch(
-    state: TrainState,
+    states: TrainState,
     x: jax.Array,
     y: jax.Array,
+    weight: jax.Array,
     ticker_id: jax.Array,
     train_rows: jax.Array,
     quantiles: jax.Array,
@@ -183,104 +204,127 @@ def train_epoch(
     steps: int,
     batch_size: int,
 ) -> tuple[TrainState, jax.Array]:
-    """`steps` train steps on batches drawn uniformly from `train_rows`; returns mean loss.
+    """`steps` train steps of every member (stacked `states`, `vmap`ped) on batches drawn uniformly
+    from `train_rows`; returns the members' mean loss `[K]`.
 
-    Each step's windows are gathered per micro-batch (`micro_batch_size`) inside the step."""
+    x `[N, F]`, y (standardised targets) and weight `[N, H]`, ticker_id `[N]`; each step's windows
+    are gathered per micro-batch (`micro_batch_size`) inside the step."""
     n = batch_size // micro_batch_size(batch_size)
 
     def windows(rows):  # gathered per micro-batch, so they are still in cache when used
-        return gather_windows(x, rows, lookback), ticker_id[rows], y[rows]
+        return gather_windows(x, rows, lookback), ticker_id[rows], y[rows], weight[rows]
 
-    def body(state, step_key):
+    def member_step(state, step_key):
         pick = jax.random.randint(step_key, (batch_size,), 0, train_rows.shape[0])
         rows = train_rows[pick].reshape(n, batch_size // n)
         return _accumulated_step(state, rows, n, windows, step_key, quantiles)
 
-    state, losses = jax.lax.scan(body, state, jax.random.split(key, steps))
-    return state, losses.mean()
+    def body(states, step_key):
+        members = jax.random.split(step_key, states.step.shape[0])
+        return jax.vmap(member_step)(states, members)
+
+    states, losses = jax.lax.scan(body, states, jax.random.split(key, steps))
+    return states, losses.mean(axis=0)
 
 
 @partial(jax.jit, static_argnames=("apply_fn", "lookback"))
 def predict_rows(
     apply_fn: Callable, params, x: jax.Array, ticker_id: jax.Array, rows: jax.Array, *, lookback: int
 ) -> jax.Array:
-    """Scaled quantiles `<float32>[len(rows), H, Q]` for windows ending at `rows`."""
-    return apply_fn({"params": params}, gather_windows(x, rows, lookback), ticker_id[rows], train=False)
+    """Standardised quantiles `<float32>[K, len(rows), H, Q]` of every member (stacked `params`)
+    for the windows ending at `rows`."""
+    windows, tid = gather_windows(x, rows, lookback), ticker_id[rows]
+    return jax.vmap(lambda p: apply_fn({"params": p}, windows, tid, train=False))(params)
 
 
 def predict_scaled(
-    state_or_apply: Callable, params, x, ticker_id, rows: np.ndarray, lookback: int, chunk: int = 8192
+    apply_fn: Callable, params, x, ticker_id, rows: np.ndarray, lookback: int, chunk: int = 8192
 ) -> np.ndarray:
-    """`predict_rows` in fixed-size chunks (padded, so one compilation serves every call)."""
+    """`predict_rows` `[K, len(rows), H, Q]` in fixed-size chunks (padded, so one compilation
+    serves every call)."""
     out = []
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
         padded = np.pad(part, (0, chunk - len(part)), mode="edge") if len(part) < chunk else part
-        pred = predict_rows(state_or_apply, params, x, ticker_id, jnp.asarray(padded), lookback=lookback)
-        out.append(np.asarray(pred)[: len(part)])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        pred = predict_rows(apply_fn, params, x, ticker_id, jnp.asarray(padded), lookback=lookback)
+        out.append(np.asarray(pred)[:, : len(part)])
+    return np.concatenate(out, axis=1) if out else np.zeros((0,), np.float32)
 
 
 @dataclass
 class TrainResult:
-    """Best parameters by validation loss and the history that chose them."""
+    """Best parameters (stacked members) by the ensemble's validation loss, and the history that
+    chose them. `best_epoch` -1: no epoch beat the untrained network, which is the prior."""
 
     params: dict
     best_epoch: int
     best_val_loss: float
+    prior_val_loss: float = float("nan")
     train_losses: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
+    member_val_losses: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0
     device: str = ""
+
+
+def _val_pinball(pred_z: np.ndarray, scale: np.ndarray, target: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Pinball on log returns of each member: pred_z `[K, n, H, Q]`, scale/target `[n, H]` -> `[K]`."""
+    diff = target[None, :, :, None] - pred_z * scale[None, :, :, None]
+    return np.maximum(q * diff, (q - 1.0) * diff).mean(axis=(1, 2, 3))
 
 
 def fit(
     cfg: ForecastConfig,
     model: QuantileLSTM,
-    x: np.ndarray,
-    y: np.ndarray,
-    ticker_id: np.ndarray,
+    data,
     train_rows: np.ndarray,
     val_rows: np.ndarray,
+    prior_z: np.ndarray,
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> TrainResult:
-    """Train with early stopping on the validation pinball loss (scaled target space).
+    """Train the ensemble with early stopping on the validation pinball loss (log-return units).
 
-    x `<float32>[N, F]`, y `<float32>[N, H]`, ticker_id `<int32>[N]`; train_rows / val_rows are
-    indices of window-complete rows with known targets. Deterministic for a given seed and device.
+    `data` is a `windows.WindowData`; train_rows / val_rows index its window-complete rows with
+    known targets. Deterministic for a given seed and device.
     """
     t, lookback = cfg.train, cfg.model.lookback
     started = time.perf_counter()
     key = jax.random.PRNGKey(t.seed)
     init_key, data_key = jax.random.split(key)
-    state = create_state(cfg, model, x.shape[1], init_key)
+    states = create_states(cfg, model, data.x.shape[1], init_key, prior_z)
     q = jnp.asarray(cfg.quantiles, jnp.float32)
-    xd, yd, tid = jnp.asarray(x), jnp.asarray(np.nan_to_num(y)), jnp.asarray(ticker_id)
+    qn = np.asarray(cfg.quantiles, np.float64)
+    weight = data.target_scale / float(data.target_scale[train_rows].mean())
+    xd, tid = jnp.asarray(data.x), jnp.asarray(data.ticker_id)
+    yd, wd = jnp.asarray(np.nan_to_num(data.y)), jnp.asarray(weight.astype(np.float32))
     train_rows_d = jnp.asarray(train_rows)
-    y_val = jnp.asarray(y[val_rows])
-    best = TrainResult(params=jax.device_get(state.params), best_epoch=-1, best_val_loss=float("inf"))
+    val_scale = data.target_scale[val_rows].astype(np.float64)
+    val_target = data.y[val_rows].astype(np.float64) * val_scale
+
+    def validate(params) -> np.ndarray:
+        pred = predict_scaled(model.apply, params, xd, tid, val_rows, lookback).astype(np.float64)
+        members = _val_pinball(pred, val_scale, val_target, qn)
+        ensemble = _val_pinball(pred.mean(axis=0, keepdims=True), val_scale, val_target, qn)[0]
+        return np.r_[ensemble, members]
+
+    start = validate(states.params)
+    best = TrainResult(params=jax.device_get(states.params), best_epoch=-1, best_val_loss=float(start[0]))
+    best.prior_val_loss = float(start[0])
     since_best = 0
     for epoch in range(t.max_epochs):
-        state, loss = train_epoch(
-            state,
-            xd,
-            yd,
-            tid,
-            train_rows_d,
-            q,
-            jax.random.fold_in(data_key, epoch),
-            lookback=lookback,
-            steps=t.steps_per_epoch,
-            batch_size=t.batch_size,
-        )
-        val_pred = predict_scaled(state.apply_fn, state.params, xd, tid, val_rows, lookback)
-        val_loss = float(pinball_loss(jnp.asarray(val_pred), y_val, q))
-        best.train_losses.append(float(loss))
+        states, loss = train_epoch(
+            states, xd, yd, wd, tid, train_rows_d, q, jax.random.fold_in(data_key, epoch),
+            lookback=lookback, steps=t.steps_per_epoch, batch_size=t.batch_size,
+        )  # fmt: skip
+        scores = validate(states.params)
+        val_loss = float(scores[0])
+        best.train_losses.append(float(np.mean(loss)))
         best.val_losses.append(val_loss)
+        best.member_val_losses.append([float(v) for v in scores[1:]])
         if on_epoch is not None:
-            on_epoch(epoch, float(loss), val_loss)
+            on_epoch(epoch, float(np.mean(loss)), val_loss)
         if val_loss < best.best_val_loss:
-            best.params, best.best_epoch, best.best_val_loss = jax.device_get(state.params), epoch, val_loss
+            best.params, best.best_epoch, best.best_val_loss = jax.device_get(states.params), epoch, val_loss
             since_best = 0
         else:
             since_best += 1

@@ -1,10 +1,11 @@
-"""Panel frames -> device arrays for the LSTM, with scalers fitted on the training slice only.
+"""Panel frames -> device arrays for the LSTM, with the input scaler fitted on training rows only.
 
 The panel (features joined with wide targets, sorted by ticker and date) becomes one matrix of
-scaled features `<float32>[rows, F]`; a window is the `lookback` consecutive rows of one ticker
+scaled inputs `<float32>[rows, F]` (`inputs.volatility_inputs`, standardised by their pooled
+training mean and standard deviation); a window is the `lookback` consecutive rows of one ticker
 ending at a given row, gathered by index inside the jitted step, so windows are never materialized
-all at once. Scaling is per ticker: each feature's mean and standard deviation and each horizon's
-target standard deviation are measured on that ticker's training rows, and applied to every row.
+all at once. Targets are standardised by the volatility prior's h-session scale of their row,
+`z = R_h / scale_h`; the scale is kept to turn forecasts (and the loss) back into log returns.
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ import polars as pl
 from forecast_core.columns import DATE, TICKER
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models.forecaster import ForecastTask
+from forecast_core.models.lstm.inputs import volatility_inputs
 
 _EPS = 1e-8
 
 
 @dataclass(frozen=True)
 class Scalers:
-    """Per-ticker statistics from a training slice.
+    """The ticker vocabulary and the input scaler, from a training slice.
 
-    tickers: the vocabulary (ticker id = position); feature_mean/std `<float32>[T, F]`;
-    target_scale `<float32>[T, H]` (standard deviation of each horizon's target).
+    tickers: the vocabulary (ticker id = position); input_mean / input_std `<float32>[F]`: pooled
+    over the training rows of every ticker (the inputs are already in units of each ticker's own
+    volatility, so one scaler serves all); inputs: their names, in order.
     """
 
     tickers: tuple[str, ...]
-    feature_mean: np.ndarray
-    feature_std: np.ndarray
-    target_scale: np.ndarray
+    inputs: tuple[str, ...]
+    input_mean: np.ndarray
+    input_std: np.ndarray
 
     def ticker_ids(self, tickers: pl.Series) -> np.ndarray:
         """`<int32>[rows]` ids; raises naming any ticker the scalers never saw in training."""
@@ -46,28 +49,18 @@ class Scalers:
         return np.asarray([vocab[t] for t in tickers.to_list()], dtype=np.int32)
 
 
-def fit_scalers(train_rows: pl.DataFrame, task: ForecastTask) -> Scalers:
-    """Per-ticker feature mean/std and target scale from `train_rows` (training slice only)."""
-    if train_rows.height == 0:
-        raise InsufficientDataError("no training rows to fit scalers on")
-    feats, targets = list(task.feature_columns), list(task.target_columns)
-    stats = (
-        train_rows.group_by(TICKER, maintain_order=True)
-        .agg(
-            *[pl.col(c).mean().alias(f"m_{c}") for c in feats],
-            *[pl.col(c).std().fill_null(0.0).alias(f"s_{c}") for c in feats],
-            *[pl.col(c).std().fill_null(0.0).alias(f"t_{c}") for c in targets],
-        )
-        .sort(TICKER)
-    )
-    mean = stats.select([f"m_{c}" for c in feats]).to_numpy().astype(np.float32)
-    std = stats.select([f"s_{c}" for c in feats]).to_numpy().astype(np.float32)
-    scale = stats.select([f"t_{c}" for c in targets]).to_numpy().astype(np.float32)
+def fit_scalers(tickers: list[str], names: tuple[str, ...], x_train: np.ndarray) -> Scalers:
+    """The vocabulary `tickers` (sorted) and the pooled mean/std of training inputs `x_train
+    <float32>[rows, F]` (non-finite values ignored)."""
+    if len(tickers) == 0 or x_train.shape[0] == 0:
+        raise InsufficientDataError("no training rows to fit the LSTM's input scaler on")
+    mean = np.nanmean(x_train, axis=0)
+    std = np.nanstd(x_train, axis=0)
     return Scalers(
-        tickers=tuple(stats[TICKER].to_list()),
-        feature_mean=mean,
-        feature_std=np.where(std > _EPS, std, 1.0).astype(np.float32),
-        target_scale=np.where(scale > _EPS, scale, 1.0).astype(np.float32),
+        tickers=tuple(sorted(tickers)),
+        inputs=tuple(names),
+        input_mean=np.nan_to_num(mean).astype(np.float32),
+        input_std=np.where(np.isfinite(std) & (std > _EPS), std, 1.0).astype(np.float32),
     )
 
 
@@ -75,9 +68,10 @@ def fit_scalers(train_rows: pl.DataFrame, task: ForecastTask) -> Scalers:
 class WindowData:
     """A panel as arrays. Row r's window is rows [r - lookback + 1, r] (same ticker).
 
-    x `<float32>[rows, F]` scaled features; y `<float32>[rows, H]` scaled targets (NaN unknown);
-    ticker_id `<int32>[rows]`; target_scale `<float32>[rows, H]`; window_ok `<bool>[rows]` (the
-    row has `lookback - 1` earlier rows of its own ticker); dates, tickers: the row keys.
+    x `<float32>[rows, F]` scaled inputs (0 where unknown); y `<float32>[rows, H]` standardised
+    targets z (NaN unknown); target_scale `<float32>[rows, H]` the prior's h-session scale;
+    ticker_id `<int32>[rows]`; window_ok `<bool>[rows]` (the row has `lookback - 1` earlier rows of
+    its own ticker and every input in the window is known); dates, tickers: the row keys.
     """
 
     x: np.ndarray
@@ -96,21 +90,37 @@ class WindowData:
         return np.flatnonzero(mask).astype(np.int32)
 
 
-def make_windows(panel: pl.DataFrame, task: ForecastTask, scalers: Scalers, lookback: int) -> WindowData:
-    """Scale `panel` (sorted by ticker, date; complete feature rows) with `scalers`."""
-    panel = panel.sort(TICKER, DATE)
+def raw_inputs(
+    panel: pl.DataFrame, scales: np.ndarray, task: ForecastTask, names: tuple[str, ...] | None = None
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Unscaled inputs `[rows, F]` of a sorted panel from the prior's scales `[rows, H]`."""
+    h0 = float(task.horizons[0])
+    return volatility_inputs(panel, scales[:, 0] / np.sqrt(h0), names)
+
+
+def make_windows(
+    panel: pl.DataFrame, task: ForecastTask, scalers: Scalers, lookback: int, scales: np.ndarray
+) -> WindowData:
+    """Arrays for `panel` (sorted by ticker, date) with the prior's `scales <float64>[rows, H]`."""
     ids = scalers.ticker_ids(panel[TICKER])
-    x = panel.select(task.feature_columns).to_numpy().astype(np.float32)
-    x = (x - scalers.feature_mean[ids]) / scalers.feature_std[ids]
-    y = panel.select(task.target_columns).fill_null(np.nan).to_numpy().astype(np.float32)
-    scale = scalers.target_scale[ids]
+    _, raw = raw_inputs(panel, scales, task, scalers.inputs)
+    known = np.isfinite(raw).all(axis=1) & np.isfinite(scales).all(axis=1) & (scales > 0).all(axis=1)
+    x = np.where(np.isfinite(raw), (raw - scalers.input_mean) / scalers.input_std, 0.0).astype(np.float32)
+    targets = panel.select(task.target_columns).fill_null(np.nan).to_numpy().astype(np.float64)
+    safe = np.where(known[:, None], scales, 1.0)
     position = panel.select(pl.int_range(pl.len()).over(TICKER)).to_series().to_numpy()
+    # Unknown rows inside each window: a running count, differenced over the lookback (a window
+    # with a full lookback lies within its own ticker, so the difference counts only its rows).
+    unknown = np.cumsum(~known)
+    back = np.arange(len(known)) - lookback
+    before = np.where(back >= 0, unknown[np.maximum(back, 0)], 0)
+    window_ok = (position >= lookback - 1) & (unknown - before == 0)
     return WindowData(
         x=np.ascontiguousarray(x),
-        y=y / scale,
+        y=np.where(known[:, None], targets / safe, np.nan).astype(np.float32),
         ticker_id=ids,
-        target_scale=scale,
-        window_ok=position >= lookback - 1,
+        target_scale=safe.astype(np.float32),
+        window_ok=window_ok,
         dates=panel[DATE].to_numpy(),
         tickers=panel[TICKER],
     )
