@@ -32,6 +32,7 @@ from forecast_core.evaluation.folds import walk_forward_folds
 from forecast_core.models.baselines import make_baseline
 from forecast_core.models.forecaster import ForecastTask, rows_between
 from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.models.recalibration import Recalibrated
 from forecast_core.sources import make_source
 
 VOL_BASELINES = ("ewma_vol", "gjr_garch", "vol_blend")
@@ -66,15 +67,37 @@ def score_slices(model, panel: pl.DataFrame, task: ForecastTask, fold) -> dict[s
             pl.all_horizontal(pl.col(task.target_columns).is_not_null())
         )
         q = model.predict(panel, start, end)
-        known = rows_between(panel, start, end).select(
-            pl.all_horizontal(pl.col(task.target_columns).is_not_null())
-        ).to_series().to_numpy()
+        known = (
+            rows_between(panel, start, end)
+            .select(pl.all_horizontal(pl.col(task.target_columns).is_not_null()))
+            .to_series()
+            .to_numpy()
+        )
         out[f"{name}_pinball"] = _pinball(q[known], rows, task)
         out[f"{name}_coverage"] = _coverage(q[known], rows, task)
     return out
 
 
-def run(cfg: ForecastConfig, folds_wanted: list[int], seeds: list[int], baselines: tuple[str, ...]) -> dict:
+def _member_scores(lstm: LSTMForecaster, panel: pl.DataFrame, task: ForecastTask, fold) -> dict:
+    """Each ensemble member's validation and test pinball `[K][H]` (single-seed results)."""
+    out = {}
+    for name, (start, end) in {"val": fold.val, "test": (fold.test_start, fold.test_end)}.items():
+        rows = rows_between(panel, start, end)
+        known = (
+            rows.select(pl.all_horizontal(pl.col(task.target_columns).is_not_null())).to_series().to_numpy()
+        )
+        members = lstm.predict_members(panel, start, end)
+        out[f"{name}_pinball"] = [_pinball(m[known], rows.filter(pl.Series(known)), task) for m in members]
+    return out
+
+
+def run(
+    cfg: ForecastConfig,
+    folds_wanted: list[int],
+    seeds: list[int],
+    baselines: tuple[str, ...],
+    aci: tuple[float, ...] = (),
+) -> dict:
     panel, task = study_panel(cfg)
     sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
     folds = [f for f in walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions) if f.fold in folds_wanted]
@@ -90,12 +113,21 @@ def run(cfg: ForecastConfig, folds_wanted: list[int], seeds: list[int], baseline
                 print(f"fold {fold.fold} {name}: {exc}")
                 continue
             entry[name] = score_slices(model, fold_panel, task, fold)
+            for gamma in aci:
+                entry[f"{name}_aci_{gamma}"] = score_slices(
+                    Recalibrated(model, gamma, fold.val_start), fold_panel, task, fold
+                )
         entry["lstm"] = []
         for seed in seeds:
             seeded = config_from_dict(_with_seed(cfg, seed))
             started = time.perf_counter()
             lstm = LSTMForecaster(task, seeded).fit(fold_panel, fold.train_end, fold.val)
             scores = score_slices(lstm, fold_panel, task, fold)
+            scores["members"] = _member_scores(lstm, fold_panel, task, fold)
+            for gamma in aci:
+                scores[f"aci_{gamma}"] = score_slices(
+                    Recalibrated(lstm, gamma, fold.val_start), fold_panel, task, fold
+                )
             scores |= {"best_epoch": lstm.result.best_epoch, "seconds": time.perf_counter() - started,
                        "prior_val_loss": lstm.result.prior_val_loss, "best_val_loss": lstm.result.best_val_loss}  # fmt: skip
             entry["lstm"].append(scores)
@@ -141,20 +173,39 @@ def summary(results: dict) -> dict:
                     row[name] = float(np.mean([folds[f][name][key][h_i] for f in folds] / ref))
             per_seed = np.array([[s[key][h_i] for s in folds[f]["lstm"]] for f in folds])  # [folds, seeds]
             ratios = (per_seed / ref[:, None]).mean(axis=0)
-            row["lstm_mean"], row["lstm_min"], row["lstm_max"] = map(float, (ratios.mean(), ratios.min(), ratios.max()))
-            best = np.min([[folds[f][n][key][h_i] for n in VOL_BASELINES if n in folds[f]] for f in folds], axis=1)
+            row["lstm_mean"], row["lstm_min"], row["lstm_max"] = map(
+                float, (ratios.mean(), ratios.min(), ratios.max())
+            )
+            best = np.min(
+                [[folds[f][n][key][h_i] for n in VOL_BASELINES if n in folds[f]] for f in folds], axis=1
+            )
             row["lstm_below_best_folds"] = int((per_seed.mean(axis=1) < best).sum())
+            members = np.array([[m[h_i] for s in folds[f]["lstm"] for m in s["members"][key]] for f in folds])
+            member_ratios = (members / ref[:, None]).mean(axis=0)  # [seeds x members]: single models
+            row["single_model_mean"] = float(member_ratios.mean())
+            row["single_model_min"], row["single_model_max"] = (
+                float(member_ratios.min()),
+                float(member_ratios.max()),
+            )
+            cov_key = f"{slice_}_coverage"
+            covs = [s[cov_key][h_i] for f in folds for s in folds[f]["lstm"]]
+            row["lstm_coverage_min"], row["lstm_coverage_max"] = float(min(covs)), float(max(covs))
             out[f"{slice_}_h{h}"] = row
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--set", action="append", default=[], help="override, e.g. model.lookback=60")
     parser.add_argument("--config", help="a TOML configuration file to start from")
     parser.add_argument("--baselines", default=",".join(VOL_BASELINES))
+    parser.add_argument(
+        "--aci", default="", help="also score the bands recalibrated online with these gammas"
+    )
     parser.add_argument("--out", default="bench/results/lstm_study.json")
     args = parser.parse_args(argv)
     values = tomllib.loads(Path(args.config).read_text()) if args.config else {}
@@ -165,7 +216,12 @@ def main(argv: list[str] | None = None) -> None:
         target[name] = tomllib.loads(f"v = {raw}")["v"]
     cfg = config_from_dict(values)
     available = [b for b in args.baselines.split(",") if b]
-    results = run(cfg, [int(f) for f in args.folds.split(",")], [int(s) for s in args.seeds.split(",")], tuple(available))
+    results = run(
+        cfg,
+        [int(f) for f in args.folds.split(",")],
+        [int(s) for s in args.seeds.split(",")],
+        tuple(available),
+    )
     results["overrides"] = args.set
     print(json.dumps(results["summary"], indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

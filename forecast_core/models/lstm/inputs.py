@@ -8,14 +8,14 @@ scale known after the close of t (`sigma_prior`, see `prior.py`) and `r_t` the d
 - `abs_shock`    |e_t|
 - `leverage`     min(e_t, 0) (negative returns raise volatility more than positive ones)
 - `vol_ratio`    log(s_t / s_long_t), s_long = the slow EWMA (`LONG_HALFLIFE`) of s_t^2, square-rooted
-- `vol_rel_xs`   log s_t - the cross-sectional mean of log s on date t (high- or low-vol name today)
-- `xs_abs_shock` the cross-sectional mean of |e| on date t (a market-wide surprise)
 - `mkt_shock`, `mkt_abs_shock`, `mkt_vol_ratio`: the same for the first exogenous index (its
                  RiskMetrics sigma), where the panel has its `mkt_*_ret_1` column
 - `range_ratio`  log(parkinson_t / s_{t-1}) and `gap` = overnight gap / s_{t-1}, where the source
                  has open, high and low (features `parkinson_vol` and `overnight_gap`)
 
 Rows whose prior is still in warm-up are NaN; the window code marks windows containing them.
+There are no cross-sectional inputs (a mean over the universe on date t): a ticker's forecast
+depends on its own history and the market index only, never on which other tickers the panel holds.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _market_return_column(panel: pl.DataFrame) -> str | None:
 
 def input_names(panel: pl.DataFrame) -> tuple[str, ...]:
     """The inputs `volatility_inputs` builds for this panel's columns, in order."""
-    names = ["shock", "abs_shock", "leverage", "vol_ratio", "vol_rel_xs", "xs_abs_shock"]
+    names = ["shock", "abs_shock", "leverage", "vol_ratio"]
     if _market_return_column(panel) is not None:
         names += ["mkt_shock", "mkt_abs_shock", "mkt_vol_ratio"]
     if all(c in panel.columns for c in RANGE_COLUMNS):
@@ -72,13 +72,10 @@ def volatility_inputs(
     ).with_columns(s)
     prev = pl.col("s").shift(1).over(TICKER)
     shock = (pl.col("r") / prev).clip(-CLIP, CLIP)
-    frame = frame.with_columns(shock.alias("shock"), pl.col("s").log().alias("log_s"))
-    frame = frame.with_columns(
+    frame = frame.with_columns(shock.alias("shock")).with_columns(
         pl.col("shock").abs().alias("abs_shock"),
         pl.min_horizontal(pl.col("shock"), pl.lit(0.0)).alias("leverage"),
         _slow_ratio(pl.col("s") ** 2, TICKER).alias("vol_ratio"),
-        (pl.col("log_s") - pl.col("log_s").mean().over(DATE)).alias("vol_rel_xs"),
-        pl.col("shock").abs().mean().over(DATE).alias("xs_abs_shock"),
     )
     if "mkt_shock" in names:
         col = _market_return_column(panel)
