@@ -1,4 +1,13 @@
-"""The one `Definitions` object of the forecasting job."""
+"""The forecasting job's `Definitions`, built from one configuration file by `build_defs`.
+
+`build_defs` loads the configuration once and builds from it everything that depends on it: the
+session and retrain-month partitions (on `cfg.calendar`, from `cfg.source.start_date`), the
+partitioned assets on those partitions, the jobs, the schedules (in the calendar's time zone) and
+the resources that point the assets at the same file, so that partitions and data always come
+from the same configuration. The module-level `defs` is what `dagster dev`, workspace.yaml and
+`[tool.dagster]` load: the configuration and warehouse named by $FORECAST_CONFIG and
+$FORECAST_WAREHOUSE (defaults when unset).
+"""
 
 import os
 
@@ -7,46 +16,74 @@ import jax
 
 from forecast_assets.assets import decision, evaluation, features, forecasts, model, prices
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
-from forecast_assets.resources import default_resources
+from forecast_assets.partitions import retrain_partitions, trading_day_partitions
+from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_assets.schedules import nightly_schedule, retrain_schedule
+from forecast_core.config import load_config
 
 # Compiled XLA programs persist across runs and step processes (paid once per shape).
 jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", ".jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-ASSETS = [
-    prices.raw_prices,
-    features.features,
-    features.walk_forward_folds,
-    evaluation.fold_evaluation,
-    model.lstm_model,
-    forecasts.daily_forecasts,
-    forecasts.forecast_scores,
-    decision.strategy_backtest,
-    decision.forecast_explanations,
-]
 
-#: Prices, features and folds for a range of sessions (the demo's first step, a backfill's too).
-ingest_job = dg.define_asset_job("ingest_job", selection=["raw_prices", "features", "walk_forward_folds"])
-#: Walk-forward evaluation of the LSTM and the baselines (folds in parallel processes).
-evaluation_job = dg.define_asset_job("evaluation_job", selection=["fold_evaluation"])
-#: The production model of one retrain month.
-retrain_job = dg.define_asset_job("retrain_job", selection=["lstm_model"])
-#: After the close: the session's prices, features, forecasts and the scores that matured.
-nightly_job = dg.define_asset_job(
-    "nightly_job",
-    selection=["raw_prices", "features", "daily_forecasts", "forecast_scores"],
-)
-#: Forecasts (and scores) for a range of sessions whose models exist.
-forecast_job = dg.define_asset_job("forecast_job", selection=["daily_forecasts", "forecast_scores"])
+def build_assets(
+    trading_days: dg.PartitionsDefinition, retrain_months: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """Every asset of the job, the partitioned ones on these partitions."""
+    return [
+        prices.raw_prices_asset(trading_days),
+        features.features,
+        features.walk_forward_folds,
+        evaluation.fold_evaluation,
+        model.lstm_model_asset(retrain_months),
+        forecasts.daily_forecasts_asset(trading_days),
+        forecasts.forecast_scores,
+        decision.strategy_backtest,
+        decision.forecast_explanations_asset(trading_days),
+    ]
 
-#: Strategy backtest over the out-of-sample forecasts, and explanations of a range of forecasts.
-decision_job = dg.define_asset_job("decision_job", selection=["strategy_backtest", "forecast_explanations"])
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=[*PRICE_CHECKS, forecasts_reproducible],
-    jobs=[ingest_job, evaluation_job, retrain_job, nightly_job, forecast_job, decision_job],
-    schedules=[nightly_schedule(nightly_job), retrain_schedule(retrain_job)],
-    resources=default_resources(),
-)
+def build_jobs() -> dict:
+    """The job's asset jobs by name (resolved against the assets of the `Definitions`)."""
+    jobs = [
+        #: Prices, features and folds for a range of sessions (the demo's first step, a backfill's too).
+        dg.define_asset_job("ingest_job", selection=["raw_prices", "features", "walk_forward_folds"]),
+        #: Walk-forward evaluation of the LSTM and the baselines (folds in parallel processes).
+        dg.define_asset_job("evaluation_job", selection=["fold_evaluation"]),
+        #: The production model of one retrain month.
+        dg.define_asset_job("retrain_job", selection=["lstm_model"]),
+        #: After the close: the session's prices, features, forecasts and the scores that matured.
+        dg.define_asset_job(
+            "nightly_job", selection=["raw_prices", "features", "daily_forecasts", "forecast_scores"]
+        ),
+        #: Forecasts (and scores) for a range of sessions whose models exist.
+        dg.define_asset_job("forecast_job", selection=["daily_forecasts", "forecast_scores"]),
+        #: Strategy backtest over the out-of-sample forecasts, and explanations of a range of forecasts.
+        dg.define_asset_job("decision_job", selection=["strategy_backtest", "forecast_explanations"]),
+    ]
+    return {job.name: job for job in jobs}
+
+
+def build_defs(config_file: str | None = None, warehouse: str | None = None) -> dg.Definitions:
+    """The job's definitions on the configuration file `config_file` (None: the defaults) and the
+    warehouse file `warehouse` (None: `warehouse.db.warehouse_path`'s default)."""
+    cfg = load_config(config_file)
+    trading_days = trading_day_partitions(cfg.source.start_date, cfg.calendar)
+    retrain_months = retrain_partitions(cfg.source.start_date, cfg.calendar)
+    jobs = build_jobs()
+    return dg.Definitions(
+        assets=build_assets(trading_days, retrain_months),
+        asset_checks=[*PRICE_CHECKS, forecasts_reproducible],
+        jobs=list(jobs.values()),
+        schedules=[
+            nightly_schedule(jobs["nightly_job"], cfg.calendar),
+            retrain_schedule(jobs["retrain_job"], cfg.calendar),
+        ],
+        resources={
+            "warehouse": WarehouseResource(path=warehouse),
+            "pipeline": PipelineConfig(config_file=config_file),
+        },
+    )
+
+
+defs = build_defs(os.environ.get("FORECAST_CONFIG"), os.environ.get("FORECAST_WAREHOUSE"))

@@ -1,40 +1,39 @@
 """Partitions on the exchange calendar: one per trading session, one per retrain month.
 
 Session partitions are weekdays minus the exchange's holidays and special closures (from
-exchange_calendars), in America/New_York. `end_offset=1` makes the session that is trading today
-a partition already, so the nightly run after the close can target it.
+exchange_calendars), in the exchange's time zone. `end_offset=1` makes the session that is trading
+today a partition already, so the nightly run after the close can target it.
+
+`forecast_assets.definitions.build_defs` builds both from the configuration it runs with
+(`cfg.calendar`, `cfg.source.start_date`), so that the partitions and the data always come from
+the same file; nothing here reads the configuration.
 """
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-from forecast_core.config import load_config
 from forecast_core.data import calendar
 
-TIMEZONE = "America/New_York"
 
-
-def trading_day_partitions(start: str, calendar_code: str = "XNYS") -> dg.DailyPartitionsDefinition:
+def trading_day_partitions(start: str, calendar_code: str) -> dg.DailyPartitionsDefinition:
+    """One partition per session of `calendar_code` from `start` (an ISO date) on."""
     first = dt.date.fromisoformat(start)
     closed = calendar.non_session_weekdays(first, calendar.last_known_session(calendar_code), calendar_code)
     return dg.DailyPartitionsDefinition(
         start_date=start,
-        timezone=TIMEZONE,
+        timezone=calendar.timezone(calendar_code),
         end_offset=1,
         exclusions=["0 0 * * 6", "0 0 * * 0", *[dt.datetime(d.year, d.month, d.day) for d in closed]],
     )
 
 
-def retrain_partitions(start: str) -> dg.MonthlyPartitionsDefinition:
+def retrain_partitions(start: str, calendar_code: str) -> dg.MonthlyPartitionsDefinition:
+    """One partition per calendar month from the month of `start` on, in the exchange's time zone."""
     first = dt.date.fromisoformat(start).replace(day=1)
-    return dg.MonthlyPartitionsDefinition(start_date=first.isoformat(), timezone=TIMEZONE, end_offset=1)
-
-
-_cfg = load_config(os.environ.get("FORECAST_CONFIG"))
-TRADING_DAYS = trading_day_partitions(_cfg.source.start_date, _cfg.calendar)
-RETRAIN_MONTHS = retrain_partitions(_cfg.source.start_date)
+    return dg.MonthlyPartitionsDefinition(
+        start_date=first.isoformat(), timezone=calendar.timezone(calendar_code), end_offset=1
+    )
 
 
 def partition_dates(context: dg.AssetExecutionContext, calendar_code: str) -> tuple[dt.date, dt.date]:

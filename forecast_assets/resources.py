@@ -1,10 +1,11 @@
 """Resources: where the warehouse is and which configuration file the job runs with.
 
-Both default from the environment (`FORECAST_WAREHOUSE`, `FORECAST_CONFIG`), so the UI, the
-schedules, the demo and the tests share one set of defaults: `forecast_core.config`.
+`forecast_assets.definitions.build_defs(config_file, warehouse)` binds both, from the same
+configuration file it builds the partitions and schedules with; its module-level `defs` (what the
+UI, the daemon and the demo load) takes them from the environment (`FORECAST_CONFIG`,
+`FORECAST_WAREHOUSE`). Unset, the configuration is `forecast_core.config`'s defaults and the
+warehouse path `warehouse.db.warehouse_path`'s.
 """
-
-import os
 
 import dagster as dg
 
@@ -29,10 +30,3 @@ class PipelineConfig(dg.ConfigurableResource):
 
     def load(self) -> ForecastConfig:
         return load_config(self.config_file)
-
-
-def default_resources() -> dict[str, dg.ConfigurableResource]:
-    return {
-        "warehouse": WarehouseResource(path=os.environ.get("FORECAST_WAREHOUSE")),
-        "pipeline": PipelineConfig(config_file=os.environ.get("FORECAST_CONFIG")),
-    }

@@ -1,9 +1,11 @@
 """Schedules: the nightly run after the close, and the monthly retrain.
 
-The nightly schedule fires at 18:30 America/New_York on weekdays and targets the session that
-just closed; on a holiday it yields a SkipReason instead of a run. The retrain schedule fires on
-the first calendar day of each month at 06:00 and trains the model of that month (which sees data
-up to the previous month's last session, ingested the night before).
+Both run in the time zone of the configured exchange calendar (America/New_York for XNYS). The
+nightly schedule fires at 18:30 on weekdays and targets the session that just closed; on a day
+that is not a session of that calendar (a holiday) it yields a SkipReason instead of a run. The
+retrain schedule fires on the first calendar day of each month at 06:00 and trains the model of
+that month (which sees data up to the previous month's last session, ingested the night before).
+`forecast_assets.definitions.build_defs` builds them with `cfg.calendar`.
 """
 
 import dagster as dg
@@ -12,14 +14,13 @@ from forecast_core.data import calendar
 
 NIGHTLY_CRON = "30 18 * * 1-5"
 RETRAIN_CRON = "0 6 1 * *"
-TIMEZONE = "America/New_York"
 
 
-def nightly_schedule(job, calendar_code: str = "XNYS") -> dg.ScheduleDefinition:
+def nightly_schedule(job, calendar_code: str) -> dg.ScheduleDefinition:
     @dg.schedule(
         job=job,
         cron_schedule=NIGHTLY_CRON,
-        execution_timezone=TIMEZONE,
+        execution_timezone=calendar.timezone(calendar_code),
         default_status=dg.DefaultScheduleStatus.STOPPED,
         name="nightly_after_close",
     )
@@ -32,11 +33,11 @@ def nightly_schedule(job, calendar_code: str = "XNYS") -> dg.ScheduleDefinition:
     return _nightly
 
 
-def retrain_schedule(job) -> dg.ScheduleDefinition:
+def retrain_schedule(job, calendar_code: str) -> dg.ScheduleDefinition:
     @dg.schedule(
         job=job,
         cron_schedule=RETRAIN_CRON,
-        execution_timezone=TIMEZONE,
+        execution_timezone=calendar.timezone(calendar_code),
         default_status=dg.DefaultScheduleStatus.STOPPED,
         name="monthly_retrain",
     )

@@ -1,5 +1,5 @@
 """Fixtures shared across the test folders: a temporary warehouse, the tiny pipeline configuration
-and the Dagster resources that point at both (`tests.support.config`), the small synthetic panel
+(`tests.support.config`) and the job's definitions on both (`build_defs`), the small synthetic panel
 the model tests train on (`tests.support.small_lstm`), and the whole pipeline materialized on the
 tiny configuration (`tests.support.pipeline`).
 
@@ -10,15 +10,15 @@ Module-scoped fixtures (which cannot use the function-scoped `tmp_path`) build t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+import dagster as dg
 import polars as pl
 import pytest
 
 from forecast_core.evaluation.folds import Fold
 from forecast_core.models.forecaster import ForecastTask
-from tests.support.config import TINY_CONFIG, make_resources, write_config
-from tests.support.pipeline import Pipeline, run_pipeline
+from tests.support.config import TINY_CONFIG, write_config
+from tests.support.pipeline import Pipeline, defs_on, run_pipeline
 from tests.support.small_lstm import small_setup
 
 
@@ -35,9 +35,9 @@ def tiny_config_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def resources(warehouse_path: Path, tiny_config_file: Path) -> dict[str, Any]:
-    """Resources for `dg.materialize`: the temporary warehouse and the tiny configuration."""
-    return make_resources(warehouse_path, tiny_config_file)
+def defs(warehouse_path: Path, tiny_config_file: Path) -> dg.Definitions:
+    """The job's definitions on the temporary warehouse and the tiny configuration (`build_defs`)."""
+    return defs_on(warehouse_path, tiny_config_file)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.partitions import partition_dates
 from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.backtest import strategy
@@ -87,14 +87,18 @@ def _markdown(frame: pl.DataFrame) -> str:
     return frame.select(cols).to_pandas().to_markdown(index=False, floatfmt=".4g")
 
 
-@dg.asset(
-    partitions_def=TRADING_DAYS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["daily_forecasts", "lstm_model"],
-    group_name="decision",
-    kinds={"jax", "duckdb"},
-    pool="warehouse_write",
-)
+def forecast_explanations_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """`forecast_explanations` on the job's session partitions (`forecast_assets.definitions.build_defs`)."""
+    return dg.asset(
+        partitions_def=trading_days,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["daily_forecasts", "lstm_model"],
+        group_name="decision",
+        kinds={"jax", "duckdb"},
+        pool="warehouse_write",
+    )(forecast_explanations)
+
+
 def forecast_explanations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
-from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.partitions import partition_dates
 from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.data import calendar
@@ -16,15 +16,19 @@ from forecast_core.serving.forecasts import score_forecasts
 from warehouse import read_table, reads, transaction
 
 
-@dg.asset(
-    partitions_def=TRADING_DAYS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["features", "lstm_model"],
-    check_specs=FORECAST_CHECKS,
-    group_name="forecasts",
-    kinds={"jax", "duckdb"},
-    pool="warehouse_write",
-)
+def daily_forecasts_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """`daily_forecasts` on the job's session partitions (`forecast_assets.definitions.build_defs`)."""
+    return dg.asset(
+        partitions_def=trading_days,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["features", "lstm_model"],
+        check_specs=FORECAST_CHECKS,
+        group_name="forecasts",
+        kinds={"jax", "duckdb"},
+        pool="warehouse_write",
+    )(daily_forecasts)
+
+
 def daily_forecasts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:

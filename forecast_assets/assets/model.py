@@ -12,7 +12,6 @@ import jax
 import polars as pl
 
 from forecast_assets.checks import MODEL_CHECKS
-from forecast_assets.partitions import RETRAIN_MONTHS
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE
 from forecast_core.models.forecaster import ForecastTask
@@ -53,14 +52,18 @@ def code_version() -> str:
     return f"{version}+{sha}{'.dirty' if dirty else ''}"
 
 
-@dg.asset(
-    partitions_def=RETRAIN_MONTHS,
-    deps=["features"],
-    check_specs=MODEL_CHECKS,
-    group_name="model",
-    kinds={"jax", "duckdb"},
-    pool="warehouse_write",
-)
+def lstm_model_asset(retrain_months: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """`lstm_model` on the job's retrain months (`forecast_assets.definitions.build_defs`)."""
+    return dg.asset(
+        partitions_def=retrain_months,
+        deps=["features"],
+        check_specs=MODEL_CHECKS,
+        group_name="model",
+        kinds={"jax", "duckdb"},
+        pool="warehouse_write",
+    )(lstm_model)
+
+
 def lstm_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:

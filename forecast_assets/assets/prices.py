@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from forecast_assets.partitions import TRADING_DAYS, partition_dates
+from forecast_assets.partitions import partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import INGESTED_AT, TICKER
 from forecast_core.data import calendar
@@ -30,14 +30,18 @@ def _new_tickers(path: str, tickers: tuple[str, ...]) -> list[str]:
     return [t for t in tickers if t not in have]
 
 
-@dg.asset(
-    partitions_def=TRADING_DAYS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    retry_policy=SOURCE_RETRY,
-    group_name="ingest",
-    kinds={"duckdb", "polars"},
-    pool="warehouse_write",
-)
+def raw_prices_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """`raw_prices` on the job's session partitions (`forecast_assets.definitions.build_defs`)."""
+    return dg.asset(
+        partitions_def=trading_days,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=SOURCE_RETRY,
+        group_name="ingest",
+        kinds={"duckdb", "polars"},
+        pool="warehouse_write",
+    )(raw_prices)
+
+
 def raw_prices(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:

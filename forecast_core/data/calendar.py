@@ -31,6 +31,11 @@ def _session_index(code: str) -> tuple[dt.date, ...]:
     return tuple(d.date() for d in _calendar(code).sessions)
 
 
+def timezone(code: str) -> str:
+    """The exchange's time zone, as an IANA name (America/New_York for XNYS, Europe/London for XLON)."""
+    return str(_calendar(code).tz)
+
+
 def last_known_session(code: str = "XNYS") -> dt.date:
     """The last session the calendar knows (about a year ahead of today)."""
     return _session_index(code)[-1]

@@ -13,8 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from forecast_assets.assets import features, forecasts, model, prices
-from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_assets.definitions import build_defs
 from warehouse import read_sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,20 +59,17 @@ def prepared(tmp_path_factory):
     config = home / "tiny.toml"
     config.write_text(TINY)
     path = home / "w.duckdb"
-    resources = {
-        "warehouse": WarehouseResource(path=str(path)),
-        "pipeline": PipelineConfig(config_file=str(config)),
-    }
-    for assets, tags in [
-        ([prices.raw_prices], _range("2022-12-01", "2022-12-27")),
-        ([features.features], {}),
-        ([model.lstm_model], {"dagster/partition": "2022-12-01"}),
-        ([forecasts.daily_forecasts], _range("2022-12-19", "2022-12-27")),
+    # The definitions the server will load from $FORECAST_CONFIG and $FORECAST_WAREHOUSE, built here.
+    defs = build_defs(str(config), str(path))
+    for asset, tags, partition_key in [
+        ("raw_prices", _range("2022-12-01", "2022-12-27"), None),
+        ("features", {}, None),
+        ("lstm_model", {}, "2022-12-01"),
+        ("daily_forecasts", _range("2022-12-19", "2022-12-27"), None),
     ]:
-        if assets[0] is model.lstm_model:
-            result = dg.materialize(assets, resources=resources, partition_key="2022-12-01")
-        else:
-            result = dg.materialize(assets, resources=resources, tags=tags)
+        result = dg.materialize(
+            defs.assets, selection=[asset], resources=defs.resources, tags=tags, partition_key=partition_key
+        )
         assert result.success
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     return home, path, config

@@ -27,13 +27,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
-from forecast_assets.definitions import ASSETS
 from forecast_core.columns import DATE
 from forecast_core.data import calendar
 from forecast_core.models.baselines import BASELINES
 from forecast_core.models.lstm import artifacts
 from forecast_core.serving.periods import best_baseline
-from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
+from tests.support.config import TINY_CONFIG, with_overrides, write_config
 from tests.support.pipeline import (
     DECEMBER,
     HORIZONS,
@@ -42,6 +41,7 @@ from tests.support.pipeline import (
     TICKERS,
     Pipeline,
     check_results,
+    defs_on,
     materialize,
     table,
 )
@@ -268,15 +268,15 @@ def test_scores_cover_the_matured_forecasts(pipeline, forecasts):
 
 
 def test_rematerializing_a_partition_leaves_the_tables_identical(pipeline):
-    path, res = pipeline.warehouse, pipeline.resources
+    path, defs = pipeline.warehouse, pipeline.defs
     forecasts_before = digest(path, "forecasts", "created_at")
     prices_before = digest(path, "raw_prices", "ingested_at")
     stamps_before = table(path, "SELECT max(ingested_at) AS t FROM raw_prices")["t"][0]
 
-    materialize(["daily_forecasts"], res, start=DECEMBER[0], end=DECEMBER[-1])
+    materialize(["daily_forecasts"], defs, start=DECEMBER[0], end=DECEMBER[-1])
     assert digest(path, "forecasts", "created_at") == forecasts_before
 
-    result = materialize(["raw_prices"], res, partition_key="2022-12-15")
+    result = materialize(["raw_prices"], defs, partition_key="2022-12-15")
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert digest(path, "raw_prices", "ingested_at") == prices_before
     # Only that session's rows were rewritten (one per ticker), nothing else.
@@ -285,7 +285,7 @@ def test_rematerializing_a_partition_leaves_the_tables_identical(pipeline):
 
 
 def test_a_backfill_equals_the_nightly_runs_one_by_one(pipeline):
-    path, res = pipeline.warehouse, pipeline.resources
+    path, defs = pipeline.warehouse, pipeline.defs
     sql = (
         "SELECT * EXCLUDE (created_at) FROM forecasts WHERE as_of_date BETWEEN ? AND ? "
         "ORDER BY as_of_date, ticker, horizon"
@@ -293,10 +293,10 @@ def test_a_backfill_equals_the_nightly_runs_one_by_one(pipeline):
     span = [BACKFILL[0], BACKFILL[-1]]
     whole = digest(path, "forecasts", "created_at")
 
-    materialize(["daily_forecasts"], res, start=BACKFILL[0], end=BACKFILL[-1])
+    materialize(["daily_forecasts"], defs, start=BACKFILL[0], end=BACKFILL[-1])
     backfill = table(path, sql, span)
     for day in BACKFILL:
-        materialize(["daily_forecasts"], res, partition_key=day.isoformat())
+        materialize(["daily_forecasts"], defs, partition_key=day.isoformat())
     one_by_one = table(path, sql, span)
 
     assert backfill.height == len(BACKFILL) * len(TICKERS) * len(HORIZONS)
@@ -328,19 +328,17 @@ def test_a_ticker_added_after_the_retrain_is_served_by_the_stand_in_baseline(pip
         tmp_path / "added.toml",
         with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0, "universe": universe}),
     )
-    res = make_resources(warehouse, config_file)
+    defs = defs_on(warehouse, config_file)
     day = LAST_SESSION
-    materialize(["raw_prices"], res, start=day, end=day)
-    materialize(["features"], res)
+    materialize(["raw_prices"], defs, start=day, end=day)
+    materialize(["features"], defs)
 
-    forecasted = materialize(["daily_forecasts"], res, start=day, end=day)
+    forecasted = materialize(["daily_forecasts"], defs, start=day, end=day)
     assert {e.check_name: e.passed for e in forecasted.get_asset_check_evaluations()} == {
         name: True for name in ("forecasts_finite", "quantiles_ordered", "complete_forecasts")
     }
-    reproduced = dg.materialize(
-        [*ASSETS, forecasts_reproducible],
-        resources=res,
-        selection=dg.AssetSelection.checks(forecasts_reproducible),
+    reproduced = materialize(
+        dg.AssetSelection.checks(forecasts_reproducible), defs, checks=(forecasts_reproducible,)
     )
     evaluation = reproduced.get_asset_check_evaluations()[0]
     assert evaluation.passed and evaluation.metadata["rows"].value == 4 * len(HORIZONS)
@@ -363,7 +361,7 @@ def test_a_ticker_added_after_the_retrain_is_served_by_the_stand_in_baseline(pip
     )
     assert_frame_equal(rows.filter(pl.col("ticker") != "JNJ").drop("created_at"), before.drop("created_at"))
 
-    materialize(["forecast_explanations"], res, start=day, end=day)
+    materialize(["forecast_explanations"], defs, start=day, end=day)
     explained = table(
         warehouse, "SELECT DISTINCT ticker FROM forecast_explanations WHERE as_of_date = ?", [day]
     )
@@ -380,16 +378,16 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
             TINY_CONFIG, {"promotion_tolerance": 0.0, "train": {"learning_rate": 1e-9, "max_epochs": 1}}
         ),
     )
-    res = make_resources(warehouse, config_file)
+    defs = defs_on(warehouse, config_file)
 
-    trained = materialize(["lstm_model"], res, partition_key=PERIOD_START.isoformat())
+    trained = materialize(["lstm_model"], defs, partition_key=PERIOD_START.isoformat())
     gate = check_results(trained)["promotion_gate"]
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
     model = table(warehouse, "SELECT * FROM models ORDER BY trained_at DESC LIMIT 1").row(0, named=True)
     assert not model["promoted"] and model["serving_model"] in BASELINES
     assert model["decision"].startswith("refused: ") and "zero_return" in model["decision"]
 
-    forecasted = materialize(["daily_forecasts"], res, start=BACKFILL[0], end=BACKFILL[-1])
+    forecasted = materialize(["daily_forecasts"], defs, start=BACKFILL[0], end=BACKFILL[-1])
     assert all(e.passed for e in forecasted.get_asset_check_evaluations())
     served = table(
         warehouse, "SELECT * FROM forecasts WHERE as_of_date BETWEEN ? AND ?", [BACKFILL[0], BACKFILL[-1]]

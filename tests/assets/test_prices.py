@@ -10,15 +10,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from forecast_assets.assets.prices import raw_prices
 from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
-from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
+from tests.support.config import TINY_CONFIG, with_overrides, write_config
+from tests.support.pipeline import defs_on, materialize
 from tests.support.synthetic import synthetic_prices
 from warehouse import read_sql
 from warehouse.io import table_exists
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 TICKERS = ("AAPL", "MSFT", "KO", "^GSPC")
 HISTORY_START = dt.date(2022, 11, 1)
 
@@ -40,20 +38,26 @@ def price_file(path: Path, bad: tuple[str, dt.date, float] | None = None) -> Pat
 
 
 @pytest.fixture
-def file_resources(tmp_path: Path, warehouse_path: Path):
-    def build(csv: Path) -> dict:
+def file_defs(tmp_path: Path, warehouse_path: Path):
+    def build(csv: Path) -> dg.Definitions:
         config = with_overrides(
             TINY_CONFIG,
             {"source": {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()}},
         )
-        return make_resources(warehouse_path, write_config(tmp_path / "file.toml", config))
+        return defs_on(warehouse_path, write_config(tmp_path / "file.toml", config))
 
     return build
 
 
-def ingest(resources: dict, start: str, end: str) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [raw_prices], resources=resources, tags={RANGE_START: start, RANGE_END: end}, raise_on_error=False
+def ingest(defs: dg.Definitions, start: str, end: str) -> dg.ExecuteInProcessResult:
+    """raw_prices alone (no checks) over the sessions start..end, as one range run."""
+    return materialize(
+        ["raw_prices"],
+        defs,
+        checks=(),
+        start=dt.date.fromisoformat(start),
+        end=dt.date.fromisoformat(end),
+        raise_on_error=False,
     )
 
 
@@ -74,16 +78,14 @@ def stored(path: Path) -> pl.DataFrame:
     return read_sql("SELECT ticker, date, adj_close FROM raw_prices ORDER BY ALL", path=path)
 
 
-def test_a_bad_price_in_the_range_fails_naming_it_and_writes_nothing(
-    tmp_path, warehouse_path, file_resources
-):
-    res = file_resources(price_file(tmp_path / "prices.csv", bad=("KO", dt.date(2022, 12, 14), -3.5)))
-    first = ingest(res, "2022-12-05", "2022-12-09")  # the bad row is outside this range
+def test_a_bad_price_in_the_range_fails_naming_it_and_writes_nothing(tmp_path, warehouse_path, file_defs):
+    defs = file_defs(price_file(tmp_path / "prices.csv", bad=("KO", dt.date(2022, 12, 14), -3.5)))
+    first = ingest(defs, "2022-12-05", "2022-12-09")  # the bad row is outside this range
     assert first.success
     before = stored(warehouse_path)
     assert before[DATE].min() == HISTORY_START and before[DATE].max() == dt.date(2022, 12, 9)
 
-    text = failure_text(ingest(res, "2022-12-12", "2022-12-16"))
+    text = failure_text(ingest(defs, "2022-12-12", "2022-12-16"))
     assert "KO 2022-12-14" in text and "adj_close" in text and "-3.5" in text
     assert "AAPL" not in text and "MSFT" not in text  # only the offending row is named
     after = stored(warehouse_path)
@@ -92,10 +94,10 @@ def test_a_bad_price_in_the_range_fails_naming_it_and_writes_nothing(
 
 
 def test_a_bad_price_in_a_new_tickers_history_fails_before_anything_is_written(
-    tmp_path, warehouse_path, file_resources
+    tmp_path, warehouse_path, file_defs
 ):
     # First run: every ticker is new, so its history from source.start_date is fetched too.
-    res = file_resources(price_file(tmp_path / "prices.csv", bad=("MSFT", dt.date(2022, 11, 15), 0.0)))
-    text = failure_text(ingest(res, "2022-12-12", "2022-12-16"))
+    defs = file_defs(price_file(tmp_path / "prices.csv", bad=("MSFT", dt.date(2022, 11, 15), 0.0)))
+    text = failure_text(ingest(defs, "2022-12-12", "2022-12-16"))
     assert "MSFT 2022-11-15" in text and "adj_close" in text
     assert stored(warehouse_path).height == 0

@@ -1,5 +1,6 @@
-"""Schedules as the daemon sees them: the nightly run targets the session that just closed and
-skips holidays, the monthly retrain targets its month."""
+"""Schedules as the daemon sees them, on definitions built from a configuration file: the nightly
+run targets the session that just closed and skips holidays, the monthly retrain targets its month,
+both in the configured calendar's time zone (XNYS on the tiny configuration, XLON on another)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from forecast_assets.definitions import defs
-from forecast_assets.partitions import RETRAIN_MONTHS, TRADING_DAYS
+from forecast_assets.definitions import build_defs
+from tests.support.config import write_config
 
 NEW_YORK = ZoneInfo("America/New_York")
-JOBS = ("ingest_job", "evaluation_job", "retrain_job", "nightly_job", "forecast_job")
+LONDON = ZoneInfo("Europe/London")
 
 
-def tick(schedule_name: str, when: dt.datetime) -> dg.ScheduleExecutionData:
+def tick(defs: dg.Definitions, schedule_name: str, when: dt.datetime) -> dg.ScheduleExecutionData:
     schedule = defs.resolve_schedule_def(schedule_name)
     with dg.build_schedule_context(
         scheduled_execution_time=when, repository_def=defs.get_repository_def()
@@ -38,36 +39,64 @@ def after_close(day: dt.date) -> dt.datetime:
         dt.date(2024, 11, 29),  # the day after Thanksgiving (closes at 13:00, still a session)
     ],
 )
-def test_nightly_schedule_targets_the_session_that_just_closed(day):
-    data = tick("nightly_after_close", after_close(day))
+def test_nightly_schedule_targets_the_session_that_just_closed(tiny_defs, day):
+    data = tick(tiny_defs, "nightly_after_close", after_close(day))
     assert data.skip_message is None
     [request] = data.run_requests
     assert request.partition_key == day.isoformat()
     assert request.run_key == day.isoformat()  # one run per session, even if the tick is retried
-    assert request.partition_key in TRADING_DAYS.get_partition_keys_in_range(
+    trading_days = tiny_defs.resolve_job_def("nightly_job").partitions_def
+    assert request.partition_key in trading_days.get_partition_keys_in_range(
         dg.PartitionKeyRange(day.isoformat(), day.isoformat())
     )
 
 
 @pytest.mark.parametrize("day", [dt.date(2024, 7, 4), dt.date(2024, 12, 25), dt.date(2024, 3, 29)])
-def test_nightly_schedule_skips_holidays(day):
-    data = tick("nightly_after_close", after_close(day))
+def test_nightly_schedule_skips_holidays(tiny_defs, day):
+    data = tick(tiny_defs, "nightly_after_close", after_close(day))
     assert not data.run_requests
     assert str(day) in data.skip_message and "not a XNYS session" in data.skip_message
 
 
-def test_schedules_fire_after_the_close_and_on_the_first_of_the_month():
-    nightly = defs.resolve_schedule_def("nightly_after_close")
+def test_schedules_fire_after_the_close_and_on_the_first_of_the_month(tiny_defs):
+    nightly = tiny_defs.resolve_schedule_def("nightly_after_close")
     assert (nightly.cron_schedule, nightly.execution_timezone) == ("30 18 * * 1-5", "America/New_York")
-    retrain = defs.resolve_schedule_def("monthly_retrain")
+    retrain = tiny_defs.resolve_schedule_def("monthly_retrain")
     assert (retrain.cron_schedule, retrain.execution_timezone) == ("0 6 1 * *", "America/New_York")
 
 
-def test_monthly_retrain_targets_its_month():
-    data = tick("monthly_retrain", dt.datetime(2024, 8, 1, 6, 0, tzinfo=NEW_YORK))
+def test_monthly_retrain_targets_its_month(tiny_defs):
+    data = tick(tiny_defs, "monthly_retrain", dt.datetime(2024, 8, 1, 6, 0, tzinfo=NEW_YORK))
     [request] = data.run_requests
     assert request.partition_key == "2024-08-01"
-    assert RETRAIN_MONTHS.has_partition_key("2024-08-01")
-    schedule = defs.resolve_schedule_def("monthly_retrain")
+    assert tiny_defs.resolve_job_def("retrain_job").partitions_def.has_partition_key("2024-08-01")
+    schedule = tiny_defs.resolve_schedule_def("monthly_retrain")
     assert schedule.job_name == "retrain_job"
-    assert defs.resolve_schedule_def("nightly_after_close").job_name == "nightly_job"
+    assert tiny_defs.resolve_schedule_def("nightly_after_close").job_name == "nightly_job"
+
+
+def test_schedules_and_partitions_follow_the_configured_calendar_and_start(tmp_path):
+    """On XLON the nightly run fires after the London close, in London time, on LSE sessions (not
+    NYSE ones), and the partitions start at the configured start date."""
+    config = write_config(
+        tmp_path / "xlon.toml", {"calendar": "XLON", "source": {"start_date": "2021-03-01"}}
+    )
+    defs = build_defs(str(config), str(tmp_path / "w.duckdb"))
+    nightly = defs.resolve_schedule_def("nightly_after_close")
+    assert (nightly.cron_schedule, nightly.execution_timezone) == ("30 18 * * 1-5", "Europe/London")
+    assert defs.resolve_schedule_def("monthly_retrain").execution_timezone == "Europe/London"
+
+    # 2024-07-04, Independence Day: the NYSE is closed, the LSE trades.
+    [request] = tick(defs, "nightly_after_close", dt.datetime(2024, 7, 4, 18, 30, tzinfo=LONDON)).run_requests
+    assert request.partition_key == "2024-07-04"
+    # 2024-08-26, the summer bank holiday: the LSE is closed, the NYSE trades.
+    skipped = tick(defs, "nightly_after_close", dt.datetime(2024, 8, 26, 18, 30, tzinfo=LONDON))
+    assert not skipped.run_requests
+    assert "2024-08-26" in skipped.skip_message and "not a XLON session" in skipped.skip_message
+
+    sessions = defs.resolve_job_def("nightly_job").partitions_def
+    assert sessions.timezone == "Europe/London"
+    assert sessions.get_first_partition_key() == "2021-03-01"
+    assert sessions.has_partition_key("2024-07-04") and not sessions.has_partition_key("2024-08-26")
+    months = defs.resolve_job_def("retrain_job").partitions_def
+    assert (months.timezone, months.get_first_partition_key()) == ("Europe/London", "2021-03-01")

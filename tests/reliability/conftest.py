@@ -20,7 +20,7 @@ import yfinance.shared
 
 from tests.reliability.ledger import LEDGER
 from tests.support.pipeline import materialize
-from tests.support.yahoo import SEED, FakeYahoo, resources_for, truth
+from tests.support.yahoo import SEED, FakeYahoo, defs_for, truth
 
 HERE = Path(__file__).parent
 _STARTED = time.monotonic()
@@ -79,7 +79,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setattr(yfinance, "download", FakeYahoo(truth()))
     try:
-        result = materialize(["raw_prices"], resources_for(directory), start=SEED[0], end=SEED[1])
+        result = materialize(["raw_prices"], defs_for(directory), start=SEED[0], end=SEED[1])
     finally:
         mp.undo()
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())

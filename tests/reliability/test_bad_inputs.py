@@ -22,8 +22,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from forecast_assets.assets.prices import raw_prices
-from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_assets.definitions import build_defs
 from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
 from forecast_core.errors import ConfigError, InsufficientDataError, PriceDataError
 from forecast_core.models.lstm.forecaster import LSTMForecaster
@@ -78,13 +77,11 @@ def ingest(
             {"source": {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()}},
         )
         write_toml(config, with_overrides(base, overrides or {}))
-    resources = {
-        "warehouse": WarehouseResource(path=warehouse or str(tmp / "w.duckdb")),
-        "pipeline": PipelineConfig(config_file=str(config)),
-    }
+    defs = build_defs(str(config), warehouse or str(tmp / "w.duckdb"))  # a bad configuration fails here
     dg.materialize(
-        [raw_prices],
-        resources=resources,
+        defs.assets,
+        selection=["raw_prices"],
+        resources=defs.resources,
         tags={RANGE_START: span[0].isoformat(), RANGE_END: span[1].isoformat()},
     )
 

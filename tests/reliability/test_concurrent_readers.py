@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from tests.reliability.ledger import record
-from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
+from tests.support.config import TINY_CONFIG, with_overrides, write_config
 from tests.support.pipeline import (
     DECEMBER,
     HORIZONS,
@@ -32,6 +32,7 @@ from tests.support.pipeline import (
     PERIOD_START,
     PRICES_START,
     TICKERS,
+    defs_on,
     materialize,
 )
 from tests.support.warehouse import hold_lock
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_a_reader_sees_only_whole_partitions_during_a_pipeline_run(tmp_path: Path) -> None:
     warehouse, stop = tmp_path / "w.duckdb", tmp_path / "stop"
-    res = make_resources(
+    defs = defs_on(
         warehouse,
         write_config(tmp_path / "tiny.toml", with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0})),
     )
@@ -67,17 +68,17 @@ def test_a_reader_sees_only_whole_partitions_during_a_pipeline_run(tmp_path: Pat
     )
     try:
         runs = [
-            materialize(["raw_prices"], res, start=PRICES_START, end=LAST_SESSION),
-            materialize(["features"], res),
-            materialize(["walk_forward_folds"], res),
-            materialize(["fold_evaluation"], res),
-            materialize(["lstm_model"], res, partition_key=PERIOD_START.isoformat()),
-            materialize(["daily_forecasts"], res, start=DECEMBER[0], end=DECEMBER[-1]),
-            materialize(["forecast_scores"], res),
-            materialize(["forecast_explanations"], res, start=DECEMBER[-3], end=DECEMBER[-1]),
+            materialize(["raw_prices"], defs, start=PRICES_START, end=LAST_SESSION),
+            materialize(["features"], defs),
+            materialize(["walk_forward_folds"], defs),
+            materialize(["fold_evaluation"], defs),
+            materialize(["lstm_model"], defs, partition_key=PERIOD_START.isoformat()),
+            materialize(["daily_forecasts"], defs, start=DECEMBER[0], end=DECEMBER[-1]),
+            materialize(["forecast_scores"], defs),
+            materialize(["forecast_explanations"], defs, start=DECEMBER[-3], end=DECEMBER[-1]),
             # Re-runs replace partitions under the reader's feet.
-            materialize(["raw_prices", "features"], res, partition_key="2022-12-15"),
-            materialize(["daily_forecasts", "forecast_scores"], res, start=DECEMBER[0], end=DECEMBER[-1]),
+            materialize(["raw_prices", "features"], defs, partition_key="2022-12-15"),
+            materialize(["daily_forecasts", "forecast_scores"], defs, start=DECEMBER[0], end=DECEMBER[-1]),
         ]
         time.sleep(0.3)  # a last round on the final snapshot
     finally:

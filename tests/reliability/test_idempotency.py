@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
-from forecast_assets.definitions import ASSETS
 from forecast_core.data import calendar
 from tests.reliability.ledger import record
 from tests.support.pipeline import (
@@ -76,16 +75,16 @@ def digests(path) -> dict[str, str]:
 
 def run(
     selection: list,
-    resources: dict,
+    defs: dg.Definitions,
     days: list[dt.date] | None = None,
     key: str | None = None,
     checks: tuple = (),
 ) -> dg.ExecuteInProcessResult:
     tags = {RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()} if days else None
     result = dg.materialize(
-        [*ASSETS, *PRICE_CHECKS, *checks],
+        [*defs.assets, *PRICE_CHECKS, *checks],
         selection=selection,
-        resources=resources,
+        resources=defs.defs,
         tags=tags,
         partition_key=key,
     )
@@ -96,19 +95,19 @@ def run(
 @pytest.fixture(scope="module")
 def explained(pipeline: Pipeline) -> Pipeline:
     """The pipeline plus the explanations of its last three sessions."""
-    run(["forecast_explanations"], pipeline.resources, EXPLAINED)
+    run(["forecast_explanations"], pipeline.defs, EXPLAINED)
     return pipeline
 
 
 def test_every_partitioned_asset_materialized_twice_leaves_identical_tables(explained: Pipeline) -> None:
-    path, res = explained.warehouse, explained.resources
+    path, defs = explained.warehouse, explained.defs
     model_before = table(path, "SELECT model_version, artifact_sha256 FROM models").rows()
     before = digests(path)
 
-    run(["raw_prices"], res, PRICES)
-    run(["lstm_model"], res, key=PERIOD_START.isoformat())
-    run(["daily_forecasts"], res, DECEMBER)
-    run(["forecast_explanations"], res, EXPLAINED)
+    run(["raw_prices"], defs, PRICES)
+    run(["lstm_model"], defs, key=PERIOD_START.isoformat())
+    run(["daily_forecasts"], defs, DECEMBER)
+    run(["forecast_explanations"], defs, EXPLAINED)
     record("idempotency_reruns", 4)
 
     after = digests(path)
@@ -119,7 +118,7 @@ def test_every_partitioned_asset_materialized_twice_leaves_identical_tables(expl
 
 
 def test_a_backfill_equals_the_sessions_one_by_one(explained: Pipeline) -> None:
-    path, res = explained.warehouse, explained.resources
+    path, defs = explained.warehouse, explained.defs
     sql = {
         "raw_prices": (
             "SELECT * EXCLUDE (ingested_at) FROM raw_prices WHERE date BETWEEN ? AND ? ORDER BY ALL",
@@ -131,10 +130,10 @@ def test_a_backfill_equals_the_sessions_one_by_one(explained: Pipeline) -> None:
         ),
     }
     for asset, (query, days) in sql.items():
-        run([asset], res, days)
+        run([asset], defs, days)
         backfill = read_sql(query, [days[0], days[-1]], path)
         for day in days:
-            run([asset], res, key=day.isoformat())
+            run([asset], defs, key=day.isoformat())
         one_by_one = read_sql(query, [days[0], days[-1]], path)
         record("idempotency_reruns", 1 + len(days))
         assert backfill.height > 0
@@ -144,8 +143,8 @@ def test_a_backfill_equals_the_sessions_one_by_one(explained: Pipeline) -> None:
 
 
 def test_forecasts_reproducible_check_recomputes_the_latest_session_bit_for_bit(pipeline: Pipeline) -> None:
-    path, res = pipeline.warehouse, pipeline.resources
-    check = run(["daily_forecasts"], res, key=LAST_SESSION.isoformat(), checks=(forecasts_reproducible,))
+    path, defs = pipeline.warehouse, pipeline.defs
+    check = run(["daily_forecasts"], defs, key=LAST_SESSION.isoformat(), checks=(forecasts_reproducible,))
     evaluation = {e.check_name: e for e in check.get_asset_check_evaluations()}["forecasts_reproducible"]
     meta = {k: v.value for k, v in evaluation.metadata.items()}
     record("reproducibility_checks")
@@ -164,8 +163,8 @@ def test_forecasts_reproducible_check_recomputes_the_latest_session_bit_for_bit(
             [float(np.nextafter(row["q50"], np.inf)), LAST_SESSION, row["ticker"], row["horizon"]],
         )
     alone = dg.materialize(
-        [*ASSETS, forecasts_reproducible],
-        resources=res,
+        [*defs.assets, forecasts_reproducible],
+        resources=defs.defs,
         selection=dg.AssetSelection.checks(forecasts_reproducible),
     )
     evaluation = alone.get_asset_check_evaluations()[0]
@@ -174,4 +173,4 @@ def test_forecasts_reproducible_check_recomputes_the_latest_session_bit_for_bit(
     assert f"{LAST_SESSION} {row['ticker']} {row['horizon']}" in meta["examples"]
     assert 0 < meta["max_abs_difference"] < 1e-15
 
-    run(["daily_forecasts"], res, key=LAST_SESSION.isoformat())  # restore the published rows
+    run(["daily_forecasts"], defs, key=LAST_SESSION.isoformat())  # restore the published rows

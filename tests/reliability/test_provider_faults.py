@@ -44,10 +44,10 @@ from tests.support.yahoo import (
     TICKERS,
     Corruption,
     FakeYahoo,
+    defs_for,
     fresh_copy,
     ingest,
     raises,
-    resources_for,
     truth,
 )
 from warehouse import read_sql
@@ -288,13 +288,13 @@ def test_provider_fault_is_retried_or_fails_cleanly_and_the_next_good_run_recove
 ) -> None:
     record("faults_simulated")
     path = fresh_copy(seeded, tmp_path)
-    res = resources_for(tmp_path, case.add)
+    defs = defs_for(tmp_path, case.add)
     tickers = (*TICKERS, *case.add)
     before = file_digest(path)
     source = FakeYahoo(truth(), case.fault, case.times)
     monkeypatch.setattr(yfinance, "download", source)
 
-    result = ingest(res, case.span)
+    result = ingest(defs, case.span)
 
     if case.outcome in ("retried", "handled"):
         assert result.success, failure_message(result)
@@ -324,7 +324,7 @@ def test_provider_fault_is_retried_or_fails_cleanly_and_the_next_good_run_recove
 
     # The provider is fixed: the next run stores exactly its prices.
     monkeypatch.setattr(yfinance, "download", FakeYahoo(truth()))
-    again = ingest(res, case.span)
+    again = ingest(defs, case.span)
     assert again.success, failure_message(again)
     assert stored(path, case.span[1]).equals(expected(truth(), tickers, case.span[1]))
     record("recoveries")
@@ -341,7 +341,7 @@ def test_a_split_that_rewrites_history_blocks_the_run_until_history_is_reingeste
     check passes."""
     record("faults_simulated")
     path = fresh_copy(seeded, tmp_path)
-    res = resources_for(tmp_path)
+    defs = defs_for(tmp_path)
     split = truth().with_columns(
         *[
             pl.when(pl.col(TICKER) == "MSFT").then(pl.col(c) * 0.5).otherwise(pl.col(c)).alias(c)
@@ -351,7 +351,7 @@ def test_a_split_that_rewrites_history_blocks_the_run_until_history_is_reingeste
     )
     monkeypatch.setattr(yfinance, "download", FakeYahoo(split))
 
-    first = materialize(["raw_prices", "features"], res, start=RUN[0], end=RUN[1], raise_on_error=False)
+    first = materialize(["raw_prices", "features"], defs, start=RUN[0], end=RUN[1], raise_on_error=False)
     check = check_results(first)["history_matches_source"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     meta = {k: v.value for k, v in check.metadata.items()}
@@ -361,7 +361,7 @@ def test_a_split_that_rewrites_history_blocks_the_run_until_history_is_reingeste
     mixed = stored(path, RUN[1]).filter(pl.col(TICKER) == "MSFT")
     assert mixed.filter(pl.col(DATE) < RUN[0]).equals(expected(truth(), ("MSFT",), SEED[1]))
 
-    reingest = materialize(["raw_prices"], res, start=HISTORY_START, end=RUN[1])
+    reingest = materialize(["raw_prices"], defs, start=HISTORY_START, end=RUN[1])
     assert all(e.passed for e in reingest.get_asset_check_evaluations())
     assert stored(path, RUN[1]).equals(expected(split, TICKERS, RUN[1]))
     record("recoveries")

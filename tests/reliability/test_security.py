@@ -25,7 +25,7 @@ import yfinance
 from forecast_core.config import validate_path, validate_ticker
 from forecast_core.errors import ConfigError
 from tests.reliability.ledger import record
-from tests.support.yahoo import RUN, FakeYahoo, fresh_copy, ingest, raises, resources_for, truth
+from tests.support.yahoo import RUN, FakeYahoo, defs_for, fresh_copy, ingest, raises, truth
 
 #: As in test_provider_faults.py: the retry policy's delays are recorded, not slept.
 pytestmark = pytest.mark.usefixtures("retry_delays")
@@ -404,7 +404,7 @@ def test_no_secret_reaches_the_run_logs(seeded, tmp_path: Path, monkeypatch: pyt
     error.response = requests.Response()
     error.response.status_code = 502
     monkeypatch.setattr(yfinance, "download", FakeYahoo(truth(), raises(error), times=1))
-    result = ingest(resources_for(tmp_path), RUN)
+    result = ingest(defs_for(tmp_path), RUN)
     assert result.success
     retried = [e for e in result.all_events if e.is_step_up_for_retry]
     assert retried and "crumb=<redacted>" in dg.serialize_value(retried[0])

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.config import load_config
 
 #: Overrides of `forecast_core.config` defaults, nested like the TOML file.
@@ -59,11 +58,3 @@ def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
         else:
             merged[k] = v
     return merged
-
-
-def make_resources(warehouse: Path, config_file: Path) -> dict[str, Any]:
-    """The resources `dg.materialize` needs, on this warehouse file and configuration."""
-    return {
-        "warehouse": WarehouseResource(path=str(warehouse)),
-        "pipeline": PipelineConfig(config_file=str(config_file)),
-    }

@@ -19,10 +19,10 @@ import dagster as dg
 import polars as pl
 
 from forecast_assets.checks import PRICE_CHECKS
-from forecast_assets.definitions import ASSETS
+from forecast_assets.definitions import build_defs
 from forecast_core.config import ForecastConfig, load_config
 from forecast_core.data import calendar
-from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
+from tests.support.config import TINY_CONFIG, with_overrides, write_config
 from warehouse import read_sql
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -34,21 +34,29 @@ PERIOD_START = dt.date(2022, 12, 1)
 DECEMBER = calendar.sessions(PERIOD_START, LAST_SESSION)
 
 
+def defs_on(warehouse: Path, config_file: Path) -> dg.Definitions:
+    """The job's definitions on this warehouse file and configuration file (`build_defs`): the
+    partitions, the schedules and the data all come from `config_file`."""
+    return build_defs(str(config_file), str(warehouse))
+
+
 def materialize(
-    selection: list[str],
-    resources: dict[str, Any],
+    selection: list[str] | dg.AssetSelection,
+    defs: dg.Definitions,
     *,
+    checks: tuple = tuple(PRICE_CHECKS),
     start: dt.date | None = None,
     end: dt.date | None = None,
     partition_key: str | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Run the selected assets (with their checks) in process; `start`/`end` make a range run."""
+    """Run the selected assets of `defs` (with `checks`, the price checks unless told) in process, on
+    its resources; `start`/`end` make a range run."""
     tags = {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()} if start and end else None
     return dg.materialize(
-        [*ASSETS, *PRICE_CHECKS],
+        [*defs.assets, *checks],
         selection=selection,
-        resources=resources,
+        resources=defs.resources,
         tags=tags,
         partition_key=partition_key,
         raise_on_error=raise_on_error,
@@ -68,7 +76,7 @@ class Pipeline:
     directory: Path
     warehouse: Path
     cfg: ForecastConfig
-    resources: dict[str, Any]
+    defs: dg.Definitions
     results: dict[str, dg.ExecuteInProcessResult]
 
 
@@ -78,18 +86,18 @@ def run_pipeline(directory: Path) -> Pipeline:
         directory / "tiny.toml", with_overrides(TINY_CONFIG, {"promotion_tolerance": 10.0})
     )
     warehouse = directory / "w.duckdb"
-    res = make_resources(warehouse, config_file)
+    defs = defs_on(warehouse, config_file)
     results = {
-        "raw_prices": materialize(["raw_prices"], res, start=PRICES_START, end=LAST_SESSION),
-        "features": materialize(["features"], res),
-        "walk_forward_folds": materialize(["walk_forward_folds"], res),
-        "fold_evaluation": materialize(["fold_evaluation"], res),
-        "lstm_model": materialize(["lstm_model"], res, partition_key=PERIOD_START.isoformat()),
-        "daily_forecasts": materialize(["daily_forecasts"], res, start=DECEMBER[0], end=DECEMBER[-1]),
-        "forecast_scores": materialize(["forecast_scores"], res),
-        "strategy_backtest": materialize(["strategy_backtest"], res),
+        "raw_prices": materialize(["raw_prices"], defs, start=PRICES_START, end=LAST_SESSION),
+        "features": materialize(["features"], defs),
+        "walk_forward_folds": materialize(["walk_forward_folds"], defs),
+        "fold_evaluation": materialize(["fold_evaluation"], defs),
+        "lstm_model": materialize(["lstm_model"], defs, partition_key=PERIOD_START.isoformat()),
+        "daily_forecasts": materialize(["daily_forecasts"], defs, start=DECEMBER[0], end=DECEMBER[-1]),
+        "forecast_scores": materialize(["forecast_scores"], defs),
+        "strategy_backtest": materialize(["strategy_backtest"], defs),
         "forecast_explanations": materialize(
-            ["forecast_explanations"], res, start=DECEMBER[-1], end=DECEMBER[-1]
+            ["forecast_explanations"], defs, start=DECEMBER[-1], end=DECEMBER[-1]
         ),
     }
-    return Pipeline(directory, warehouse, load_config(config_file), res, results)
+    return Pipeline(directory, warehouse, load_config(config_file), defs, results)

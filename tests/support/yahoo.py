@@ -3,7 +3,7 @@
 `yahoo_frame` builds frames shaped like `yf.download(group_by="column")`'s; `FakeYahoo` stands in for
 `yfinance.download`, serving synthetic prices and injecting a fault (a `Corruption`) into its first
 calls. The scenarios of tests/reliability ingest RUN through `raw_prices` on the tiny
-configuration with a yfinance source (`resources_for`), each from a `fresh_copy` of the warehouse
+configuration with a yfinance source (`defs_for`), each from a `fresh_copy` of the warehouse
 the `seeded` fixture (tests/reliability/conftest.py) stores: every ticker from HISTORY_START to
 SEED's end.
 """
@@ -21,8 +21,8 @@ import pandas as pd
 import polars as pl
 
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, OPEN, TICKER, VOLUME
-from tests.support.config import TINY_CONFIG, make_resources, with_overrides, write_config
-from tests.support.pipeline import materialize
+from tests.support.config import TINY_CONFIG, with_overrides, write_config
+from tests.support.pipeline import defs_on, materialize
 from tests.support.synthetic import synthetic_prices
 
 TICKERS = ("AAPL", "MSFT", "KO", "^GSPC")
@@ -101,7 +101,9 @@ def truth(tickers: tuple[str, ...] = (*TICKERS, "PEP")) -> pl.DataFrame:
     return prices.with_columns((pl.col(CLOSE) * 0.98).alias(ADJ_CLOSE))
 
 
-def resources_for(directory: Path, add: tuple[str, ...] = ()) -> dict[str, Any]:
+def defs_for(directory: Path, add: tuple[str, ...] = ()) -> dg.Definitions:
+    """The job's definitions on `directory`'s warehouse, with a yfinance source from HISTORY_START and
+    `add` joining the universe."""
     config = with_overrides(
         TINY_CONFIG,
         {
@@ -109,7 +111,7 @@ def resources_for(directory: Path, add: tuple[str, ...] = ()) -> dict[str, Any]:
             "source": {"kind": "yfinance", "start_date": HISTORY_START.isoformat()},
         },
     )
-    return make_resources(directory / "w.duckdb", write_config(directory / "yf.toml", config))
+    return defs_on(directory / "w.duckdb", write_config(directory / "yf.toml", config))
 
 
 def fresh_copy(seeded: Path, directory: Path) -> Path:
@@ -118,7 +120,7 @@ def fresh_copy(seeded: Path, directory: Path) -> Path:
     return target
 
 
-def ingest(res: dict[str, Any], span: tuple[dt.date, dt.date]) -> dg.ExecuteInProcessResult:
+def ingest(defs: dg.Definitions, span: tuple[dt.date, dt.date]) -> dg.ExecuteInProcessResult:
     if span[0] == span[1]:
-        return materialize(["raw_prices"], res, partition_key=span[0].isoformat(), raise_on_error=False)
-    return materialize(["raw_prices"], res, start=span[0], end=span[1], raise_on_error=False)
+        return materialize(["raw_prices"], defs, partition_key=span[0].isoformat(), raise_on_error=False)
+    return materialize(["raw_prices"], defs, start=span[0], end=span[1], raise_on_error=False)
