@@ -1,11 +1,13 @@
 """Naive baselines: ordinary forecasters with the same interface and evaluation as the LSTM.
 
-Four models, in the order `make_baselines` returns them:
+Six models, in the order `make_baselines` returns them:
 
 - `ZeroReturn`      point 0 (random walk on prices);
 - `HistoricalMean`  point = the ticker's mean training target (drift);
 - `RidgeBaseline`   point = standardised ridge regression on the task's features, per horizon;
-- `EwmaVol`         RiskMetrics: median 0, band sigma_t * sqrt(h) * z_tau.
+- `EwmaVol`         RiskMetrics: median 0, band sigma_t * sqrt(h) * z_tau;
+- `GjrGarch`        per-ticker GJR-GARCH(1,1): median 0, band sqrt(var_h) * z_tau (`models.garch`);
+- `VolBlend`        the average of the `EwmaVol` and `GjrGarch` bands (`models.garch`).
 
 The three point baselines share `PointBaseline`: their quantiles are the point forecast plus the
 empirical quantiles of their own training residuals (target - point), per ticker and horizon, so
@@ -34,6 +36,7 @@ from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
+from forecast_core.models.garch import GjrGarch, VolBlend
 
 #: The daily log-return column `EwmaVol` reads (also a feature of the panel).
 RETURN_COLUMN = "ret_1"
@@ -288,6 +291,8 @@ BASELINES: dict[str, type[Forecaster]] = {
     "historical_mean": HistoricalMean,
     "ridge": RidgeBaseline,
     "ewma_vol": EwmaVol,
+    "gjr_garch": GjrGarch,
+    "vol_blend": VolBlend,
 }
 
 
@@ -299,5 +304,6 @@ def make_baseline(name: str, task: ForecastTask, cfg: ForecastConfig) -> Forecas
 
 
 def make_baselines(task: ForecastTask, cfg: ForecastConfig) -> list[Forecaster]:
-    """Every baseline, in the fixed order zero_return, historical_mean, ridge, ewma_vol."""
+    """Every baseline, in the fixed order zero_return, historical_mean, ridge, ewma_vol, gjr_garch,
+    vol_blend."""
     return [make_baseline(name, task, cfg) for name in BASELINES]
