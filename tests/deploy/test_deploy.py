@@ -19,6 +19,8 @@ from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes.config_class import class_from_code_pointer
 
+from tests.support.config import TINY_CONFIG, write_config
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 JOBS = ("ingest_job", "evaluation_job", "retrain_job", "nightly_job", "forecast_job", "decision_job")
 
@@ -85,16 +87,29 @@ def test_executor_yaml_validates_against_the_k8s_executor_schema():
     assert not validate_config(schema, broken).success
 
 
-def test_every_job_runs_on_the_k8s_executor_with_a_valid_run_config():
-    from deploy.definitions import defs
+def test_every_job_runs_on_the_k8s_executor_with_a_valid_run_config(tmp_path):
+    from deploy.definitions import build_defs
+    from forecast_assets.definitions import build_defs as build_local_defs
 
+    config, warehouse = str(write_config(tmp_path / "tiny.toml", TINY_CONFIG)), str(tmp_path / "w.duckdb")
+    defs = build_defs(config, warehouse)
     for name in JOBS:
         job = defs.resolve_job_def(name)
         assert job.executor_def.name == "k8s_forecast", name
         dg.validate_run_config(job, {})
-    # The same asset graph as the local definitions: only the executor differs.
-    from forecast_assets.definitions import defs as local
-
+    # The same asset graph, partitions and resources as the local definitions of the same
+    # configuration: only the executor differs.
+    local = build_local_defs(config, warehouse)
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} == {
         k.to_user_string() for k in local.resolve_asset_graph().get_all_asset_keys()
     }
+    for name in JOBS:
+        assert defs.resolve_job_def(name).partitions_def == local.resolve_job_def(name).partitions_def, name
+    assert defs.resources["pipeline"].config_file == config and defs.resources["warehouse"].path == warehouse
+
+
+def test_the_module_level_definitions_load():
+    """What the user-code server loads (`dagster api grpc -m deploy.definitions`)."""
+    from deploy.definitions import defs
+
+    assert {job.name for job in defs.resolve_all_job_defs()} >= set(JOBS)
