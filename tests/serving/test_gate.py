@@ -18,7 +18,10 @@ def test_the_lstm_serves_when_lowest_and_the_text_states_the_tolerance():
     against = _PreviousComparison(lstm=0.00810, previous=0.00805, where="")
     serving, promoted, decision = gate(scores, against, 0.01)
     assert (serving, promoted) == ("lstm", True)
-    assert "the LSTM's 0.0081 is within 1% of the previous model's 0.00805 (refused beyond 0.0081305)" in decision
+    assert (
+        "the LSTM's 0.0081 is within 1% of the previous model's 0.00805 (refused beyond 0.0081305)"
+        in decision
+    )
 
 
 def test_the_lstm_is_refused_when_worse_than_the_previous_model_beyond_tolerance():
