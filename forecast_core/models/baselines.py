@@ -273,6 +273,23 @@ class EwmaVol(Forecaster):
         self.z_ = np.where(tau < 0.5, np.minimum(zq, 0.0), upper)
         return self
 
+    def scales(self, panel: pl.DataFrame) -> np.ndarray:
+        """h-session scales `sigma_t * sqrt(h)` `<float64>[rows, H]` of the panel's rows in
+        (ticker, date) order (NaN during warm-up); what the LSTM's `ewma` prior standardises by."""
+        sigma = self.with_sigma(panel)["sigma"].to_numpy()
+        return sigma[:, None] * np.sqrt(np.asarray(self.task.horizons, dtype=np.float64))
+
+    def state(self) -> dict:
+        """The fitted state, JSON-serialisable (`from_state` restores it)."""
+        self.require_fitted()
+        return {"lam": self.lam, "z": self.z_.tolist()}
+
+    @classmethod
+    def from_state(cls, task: ForecastTask, cfg: ForecastConfig, state: dict) -> EwmaVol:
+        model = cls(task, lam=state["lam"])
+        model.z_ = np.asarray(state["z"], dtype=np.float64)
+        return model
+
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()
         rows = rows_between(self.with_sigma(panel.filter(pl.col(DATE) <= end)), start, end)

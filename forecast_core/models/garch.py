@@ -365,6 +365,11 @@ class GjrGarch(Forecaster):
             _warn_fallback(self.name, unseen, "(predict)")
         return out
 
+    def scales(self, panel: pl.DataFrame) -> np.ndarray:
+        """h-session scales `sqrt(var_h)` `<float64>[rows, H]` of the panel's rows in (ticker, date)
+        order (NaN in warm-up); what the LSTM's `gjr` prior standardises by."""
+        return np.sqrt(self.horizon_variance(panel.sort(TICKER, DATE)))
+
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()
         history = panel.filter(pl.col(DATE) <= end).sort(TICKER, DATE)
@@ -455,6 +460,11 @@ class VolBlend(Forecaster):
             z = _standardised_targets(history, self.blended_variance(history), train_end, self.task)
             self.z_ = _band_quantiles(z, self.task.quantiles)
         return self
+
+    def scales(self, panel: pl.DataFrame) -> np.ndarray:
+        """h-session scales `sqrt(blended variance)` `<float64>[rows, H]` of the panel's rows in
+        (ticker, date) order (NaN in warm-up); what the LSTM's `blend` prior standardises by."""
+        return np.sqrt(self.blended_variance(panel.sort(TICKER, DATE)))
 
     def blended_variance(self, sorted_panel: pl.DataFrame) -> np.ndarray:
         """`(s2_ewma * h + var_gjr_h) / 2` `[rows, H]` for a panel sorted by (ticker, date)."""

@@ -97,9 +97,11 @@ def _tickers_of(panel, start, end) -> np.ndarray:
 def test_make_baselines_order_and_config():
     cfg = ForecastConfig(ridge_alpha=3.0, ewma_lambda=0.9)
     models = make_baselines(TASK, cfg)
-    assert [m.name for m in models] == ["zero_return", "historical_mean", "ridge", "ewma_vol"]
+    assert [m.name for m in models] == [
+        "zero_return", "historical_mean", "ridge", "ewma_vol", "gjr_garch", "vol_blend"
+    ]  # fmt: skip
     assert list(BASELINES) == [m.name for m in models]
-    assert models[2].alpha == 3.0 and models[3].lam == 0.9
+    assert models[2].alpha == 3.0 and models[3].lam == 0.9 and models[4].lam == 0.9 and models[5].lam == 0.9
 
 
 @pytest.mark.parametrize("name", list(BASELINES))

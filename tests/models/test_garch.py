@@ -350,3 +350,18 @@ def test_a_fit_just_above_the_bound_is_clipped_onto_it(monkeypatch, panel):
     (omega, alpha, gamma, beta), why = fit_gjr(_returns(panel, "KO", TRAIN_END))
     assert why is None and omega == pytest.approx(0.02 / 1e4, rel=1e-12)
     assert alpha + gamma / 2 + beta == pytest.approx(1.0, abs=1e-15) and (alpha, gamma) == (0.05, 0.1)
+
+
+@pytest.mark.parametrize("name", ["ewma_vol", "gjr_garch", "vol_blend"])
+def test_scales_are_the_bands_unit_for_the_lstm_prior(panel, task, name):
+    """`scales` (what the LSTM's prior standardises targets by) is the h-session scale behind the
+    model's own bands: each band is `scale * z_` row by row, and it round-trips through `state`."""
+    model = BASELINES[name].from_config(task, CFG).fit(panel, TRAIN_END)
+    rows = rows_between(panel, TEST_START, TEST_END)
+    in_test = panel.sort(TICKER, DATE).select(pl.col(DATE).is_between(TEST_START, TEST_END)).to_series().to_numpy()
+    scale = model.scales(panel)[in_test]
+    assert scale.shape == (rows.height, len(task.horizons)) and np.all(scale > 0)
+    q = model.predict(panel, TEST_START, TEST_END)
+    np.testing.assert_allclose(q, scale[:, :, None] * model.z_[None], rtol=2e-6, atol=1e-9)
+    restored = BASELINES[name].from_state(task, CFG, json.loads(json.dumps(model.state())))
+    np.testing.assert_array_equal(restored.scales(panel), model.scales(panel))
