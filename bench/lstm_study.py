@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         [int(f) for f in args.folds.split(",")],
         [int(s) for s in args.seeds.split(",")],
         tuple(available),
+        tuple(float(g) for g in args.aci.split(",") if g),
     )
     results["overrides"] = args.set
     print(json.dumps(results["summary"], indent=2))
