@@ -84,7 +84,7 @@ def run(
     result = dg.materialize(
         [*defs.assets, *PRICE_CHECKS, *checks],
         selection=selection,
-        resources=defs.defs,
+        resources=defs.resources,
         tags=tags,
         partition_key=key,
     )
@@ -164,7 +164,7 @@ def test_forecasts_reproducible_check_recomputes_the_latest_session_bit_for_bit(
         )
     alone = dg.materialize(
         [*defs.assets, forecasts_reproducible],
-        resources=defs.defs,
+        resources=defs.resources,
         selection=dg.AssetSelection.checks(forecasts_reproducible),
     )
     evaluation = alone.get_asset_check_evaluations()[0]
