@@ -14,7 +14,8 @@ from tests.support.config import write_config
 
 def test_trading_day_partitions_are_the_nyse_sessions(tmp_path):
     config = write_config(
-        tmp_path / "nyse.toml", {"calendar": "XNYS", "source": {"start_date": "1990-01-02"}}
+        tmp_path / "nyse.toml",
+        {"calendar": "XNYS", "source": {"kind": "yfinance", "start_date": "1990-01-02"}},
     )
     trading_days = (
         build_defs(str(config), str(tmp_path / "w.duckdb")).resolve_job_def("ingest_job").partitions_def

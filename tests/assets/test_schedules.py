@@ -79,7 +79,8 @@ def test_schedules_and_partitions_follow_the_configured_calendar_and_start(tmp_p
     """On XLON the nightly run fires after the London close, in London time, on LSE sessions (not
     NYSE ones), and the partitions start at the configured start date."""
     config = write_config(
-        tmp_path / "xlon.toml", {"calendar": "XLON", "source": {"start_date": "2021-03-01"}}
+        tmp_path / "xlon.toml",
+        {"calendar": "XLON", "source": {"kind": "yfinance", "start_date": "2021-03-01"}},
     )
     defs = build_defs(str(config), str(tmp_path / "w.duckdb"))
     nightly = defs.resolve_schedule_def("nightly_after_close")
