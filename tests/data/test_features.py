@@ -94,13 +94,21 @@ def test_adj_close_only_has_no_volume_or_range_features(prices):
     assert feats.columns[:2] == [TICKER, DATE]
 
 
-def test_ohlcv_adds_volume_z_and_hl_range(ohlcv_prices):
+def test_ohlcv_adds_volume_z_range_and_gap(ohlcv_prices):
     feats = build_features(ohlcv_prices, CFG)
-    base = set(feature_columns(build_features(ohlcv_prices.drop("volume", "high", "low"), CFG)))
-    assert set(feature_columns(feats)) - base == {f"volume_z_{CFG.features.volume_window}", "hl_range"}
+    base = set(feature_columns(build_features(ohlcv_prices.drop("volume", "high", "low", "open"), CFG)))
+    added = {f"volume_z_{CFG.features.volume_window}", "hl_range", "parkinson_vol", "overnight_gap"}
+    assert set(feature_columns(feats)) - base == added
     aaa = ohlcv_prices.filter(pl.col(TICKER) == "AAA").sort(DATE)
     hl = (aaa["high"] - aaa["low"]) / aaa[ADJ_CLOSE]
     np.testing.assert_allclose(one_ticker(feats, "AAA", "hl_range"), hl.to_numpy(), rtol=1e-12)
+    # Parkinson: ln(H/L) / (2 sqrt(ln 2)); the gap: log of the adjusted open over the last close.
+    parkinson = np.log(aaa["high"].to_numpy() / aaa["low"].to_numpy()) / (2 * np.sqrt(np.log(2)))
+    np.testing.assert_allclose(one_ticker(feats, "AAA", "parkinson_vol"), parkinson, rtol=1e-12)
+    adj, close, open_ = (aaa[c].to_numpy() for c in (ADJ_CLOSE, "close", "open"))
+    gap = np.log(open_ * adj / close)[1:] - np.log(adj[:-1])
+    np.testing.assert_allclose(one_ticker(feats, "AAA", "overnight_gap")[1:], gap, rtol=1e-9, atol=1e-15)
+    assert np.isnan(one_ticker(feats, "AAA", "overnight_gap")[0])
     logv = np.log(aaa["volume"].to_numpy() + 1.0)
     w = CFG.features.volume_window
     z = (logv - trailing(logv, w, np.mean)) / trailing(logv, w, lambda a: np.std(a, ddof=1))
