@@ -11,6 +11,7 @@ $(VENV)/bin/python:
 
 ## Install and run the whole pipeline on the embedded sample.
 demo: $(VENV)/bin/python
+	@echo "make demo: installing the package into $(VENV) (pip, quiet; the first time takes minutes) ..."
 	$(VENV)/bin/pip install -q -e .
 	$(VENV)/bin/python -m forecast_assets.demo
 

@@ -8,7 +8,7 @@ import polars as pl
 
 from forecast_assets.partitions import partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
-from forecast_core.columns import INGESTED_AT, TICKER
+from forecast_core.columns import DATE, INGESTED_AT, TICKER
 from forecast_core.data import calendar
 from forecast_core.errors import ForecastError, TransientSourceError
 from forecast_core.sources import make_source, require_sessions
@@ -70,6 +70,11 @@ def _ingest(
     history_start = dt.date.fromisoformat(cfg.source.start_date)
     unstored = _new_tickers(path, tickers)
     new = [t for t in unstored if start > history_start]
+    sessions = calendar.sessions(start, end, cfg.calendar)
+    context.log.info(
+        f"fetching {len(tickers)} tickers for {len(sessions):,} session(s) {start}..{end} from {source.name}"
+        + (f"; new tickers {', '.join(new)} get their history from {history_start}" if new else "")
+    )
     frame = source.fetch(tickers, start, end)
     history = source.fetch(new, history_start, start - dt.timedelta(days=1)) if new else None
     # Every session must be there (a late close, a dropped NaN row, a gap) before any write.
@@ -78,7 +83,8 @@ def _ingest(
         before = calendar.sessions(history_start, start - dt.timedelta(days=1), cfg.calendar)
         require_sessions(history, before, frozenset(), source.name)
         listed |= set(history[TICKER].to_list())
-    require_sessions(frame, calendar.sessions(start, end, cfg.calendar), listed, source.name)
+    require_sessions(frame, sessions, listed, source.name)
+    context.log.info(f"validated {frame.height:,} rows: every session present, prices positive; writing")
     now = pl.lit(dt.datetime.now(dt.UTC), pl.Datetime("us", "UTC")).alias(INGESTED_AT)
     with transaction(path) as w:
         w.replace(
@@ -96,13 +102,40 @@ def _ingest(
                 [start, new],
             )
     stored = frame.height + (history.height if history is not None else 0)
-    return dg.MaterializeResult(
-        metadata={
-            "rows": dg.MetadataValue.int(stored),
-            "tickers": dg.MetadataValue.int(frame[TICKER].n_unique()),
-            "first_date": dg.MetadataValue.text(str(start)),
-            "last_date": dg.MetadataValue.text(str(end)),
-            "source": dg.MetadataValue.text(source.name),
+    _partition_metadata(context, frame, start, end, source.name, stored, new)
+    context.log.info(
+        f"stored {stored:,} rows; recorded {len(context.partition_keys):,} session partition(s), "
+        "each with its own row count"
+    )
+    return dg.MaterializeResult()
+
+
+def _partition_metadata(
+    context: dg.AssetExecutionContext,
+    frame: pl.DataFrame,
+    start: dt.date,
+    end: dt.date,
+    source: str,
+    stored: int,
+    new: list[str],
+) -> None:
+    """Each session partition's own metadata (its rows and tickers), and the run's range summary
+    once, on the range's last partition (not copied onto every partition of a backfill)."""
+    per_day = frame.group_by(DATE).agg(pl.len().alias("rows"), pl.col(TICKER).n_unique().alias("tickers"))
+    counts = {d.isoformat(): (r, t) for d, r, t in per_day.iter_rows()}
+    keys = context.partition_keys
+    for key in keys:
+        rows, tickers = counts.get(key, (0, 0))
+        context.add_asset_metadata(
+            {"dagster/row_count": dg.MetadataValue.int(rows), "tickers": dg.MetadataValue.int(tickers)},
+            partition_key=key,
+        )
+    context.add_asset_metadata(
+        {
+            "run_range": dg.MetadataValue.text(f"{start}..{end} ({len(keys):,} sessions)"),
+            "run_rows": dg.MetadataValue.int(stored),
+            "source": dg.MetadataValue.text(source),
             "new_tickers": dg.MetadataValue.json(new),
-        }
+        },
+        partition_key=keys[-1],
     )

@@ -1,4 +1,6 @@
-"""Fixtures of the asset tests: the job's definitions on the tiny configuration."""
+"""Fixtures of the asset tests: the job's definitions on the tiny configuration with a live source
+(yfinance: partitions run to today), and on the tiny configuration as it is (the embedded sample,
+whose partitions end on 2022-12-28)."""
 
 from __future__ import annotations
 
@@ -20,3 +22,11 @@ def tiny_defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
     partitions only (nothing is downloaded)."""
     directory = tmp_path_factory.mktemp("defs")
     return defs_on(directory / "w.duckdb", write_config(directory / "tiny.toml", LIVE))
+
+
+@pytest.fixture(scope="module")
+def sample_defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
+    """`build_defs` on the tiny configuration as it is (the embedded sample: its partitions end
+    with the sample's data, on 2022-12-28)."""
+    directory = tmp_path_factory.mktemp("sample_defs")
+    return defs_on(directory / "w.duckdb", write_config(directory / "sample.toml", TINY_CONFIG))

@@ -10,7 +10,7 @@ import importlib
 import pytest
 
 from forecast_assets import definitions
-from forecast_assets.definitions import build_defs
+from forecast_assets.definitions import build_defs, source_last_date
 from forecast_assets.partitions import retrain_partitions, trading_day_partitions
 from forecast_core.config import load_config
 from tests.support.config import write_config
@@ -25,11 +25,12 @@ def test_definitions_load_and_every_job_resolves(tiny_defs):
         job = defs.resolve_job_def(name)
         assert job.name == name
     assert {s.name for s in defs.schedules} >= {"nightly_after_close", "monthly_retrain"}
+    end = source_last_date(cfg)  # None on a live source; the sample's last date on the sample
     assert defs.resolve_job_def("nightly_job").partitions_def == trading_day_partitions(
-        cfg.source.start_date, cfg.calendar
+        cfg.source.start_date, cfg.calendar, end
     )
     assert defs.resolve_job_def("retrain_job").partitions_def == retrain_partitions(
-        cfg.source.start_date, cfg.calendar
+        cfg.source.start_date, cfg.calendar, end
     )
     # The whole repository (assets, checks, jobs, schedules, resources) validates as the CLI would.
     repo = defs.get_repository_def()

@@ -1,6 +1,7 @@
 """Schedules as the daemon sees them, on definitions built from a configuration file: the nightly
-run targets the session that just closed and skips holidays, the monthly retrain targets its month,
-both in the configured calendar's time zone (XNYS on the tiny configuration, XLON on another)."""
+run targets the session that just closed and skips holidays and sessions the source does not have
+(the sample ends on 2022-12-28), the monthly retrain targets its month, both in the configured
+calendar's time zone (XNYS on the tiny configuration, XLON on another)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,24 @@ def test_nightly_schedule_skips_holidays(tiny_defs, day):
     data = tick(tiny_defs, "nightly_after_close", after_close(day))
     assert not data.run_requests
     assert str(day) in data.skip_message and "not a XNYS session" in data.skip_message
+
+
+def test_nightly_schedule_skips_sessions_the_source_does_not_have(sample_defs):
+    """The sample ends on 2022-12-28: its last session gets a run, the next one a reason, and the
+    session partitions (and the retrain months) end there too."""
+    [request] = tick(sample_defs, "nightly_after_close", after_close(dt.date(2022, 12, 28))).run_requests
+    assert request.partition_key == "2022-12-28"
+    skipped = tick(sample_defs, "nightly_after_close", after_close(dt.date(2022, 12, 29)))
+    assert not skipped.run_requests
+    assert "no prices for 2022-12-29" in skipped.skip_message and "2022-12-28" in skipped.skip_message
+    sessions = sample_defs.resolve_job_def("nightly_job").partitions_def
+    assert sessions.get_last_partition_key() == "2022-12-28"
+    assert sample_defs.resolve_job_def("retrain_job").partitions_def.get_last_partition_key() == "2022-12-01"
+
+
+def test_schedules_have_descriptions(tiny_defs):
+    for name in ("nightly_after_close", "monthly_retrain"):
+        assert tiny_defs.resolve_schedule_def(name).description, name
 
 
 def test_schedules_fire_after_the_close_and_on_the_first_of_the_month(tiny_defs):
