@@ -195,9 +195,14 @@ class ForecastConfig:
     ridge_alpha: float = 10.0
     # RiskMetrics decay of the ewma_vol baseline.
     ewma_lambda: float = 0.94
-    # A new model is promoted only if its validation pinball loss is at most
-    # (1 + tolerance) x the reference's (zero_return with empirical bands, and the previous model).
-    promotion_tolerance: float = 0.01
+    # The gate serves the model with the lowest validation pinball among the LSTM and every
+    # baseline; the LSTM serves when its validation pinball is at most (1 + tolerance) x the best
+    # baseline's. 0: only when it is the lowest, so the job never publishes bands that its own
+    # validation ranks below a baseline's.
+    promotion_tolerance: float = 0.0
+    # The LSTM is refused when it is worse than the previous period's model on the same
+    # validation rows by more than this fraction (a likely failed training run).
+    previous_model_tolerance: float = 0.01
     # A daily |log return| above this is flagged by the raw_prices jump check (a warning: it can
     # be real, like AAPL's -52% on 2000-09-29, or a bad print, like RRC's x3 on 1990-04-10).
     max_daily_log_return: float = 0.75
@@ -335,6 +340,9 @@ def validate(cfg: ForecastConfig) -> None:
     _require(0.0 < cfg.ewma_lambda < 1.0, "ewma_lambda", cfg.ewma_lambda, "in (0, 1)")
     _require(cfg.max_daily_log_return > 0, "max_daily_log_return", cfg.max_daily_log_return, "> 0")
     _require(cfg.promotion_tolerance >= 0, "promotion_tolerance", cfg.promotion_tolerance, ">= 0")
+    _require(
+        cfg.previous_model_tolerance >= 0, "previous_model_tolerance", cfg.previous_model_tolerance, ">= 0"
+    )
 
     b = cfg.backtest
     for name in ("max_downside", "vol_target", "cost_bps", "slippage_bps"):

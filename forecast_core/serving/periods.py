@@ -8,9 +8,10 @@ mirror a fold (`o` train, `-` purge, `v` validation; `|` is the period start)::
 
 The validation slice ends `max_horizon` sessions before the cutoff so that its labels are known
 at the cutoff too. The gate (`gate`) serves the period with the model that has the lowest
-validation pinball loss among the LSTM and every baseline, all fitted on the same training slice;
-the LSTM is refused even then if it is worse than the previous period's model on the same
-validation rows by more than `promotion_tolerance`. The decision text lists every score and states
+validation pinball loss among the LSTM and every baseline, all fitted on the same training slice
+(the LSTM within `promotion_tolerance` of the best baseline, default 0); the LSTM is refused even
+then if it is worse than the previous period's model on the same validation rows by more than
+`previous_model_tolerance`. The decision text lists every score and states
 the rule. A ticker the period's LSTM was not trained on (added to the universe mid-period) is
 served by the best baseline until the next retrain (`serving_plan`).
 """
@@ -144,7 +145,7 @@ def train_period_model(
         baseline.fit(panel, s.train_end, s.val)
         scores[baseline.name] = validation_pinball(baseline, panel, s, task)
     against = _against_previous(previous, lstm, panel, s, task)
-    serving, promoted, decision = gate(scores, against, cfg.promotion_tolerance)
+    serving, promoted, decision = gate(scores, against, cfg.promotion_tolerance, cfg.previous_model_tolerance)
     return PeriodModel(
         slices=s,
         lstm=lstm,
@@ -157,39 +158,47 @@ def train_period_model(
 
 
 def gate(
-    scores: Mapping[str, float], against: _PreviousComparison | None, tolerance: float
+    scores: Mapping[str, float],
+    against: _PreviousComparison | None,
+    tolerance: float,
+    previous_tolerance: float = 0.01,
 ) -> tuple[str, bool, str]:
     """(serving model, whether the LSTM serves, the decision's text) from validation pinball
     `scores` of the LSTM and every baseline.
 
-    The period is served by the model with the lowest validation pinball, so the job never
-    publishes bands its own validation says are worse than another model's. The LSTM is
-    refused even when lowest if it is worse than the previous period's LSTM on the same validation
-    rows by more than `tolerance` (a relative margin): a model that fell back that far is more
-    likely a failed training run than a changed market. The text states every score and the rule.
+    The LSTM serves when its validation pinball is at most `(1 + tolerance)` x the best
+    baseline's (with the default 0, only when it is the lowest, so the job never publishes bands
+    its own validation ranks below a baseline's) and it is not worse than the previous period's
+    model on the same validation rows by more than `previous_tolerance` (a model that fell back
+    that far is more likely a failed training run than a changed market). Otherwise the baseline
+    with the lowest validation pinball serves. The text lists every score and states the rules.
     """
     ranked = sorted(scores, key=scores.__getitem__)
     board = ", ".join(f"{name} {scores[name]:.6g}" for name in ranked)
-    best = ranked[0]
-    previous = ""
-    refused = False
+    baseline = best_baseline(scores)
+    limit = scores[baseline] * (1.0 + tolerance)
+    beats = scores["lstm"] <= limit
+    rule = (
+        f"the LSTM serves if at most {scores[baseline]:.6g} x (1 + {tolerance:g}) = {limit:.6g}, "
+        f"{baseline} being the best baseline"
+    )
+    previous, refused = "", False
     if against is not None:
-        limit = against.previous * (1.0 + tolerance)
-        refused = against.lstm > limit
-        verb = f"more than {tolerance:.0%} worse than" if refused else f"within {tolerance:.0%} of"
+        previous_limit = against.previous * (1.0 + previous_tolerance)
+        refused = against.lstm > previous_limit
+        verb = (
+            f"more than {previous_tolerance:.0%} worse than"
+            if refused
+            else f"within {previous_tolerance:.0%} of"
+        )
         previous = (
             f"; the LSTM's {against.lstm:.6g} is {verb} the previous model's "
-            f"{against.previous:.6g}{against.where} (refused beyond {limit:.6g})"
+            f"{against.previous:.6g}{against.where} (refused beyond {previous_limit:.6g})"
         )
-    if best == "lstm" and not refused:
-        return "lstm", True, f"serving lstm: lowest validation pinball ({board}){previous}"
-    fallback = best if best != "lstm" else best_baseline(scores)
-    why = (
-        "refused against the previous model"
-        if best == "lstm"
-        else f"{best} has the lowest validation pinball"
-    )
-    return fallback, False, f"serving {fallback}: {why} ({board}){previous}"
+    if beats and not refused:
+        return "lstm", True, f"serving lstm: validation pinball {board}; {rule}{previous}"
+    why = "refused against the previous model" if beats else f"{baseline} has the lower validation pinball"
+    return baseline, False, f"serving {baseline}: {why} ({board}); {rule}{previous}"
 
 
 def serving_forecaster(

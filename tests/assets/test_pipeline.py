@@ -181,7 +181,7 @@ def test_model_of_the_period_with_lineage_and_a_matching_artifact(pipeline):
     assert set(json.loads(m["metrics"])["val_pinball"]) == set(MODELS)
     # The generous tolerance of this module's configuration promotes the LSTM.
     assert (m["promoted"], m["serving_model"]) == (True, "lstm")
-    assert m["decision"].startswith("promoted")
+    assert m["decision"].startswith("serving lstm: validation pinball")
     assert artifacts.from_bytes(blob).task.horizons == HORIZONS
 
 
@@ -385,7 +385,8 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
     model = table(warehouse, "SELECT * FROM models ORDER BY trained_at DESC LIMIT 1").row(0, named=True)
     assert not model["promoted"] and model["serving_model"] in BASELINES
-    assert model["decision"].startswith("refused: ") and "zero_return" in model["decision"]
+    assert model["decision"].startswith(f"serving {model['serving_model']}: ")
+    assert "zero_return" in model["decision"] and "(1 + 0)" in model["decision"]
 
     forecasted = materialize(["daily_forecasts"], defs, start=BACKFILL[0], end=BACKFILL[-1])
     assert all(e.passed for e in forecasted.get_asset_check_evaluations())

@@ -50,7 +50,7 @@ def test_the_gate_refuses_a_model_trained_on_shuffled_targets():
     assert pm.serving_model == min(BASELINES, key=pm.val_pinball.__getitem__)
     assert pm.val_pinball["lstm"] > pm.val_pinball[pm.serving_model]
     assert pm.decision.startswith(
-        f"serving {pm.serving_model}: {pm.serving_model} has the lowest validation pinball"
+        f"serving {pm.serving_model}: {pm.serving_model} has the lower validation pinball"
     )
     assert f"lstm {pm.val_pinball['lstm']:.6g}" in pm.decision
     assert pm.slices.val_end < dt.date(2016, 6, 1)
@@ -58,7 +58,7 @@ def test_the_gate_refuses_a_model_trained_on_shuffled_targets():
 
 def test_the_previous_model_is_compared_on_the_tickers_it_knows(setup, may_without_ccc):
     panel, task, _ = setup
-    loose = dataclasses.replace(CFG, promotion_tolerance=10.0)
+    loose = dataclasses.replace(CFG, promotion_tolerance=10.0, previous_model_tolerance=10.0)
     june = train_period_model(panel, task, loose, JUNE, previous=may_without_ccc.lstm)
     shared = panel.filter(pl.col(TICKER).is_in(["AAA", "BBB"]))
     previous = validation_pinball(may_without_ccc.lstm, shared, june.slices, task)
@@ -68,15 +68,18 @@ def test_the_previous_model_is_compared_on_the_tickers_it_knows(setup, may_witho
         f"the LSTM's {lstm:.6g} is within 1000% of the previous model's {previous:.6g} "
         "on the tickers both models know" in june.decision
     )
-    # whoever serves has the lowest validation pinball of all the models
-    assert june.serving_model == min(june.val_pinball, key=june.val_pinball.__getitem__)
+    # the generous tolerances let the LSTM serve
+    assert june.promoted and june.serving_model == "lstm"
     assert june.val_pinball["lstm"] != lstm  # the period's own score covers CCC too
 
 
 def test_a_model_worse_than_the_previous_one_is_refused(setup, may_without_ccc):
     panel, task, _ = setup
     untrained = dataclasses.replace(
-        CFG, promotion_tolerance=0.0, train=dataclasses.replace(CFG.train, learning_rate=1e-9, max_epochs=1)
+        CFG,
+        promotion_tolerance=10.0,
+        previous_model_tolerance=0.0,
+        train=dataclasses.replace(CFG.train, learning_rate=1e-9, max_epochs=1),
     )
     june = train_period_model(panel, task, untrained, JUNE, previous=may_without_ccc.lstm)
     assert not june.promoted and june.serving_model in BASELINES
