@@ -75,6 +75,10 @@ def score_slices(model, panel: pl.DataFrame, task: ForecastTask, fold) -> dict[s
         )
         out[f"{name}_pinball"] = _pinball(q[known], rows, task)
         out[f"{name}_coverage"] = _coverage(q[known], rows, task)
+        y = rows.select(task.target_columns).to_numpy()
+        point = model.point_forecast(panel, start, end, q)[known]
+        out[f"{name}_rmse"] = [metrics.rmse(y[:, i], point[:, i]) for i in range(len(task.horizons))]
+        out[f"{name}_rmse_zero"] = [metrics.rmse(y[:, i], np.zeros(len(y))) for i in range(len(task.horizons))]
     return out
 
 

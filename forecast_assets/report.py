@@ -20,10 +20,17 @@ from warehouse import read_sql
 
 def leaderboard_markdown(path=None) -> str:
     board = read_sql(
-        "SELECT model, horizon, n_folds, pinball, pinball_skill_vs_zero_return AS pinball_skill, "
-        "coverage_80, rmse, mae, mape_price, directional_accuracy, dm_pvalue_min, dm_pvalue_max, "
-        "dm_pinball_stat_mean AS dm_pinball_stat, dm_pinball_pvalue_min, dm_pinball_pvalue_max "
-        "FROM model_leaderboard ORDER BY horizon, pinball",
+        "SELECT b.model, b.horizon, b.n_folds, b.pinball, b.pinball / e.pinball AS vs_ewma_vol, "
+        "b.pinball_skill_vs_zero_return AS pinball_skill, b.folds_best, b.coverage_80, "
+        "b.coverage_80_min, b.coverage_80_max, b.rmse / z.rmse AS rmse_vs_zero_return, "
+        "b.directional_accuracy, b.dm_best_pinball_stat_mean AS dm_best_pinball_stat, "
+        "b.dm_best_pinball_better_folds AS dm_best_better, b.dm_best_pinball_worse_folds AS dm_best_worse, "
+        "b.dm_pinball_stat_mean AS dm_zero_pinball_stat, b.dm_pinball_better_folds AS dm_zero_better, "
+        "b.dm_pinball_worse_folds AS dm_zero_worse, b.pinball_seed_std / b.pinball AS seed_cv, b.n_seeds "
+        "FROM model_leaderboard b "
+        "JOIN model_leaderboard e ON e.model = 'ewma_vol' AND e.horizon = b.horizon "
+        "JOIN model_leaderboard z ON z.model = 'zero_return' AND z.horizon = b.horizon "
+        "ORDER BY b.horizon, b.pinball",
         path=path,
     )
     runs = read_sql(
@@ -35,11 +42,15 @@ def leaderboard_markdown(path=None) -> str:
         path=path,
     )
     return (
-        f"Test slices of {runs['folds']} walk-forward folds, {runs['first']} to {runs['last']}; "
-        "pinball_skill = 1 - pinball / zero_return's pinball (higher is better); dm_pvalue: "
-        "Diebold-Mariano (HLN) p-values of the LSTM against zero_return on squared error, min and max "
-        "over folds; dm_pinball_*: the same test on pinball loss (statistic averaged over folds; "
-        "negative means the LSTM's loss is lower).\n\n"
+        f"Test slices of {runs['folds']} walk-forward folds, {runs['first']} to {runs['last']}. "
+        "pinball: mean over folds; vs_ewma_vol: its ratio to ewma_vol's; pinball_skill = 1 - pinball / "
+        "zero_return's; folds_best: folds on which the model had the lowest pinball of all; "
+        "coverage_80: mean, min and max over folds; rmse_vs_zero_return: the point forecast's RMSE over "
+        "zero_return's. Diebold-Mariano (HLN) tests of the LSTM on pinball loss, per fold: dm_best_* "
+        "against the fold's best other model (lowest test pinball), dm_zero_* against zero_return; "
+        "*_stat is the statistic averaged over folds (negative: the LSTM's loss is lower), *_better / "
+        "*_worse count the folds with p < 0.05 each way. seed_cv: the standard deviation of the "
+        "ensemble members' single-seed pinball over the mean pinball (seed noise), n_seeds members.\n\n"
         + _table(board)
         + "\n\nDaily forecasts of the demo (last sessions of the sample) that have matured:\n\n"
         + _table(scores)
