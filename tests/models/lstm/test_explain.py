@@ -1,5 +1,6 @@
-"""Attributions of the LSTM's median forecast: exact on a linear model, complete on a small random
-LSTM (they sum to f(x) - f(baseline)), the right shapes, and stored rows that add up per forecast."""
+"""Attributions of the LSTM ensemble's median forecast: exact on a linear model, complete on a
+small random ensemble (they sum to f(x) - f(baseline)) and the mean of its members', the right
+shapes, the model's input names, and stored rows that add up per forecast."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ import numpy as np
 import polars as pl
 import pytest
 
+from forecast_core.columns import DATE, TICKER
 from forecast_core.models.lstm import explain
 from forecast_core.models.lstm.forecaster import LSTMForecaster
-from forecast_core.models.lstm.train import model_from_config
-from forecast_core.models.lstm.windows import fit_scalers
-from tests.support.small_lstm import CFG as SMALL
-from tests.support.small_lstm import small_setup
+from forecast_core.models.lstm.inputs import input_names
+from forecast_core.models.lstm.prior import make_prior, sorted_panel
+from forecast_core.models.lstm.train import create_states, ensemble_apply, model_from_config
+from forecast_core.models.lstm.windows import fit_scalers, raw_inputs
+from tests.support.small_lstm import CFG, small_setup, with_settings
 
 TICKERS, LOOKBACK, FEATURES = 3, 6, 5
 STEPS = 16
+#: A 3-member ensemble of the small config (lookback 8, 8 hidden units, 3 tickers).
+SMALL = with_settings(CFG, model={"ensemble_size": 3})
 
 
 def linear_apply(variables, x, ticker_id, train=False):
@@ -31,18 +36,28 @@ def linear_apply(variables, x, ticker_id, train=False):
 
 @pytest.fixture(scope="module")
 def lstm():
-    """A small, randomly initialised LSTM forecaster (the small config of tests.support.small_lstm:
-    lookback 8, 8 hidden units, 3 tickers) with scalers from its synthetic panel, and random
-    scaled windows of its shape. The tests share its shapes, so each program compiles once."""
+    """A small random LSTM ensemble as a fitted forecaster, without training: the ewma prior and
+    the input scaler fitted on fold 0's training rows of the synthetic panel, `create_states`'
+    three members with random last kernels (an untrained network returns its prior whatever the
+    inputs: nothing to explain), and random scaled windows of its shape. The tests share its
+    shapes, so each program compiles once."""
     panel, task, folds = small_setup()
+    train_end = folds[0].train_end
     forecaster = LSTMForecaster(task, SMALL)
-    forecaster.scalers = fit_scalers(panel.filter(pl.col("date") <= folds[0].train_end), task)
+    visible = sorted_panel(panel.filter(pl.col(DATE) <= train_end))
+    forecaster.prior = make_prior("ewma", task, SMALL).fit(visible, train_end)
+    names, raw = raw_inputs(visible, forecaster.prior.scales(visible), task)
+    forecaster.scalers = fit_scalers(visible[TICKER].unique().to_list(), names, raw)
+    forecaster.prior_z_ = np.asarray([[-1.2, 0.0, 1.2], [-1.3, 0.0, 1.3]])
     model = forecaster.model  # model_from_config(SMALL, 3), one instance per config
     assert model == model_from_config(SMALL, len(forecaster.scalers.tickers))
-    kx, kp = jax.random.split(jax.random.PRNGKey(0))
-    x = jax.random.normal(kx, (3, SMALL.model.lookback, len(task.feature_columns))) * 1.5
+    kx, kp, kk = jax.random.split(jax.random.PRNGKey(0), 3)
+    states = create_states(SMALL, model, len(names), kp, forecaster.prior_z_)
+    head = states.params["head_out"]
+    kernel = jax.random.normal(kk, head["kernel"].shape) * 0.5
+    forecaster.params = jax.device_get({**states.params, "head_out": {**head, "kernel": kernel}})
+    x = jax.random.normal(kx, (3, SMALL.model.lookback, len(names))) * 1.5
     tid = jnp.arange(3, dtype=jnp.int32)
-    forecaster.params = model.init(kp, x, tid, train=False)["params"]
     return forecaster, panel, x, tid
 
 
@@ -55,9 +70,9 @@ def test_integrated_gradients_are_exact_for_a_linear_model():
         np.testing.assert_allclose(attr, x * w[h], rtol=1e-5, atol=1e-6)
 
 
-def test_integrated_gradients_are_complete_on_a_random_lstm(lstm):
+def test_integrated_gradients_are_complete_on_a_random_ensemble(lstm):
     forecaster, _, x, tid = lstm
-    apply, params, m = forecaster.model.apply, forecaster.params, SMALL.median_index
+    apply, params, m = ensemble_apply(forecaster.model), forecaster.params, SMALL.median_index
     for h in range(len(SMALL.horizons)):
         attr = explain.integrated_gradients(apply, params, x, tid, h, median_index=m, steps=STEPS)
         assert attr.shape == x.shape and attr.dtype == jnp.float32  # [tickers, lookback, features]
@@ -68,14 +83,20 @@ def test_integrated_gradients_are_complete_on_a_random_lstm(lstm):
         assert gap.max() < 1e-3 * float(np.abs(fx - f0).max()) + 1e-6, gap
 
 
-def test_gradient_x_input_shape_and_value(lstm):
+def test_ensemble_attributions_are_the_mean_of_its_members(lstm):
+    """Integrated gradients are linear in the function: the ensemble mean's attributions are the
+    mean of each member's own (float32 rounding), and the members' differ."""
     forecaster, _, x, tid = lstm
-    apply, params, m = forecaster.model.apply, forecaster.params, SMALL.median_index
-    gxi = explain.gradient_x_input(apply, params, x, tid, 1, median_index=m)
-    assert gxi.shape == x.shape
-    # Ticker 1's own gradient, computed on its window alone.
-    one = jax.grad(lambda z: explain.median_forecast(apply, params, z, tid[1:2], 1, m)[0])(x[1:2])
-    np.testing.assert_allclose(gxi[1], (one * x[1:2])[0], rtol=1e-4, atol=1e-7)
+    model, params, m = forecaster.model, forecaster.params, SMALL.median_index
+    whole = np.asarray(explain.integrated_gradients(ensemble_apply(model), params, x, tid, 1,
+                                                    median_index=m, steps=STEPS))  # fmt: skip
+    members = []
+    for k in range(SMALL.model.ensemble_size):
+        own = jax.tree.map(lambda a, k=k: a[k], params)
+        attr = explain.integrated_gradients(model.apply, own, x, tid, 1, median_index=m, steps=STEPS)
+        members.append(np.asarray(attr))
+    assert not np.allclose(members[0], members[1])
+    np.testing.assert_allclose(whole, np.mean(members, axis=0), rtol=1e-4, atol=1e-6)
 
 
 def test_summaries_per_feature_and_per_lookback_step():
@@ -93,13 +114,16 @@ def test_explain_sessions_rows_add_up_to_each_forecast(lstm):
     out = explain.explain_sessions(forecaster, panel, days, steps=STEPS)
     assert [e.day for e in out] == days
     e = out[-1]
-    n_h, n_t, n_f = len(task.horizons), 3, len(task.feature_columns)
+    # The features explained are the model's inputs, in its order.
+    assert e.features == forecaster.scalers.inputs == input_names(panel)
+    n_h, n_t, n_f = len(task.horizons), 3, len(forecaster.scalers.inputs)
     assert e.attributions.shape == (n_h, n_t, SMALL.model.lookback, n_f)
     assert e.completeness_gap < 1e-3 * float(np.abs(e.forecast - e.baseline_forecast).max()) + 1e-7
     # The explained median is the forecaster's own median forecast (log return).
     q = forecaster.predict(panel, days[-1], days[-1])
     np.testing.assert_allclose(e.forecast, q[:, :, task.median_index].T, rtol=1e-4, atol=1e-7)
     frame = e.frame("v1")
+    assert set(frame["feature"].unique().to_list()) == set(e.features)
     assert frame.height == n_h * n_t * SMALL.model.lookback * n_f
     totals = frame.group_by("horizon", "ticker").agg(pl.col("attribution").sum()).sort("horizon", "ticker")
     np.testing.assert_allclose(

@@ -1,5 +1,6 @@
 """The Flax modules: shapes, the fused LSTM layer (causal, every hidden state), non-crossing
-quantiles, and the recurrence's hand-written backward pass against autodiff."""
+quantiles and their inverse (the head's starting bias), the head's zero-initialised last kernel,
+and the recurrence's hand-written backward pass against autodiff."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from forecast_core.models.lstm.modules import FusedLSTM, QuantileLSTM, monotone_quantiles
+from forecast_core.models.lstm.modules import (
+    FusedLSTM,
+    QuantileLSTM,
+    inverse_monotone_quantiles,
+    monotone_quantiles,
+)
 
 
 @pytest.mark.parametrize("num_layers,embedding", [(1, 4), (2, 0)])
@@ -70,6 +76,43 @@ def test_monotone_quantiles_gaps_are_softplus():
     sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
     np.testing.assert_allclose(q, [0.3 - sp(-1.0), 0.3, 0.3 + sp(2.0), 0.3 + sp(2.0) + sp(-4.0)],
                                rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("n_quantiles,median_index", [(3, 1), (5, 2), (4, 0), (4, 3), (1, 0)])
+def test_inverse_monotone_quantiles_round_trips(n_quantiles, median_index):
+    """`monotone_quantiles(inverse_monotone_quantiles(q)) == q` for sorted q (float32 rounding),
+    with gaps below `min_gap` raised to it."""
+    rng = np.random.default_rng(n_quantiles)
+    q = np.sort(rng.standard_normal((50, 2, n_quantiles)) * 2.0, axis=-1)
+    back = np.asarray(monotone_quantiles(jnp.asarray(inverse_monotone_quantiles(q, median_index), jnp.float32),
+                                         median_index))  # fmt: skip
+    gaps = np.diff(q, axis=-1)
+    ok = np.all(gaps >= 1e-3, axis=-1)  # rows whose every gap is at least min_gap
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(back[ok], q[ok], rtol=1e-5, atol=1e-5)
+    # Tied quantiles come back min_gap apart, around the same median.
+    tied = np.zeros((1, n_quantiles))
+    back = np.asarray(monotone_quantiles(jnp.asarray(inverse_monotone_quantiles(tied, median_index, 0.01),
+                                                     jnp.float32), median_index))  # fmt: skip
+    expected = (np.arange(n_quantiles) - median_index) * 0.01
+    np.testing.assert_allclose(back[0], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_untrained_head_returns_its_bias_quantiles_for_any_input():
+    """The head's last kernel starts at zero: an initialised network's output is
+    `monotone_quantiles(bias)` whatever the window and ticker (train.create_states sets that bias
+    to the prior's z-quantiles)."""
+    model = QuantileLSTM(hidden_size=6, num_layers=1, n_tickers=3, ticker_embedding_dim=2, n_horizons=2,
+                         quantiles=(0.1, 0.5, 0.9), dropout=0.1)  # fmt: skip
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 7, 4)) * 3.0
+    tid = jnp.asarray([0, 1, 2, 0, 1], jnp.int32)
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), x, tid)["params"]
+    np.testing.assert_array_equal(np.asarray(params["head_out"]["kernel"]), 0.0)
+    z = np.asarray([[-1.2, 0.0, 1.3], [-1.4, 0.0, 1.1]])
+    bias = jnp.asarray(inverse_monotone_quantiles(z, 1).reshape(-1), jnp.float32)
+    params = {**params, "head_out": {**params["head_out"], "bias": bias}}
+    out = np.asarray(jax.jit(model.apply)({"params": params}, x, tid))
+    np.testing.assert_allclose(out, np.broadcast_to(z, out.shape), rtol=1e-6, atol=1e-7)
 
 
 def _reference_recurrence(gates_x, w_h):
