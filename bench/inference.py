@@ -1,13 +1,15 @@
 """Item 2: forecasts for 20, 100 and 500 tickers: time and memory.
 
 `python -m bench.inference N` (one size per process) prints JSON for a model of the default
-configuration (random initial parameters: the cost does not depend on their values) over N
-synthetic tickers with two years of history:
+configuration (its `model.ensemble_size` members, their initial parameters from `create_states`
+on the ewma prior fitted to the panel: the cost does not depend on the values) over N synthetic
+tickers with two years of history:
 - `jit_call_s`: one jitted call (`train.predict_rows`) on the N windows of the last session,
   median over repeats after compilation (`compile_s`); `xla_temp_mb`: the call's working memory
   from XLA's memory analysis;
-- `predict_s`: the project's path for one session, `LSTMForecaster.predict` (scale the panel,
-  window it, `predict_scaled` in 8192-row chunks);
+- `predict_s`: the project's path for one session, `LSTMForecaster.predict` (the prior's scales
+  and the inputs of the panel, its windows, `predict_scaled` in 8192-row chunks, the members'
+  mean);
 - `forecasts_s`: `make_forecasts` for one session (what `daily_forecasts` computes per night).
 """
 
@@ -42,10 +44,11 @@ def measure(n_tickers: int) -> dict:
     from forecast_core.columns import DATE, TICKER
     from forecast_core.data.features import build_features, build_targets, feature_columns
     from forecast_core.data.panel import assemble_panel
-    from forecast_core.models.forecaster import ForecastTask, training_rows
+    from forecast_core.models.forecaster import ForecastTask
     from forecast_core.models.lstm import train
     from forecast_core.models.lstm.forecaster import LSTMForecaster
-    from forecast_core.models.lstm.windows import fit_scalers, make_windows
+    from forecast_core.models.lstm.prior import make_prior, sorted_panel, standardised_quantiles
+    from forecast_core.models.lstm.windows import fit_scalers, make_windows, raw_inputs
     from forecast_core.serving.forecasts import make_forecasts
 
     cfg = config_for(n_tickers)
@@ -55,13 +58,18 @@ def measure(n_tickers: int) -> dict:
     panel = assemble_panel(feats, build_targets(universe, cfg.horizons), prices)
     task = ForecastTask(feature_columns(feats), cfg.horizons, cfg.quantiles)
     day = panel[DATE].max()
-    lstm = LSTMForecaster(task, cfg)
-    lstm.scalers = fit_scalers(training_rows(panel, day, task), task)
+    lstm = LSTMForecaster(task, cfg)  # fitted by hand, as `fit` does up to training
+    panel = sorted_panel(panel)
+    lstm.prior = make_prior(cfg.model.sigma_prior, task, cfg).fit(panel, day)
+    scales = lstm.prior.scales(panel)
+    names, raw = raw_inputs(panel, scales, task)
+    lstm.scalers = fit_scalers(panel[TICKER].unique().to_list(), names, raw)
+    data = make_windows(panel, task, lstm.scalers, cfg.model.lookback, scales)
+    labelled = data.rows_where(data.dates.min(), day, need_target=True)
+    lstm.prior_z_ = standardised_quantiles(data.y[labelled].astype(np.float64), task.quantiles)
     model = lstm.model
-    state = train.create_state(cfg, model, len(task.feature_columns), jax.random.PRNGKey(0))
-    lstm.params = jax.device_get(state.params)
-
-    data = make_windows(panel, task, lstm.scalers, cfg.model.lookback)
+    states = train.create_states(cfg, model, len(names), jax.random.PRNGKey(0), lstm.prior_z_)
+    lstm.params = jax.device_get(states.params)
     rows = np.flatnonzero(data.dates == np.datetime64(day)).astype(np.int32)
     x, tid, rows_d = jnp.asarray(data.x), jnp.asarray(data.ticker_id), jnp.asarray(rows)
 
@@ -91,6 +99,8 @@ def measure(n_tickers: int) -> dict:
     )
     return {
         "tickers": n_tickers,
+        "ensemble_size": cfg.model.ensemble_size,
+        "inputs": len(names),
         "windows": int(len(rows)),
         "forecast_rows": forecasts.height,
         "backend": jax.default_backend(),
