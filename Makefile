@@ -1,9 +1,20 @@
 # Two commands (README quick start). Both create .venv with the Python 3.11+ found as python3.
 PYTHON ?= python3
 VENV := .venv
+# The Dagster instance: dagster.yaml here (SQLite under .dagster_home/), or with INSTANCE=postgres
+# deploy/postgres/dagster.yaml, a running PostgreSQL server named by DAGSTER_PG_HOST, DAGSTER_PG_PORT,
+# DAGSTER_PG_USER, DAGSTER_PG_PASSWORD and DAGSTER_PG_DB (docs/deployment.md), e.g.
+# `make ui INSTANCE=postgres`.
+INSTANCE ?= sqlite
+ifeq ($(INSTANCE),postgres)
+export DAGSTER_HOME := $(CURDIR)/deploy/postgres
+INSTANCE_EXTRA := deploy
+else
 export DAGSTER_HOME := $(CURDIR)
+INSTANCE_EXTRA :=
+endif
 
-.PHONY: demo test lint ui bench
+.PHONY: demo test lint ui bench bookkeeping
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,4 +39,10 @@ lint: $(VENV)/bin/python
 
 ## The Dagster UI and daemon (schedules, backfills) on http://127.0.0.1:3000
 ui: $(VENV)/bin/python
+	$(if $(INSTANCE_EXTRA),$(VENV)/bin/pip install -q -e '.[$(INSTANCE_EXTRA)]')
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+## Dagster's bookkeeping per partition on PostgreSQL against SQLite (docs/deployment.md).
+bookkeeping: $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m deploy.bookkeeping
