@@ -9,7 +9,8 @@ scale known after the close of t (`sigma_prior`, see `prior.py`) and `r_t` the d
 - `leverage`     min(e_t, 0) (negative returns raise volatility more than positive ones)
 - `vol_ratio`    log(s_t / s_long_t), s_long = the slow EWMA (`LONG_HALFLIFE`) of s_t^2, square-rooted
 - `mkt_shock`, `mkt_abs_shock`, `mkt_vol_ratio`: the same for the first exogenous index (its
-                 RiskMetrics sigma), where the panel has its `mkt_*_ret_1` column
+                 RiskMetrics sigma over the ticker's own sessions), where the panel has its
+                 `mkt_*_ret_1` column
 - `range_ratio`  log(parkinson_t / s_{t-1}) and `gap` = overnight gap / s_{t-1}, where the source
                  has open, high and low (features `parkinson_vol` and `overnight_gap`)
 
@@ -81,7 +82,7 @@ def volatility_inputs(
         col = _market_return_column(panel)
         if col is None:
             raise ValueError("the model reads market inputs but the panel has no mkt_*_ret_1 column")
-        frame = frame.join(_market_inputs(panel, col), on=DATE, how="left", maintain_order="left")
+        frame = frame.with_columns(_market_inputs(panel, col))
     if "range_ratio" in names:
         missing = [c for c in RANGE_COLUMNS if c not in panel.columns]
         if missing:
@@ -95,15 +96,17 @@ def volatility_inputs(
 
 
 def _market_inputs(panel: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Per date: the index's shock, |shock| and vol ratio from its RiskMetrics sigma."""
-    market = panel.select(DATE, pl.col(column).cast(pl.Float64).alias("m")).unique(DATE).sort(DATE)
+    """Per row: the index's shock, |shock| and vol ratio from its RiskMetrics sigma, computed over
+    each ticker's own rows (so a ticker's inputs depend on its own dates only, never on which
+    other tickers the panel holds or when they were listed)."""
+    by = pl.col(TICKER)
+    m = pl.col(column).cast(pl.Float64)
     alpha = 1.0 - MARKET_LAMBDA
-    var = (pl.col("m") ** 2).ewm_mean(alpha=alpha, adjust=False, min_samples=20, ignore_nulls=True)
-    market = market.with_columns(var.alias("mv"))
-    shock = (pl.col("m") / pl.col("mv").shift(1).sqrt()).clip(-CLIP, CLIP)
-    return market.select(
-        DATE,
+    mv = (m**2).ewm_mean(alpha=alpha, adjust=False, min_samples=20, ignore_nulls=True).over(by)
+    frame = panel.select(TICKER, m.alias("m"), mv.alias("mv"))
+    shock = (pl.col("m") / pl.col("mv").shift(1).over(TICKER).sqrt()).clip(-CLIP, CLIP)
+    return frame.select(
         shock.alias("mkt_shock"),
         shock.abs().alias("mkt_abs_shock"),
-        _slow_ratio(pl.col("mv"), None).alias("mkt_vol_ratio"),
+        _slow_ratio(pl.col("mv"), TICKER).alias("mkt_vol_ratio"),
     )

@@ -323,12 +323,6 @@ def test_a_tickers_forecast_does_not_depend_on_other_tickers(setup, scrambled):
     np.testing.assert_array_equal(alone, q[bbb])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="forecast_core bug: inputs._market_inputs computes the market's EWMA over the union of "
-    "the panel's dates, so a ticker listed later gets other market inputs alone than beside "
-    "tickers with a longer history",
-)
 def test_a_later_listed_tickers_forecast_does_not_depend_on_other_tickers(setup, scrambled):
     """BBB listed 150 sessions after AAA and CCC: its forecasts alone equal its rows beside them."""
     panel, _, folds = setup
