@@ -135,7 +135,7 @@ class ModelConfig:
     dropout: float = 0.1
     # The volatility prior the network corrects: it predicts quantiles of R_h / scale_h with the
     # prior's h-session scale: "ewma" (RiskMetrics), "gjr" (GJR-GARCH(1,1)) or "blend" (both).
-    sigma_prior: Literal["ewma", "gjr", "blend"] = "ewma"
+    sigma_prior: Literal["ewma", "gjr", "blend"] = "blend"
     # Members of the seed ensemble (trained together, quantiles averaged).
     ensemble_size: int = 1
 
