@@ -196,10 +196,13 @@ def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfi
     dates = earlier[DATE].unique().sort().tail(REVISION_SESSIONS).to_list()
     window = earlier.filter(pl.col(DATE).is_in(dates), pl.col(TICKER).is_in(list(cfg.universe.all_tickers)))
     if window.height == 0:
+        # Nothing was compared: say so rather than pass (a first load has no earlier sessions).
         return dg.AssetCheckResult(
-            passed=True,
+            passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"compared_rows": 0, "note": "nothing stored before the latest batch"},
+            description="not evaluated: nothing was stored before the latest batch (a first load), "
+            "so there was no history to compare with the source",
+            metadata={"compared_rows": 0, "evaluated": False},
         )
     tickers = sorted(window[TICKER].unique().to_list())
     try:
@@ -208,7 +211,8 @@ def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfi
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"compared_rows": 0, "error": f"could not download again: {exc}"},
+            description=f"not evaluated: could not download the history again: {exc}",
+            metadata={"compared_rows": 0, "evaluated": False, "error": f"could not download again: {exc}"},
         )
     revised = history_revisions(window, fresh, REVISION_TOLERANCE)
     examples = [(t, d, c, f"{s:.6g} -> {n:.6g} (x{r:.4g})") for t, d, c, s, n, r in revised.rows()]
@@ -220,10 +224,11 @@ def history_matches_source(warehouse: WarehouseResource, pipeline: PipelineConfi
             f"history rewritten by the source for {_listing(sorted(set(rewritten[TICKER])))}: "
             "re-materialize raw_prices from the first stored session to replace it"
             if rewritten.height
-            else None
+            else f"compared {window.height} stored prices of {dates[0]}..{dates[-1]} with the source"
         ),
         metadata={
             "compared_rows": window.height,
+            "evaluated": True,
             "sessions": f"{dates[0]}..{dates[-1]}",
             "revised_values": revised.height,
             "tickers_revised": dg.MetadataValue.json(sorted(set(revised[TICKER].to_list()))),
@@ -366,7 +371,12 @@ def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfi
     path = warehouse.resolved_path
     latest = read_sql("SELECT max(as_of_date) AS day FROM forecasts", path=path)["day"][0]
     if latest is None:
-        return dg.AssetCheckResult(passed=True, metadata={"rows": 0, "note": "no forecasts yet"})
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="not evaluated: there are no forecasts yet",
+            metadata={"rows": 0, "evaluated": False},
+        )
     stored = read_table("forecasts", "as_of_date = ?", [latest], path)
     versions = sorted(stored["model_version"].unique().to_list())
     recomputed = pl.concat([recompute_forecasts(path, cfg, latest, v) for v in versions])

@@ -25,12 +25,12 @@ from pathlib import Path
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 TIMINGS = Path("bench/results/demo_timings.json")
-#: Run config per job: sequential jobs run their steps in the run worker (no process per step);
-#: the evaluation trains its folds in parallel processes, two at a time (two cores). Quiet console
-#: logs (the event log keeps everything; the UI shows it).
+#: Run config of every demo run: its steps run in the run worker (one process per run: on two
+#: cores a process per step spent more time importing jax and the definitions than training), and
+#: two runs go at a time (the evaluation beside the models), which keeps both cores training.
+#: Quiet console logs (the event log keeps everything; the UI shows it).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 IN_PROCESS = {**QUIET, "execution": {"config": {"in_process": {}}}}
-PARALLEL = {**QUIET, "execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
 
 
 class Say:
@@ -158,7 +158,7 @@ def run_demo(args, say: Say, started: float) -> int:
                             "evaluation",
                             "evaluation_job",
                             {},
-                            PARALLEL,
+                            IN_PROCESS,
                             f"walk-forward evaluation, {cfg.folds.n_folds} folds",
                         )
                     ],
@@ -197,10 +197,10 @@ def run_demo(args, say: Say, started: float) -> int:
             ]
             total_runs = sum(len(lane) for stage in stages for lane in stage)
             number = 0
+            active: dict[int, tuple[str, RunProgress, float]] = {}
             pipeline_started = time.monotonic()
             for stage in stages:
                 lanes = [list(lane) for lane in stage]
-                active: dict[int, tuple[str, RunProgress, float]] = {}
                 while any(lanes) or active:
                     for i, lane in enumerate(lanes):
                         if i not in active and lane:
@@ -219,6 +219,13 @@ def run_demo(args, say: Say, started: float) -> int:
                         say(f"{label}: succeeded in {timings[label]:.0f}s{_recorded(progress)}")
                     time.sleep(0.5)
             wall = time.monotonic() - pipeline_started
+        except BaseException:
+            # Interrupted or broken: stop the runs still going (they are the code server's
+            # subprocesses and would outlive the demo), then let the exception through.
+            for _, progress, _ in active.values():
+                say(f"terminating run {progress.run_id[:8]}")
+                instance.run_launcher.terminate(progress.run_id)
+            raise
         finally:
             location.__exit__(None, None, None)
     write_timings(timings, wall, time.monotonic() - started, say, os.environ.get("FORECAST_CONFIG"))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.root import LocalArtifactStorage
@@ -86,15 +87,20 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         ):
             super().store_event_batch(events)
             return
-        statements = [self.prepare_insert_event(e) for e in events]
-        with self.run_connection(events[0].run_id) as conn:  # one transaction
-            for statement in statements:
-                conn.execute(statement)
+        rows = [self._event_to_row(e) for e in events]
+        with self.run_connection(events[0].run_id) as conn:  # one transaction, one executemany
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
         with self.index_transaction() as conn:
-            ids = [conn.execute(statement).inserted_primary_key[0] for statement in statements]
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+            ids = [row[0] for row in inserted]
             self._store_asset_event_tags(conn, events, ids)
-            for event, event_id in zip(events, ids):
-                self._store_asset_event(conn, event, event_id)
+            # The asset's row keeps its last event (what storing them one by one leaves there).
+            self._store_asset_event(conn, events[-1], ids[-1])
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> BatchedSqliteEventLogStorage:

@@ -1,12 +1,21 @@
 """Decision quality: strategy_backtest (would acting on the forecasts have paid, at what risk)
 and forecast_explanations (why the LSTM said what it said)."""
 
-import base64
+import datetime as dt
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
+from forecast_assets.charts import equity_curves
+from forecast_assets.metadata import (
+    OWNERS,
+    add_partition_metadata,
+    frame_table,
+    image,
+    row_count,
+    table_metadata,
+)
 from forecast_assets.partitions import partition_dates
 from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
@@ -14,15 +23,11 @@ from forecast_core.backtest import strategy
 from forecast_core.columns import TICKER
 from forecast_core.data import calendar
 from forecast_core.models.lstm import explain
-from forecast_core.plots import attribution_chart, equity_chart
+from forecast_core.plots import attribution_chart
 from warehouse import read_table, reads, transaction
 
 #: Portfolio metrics of the `all` period reported as numeric metadata, per strategy.
 _KEY_METRICS = ("sharpe", "dsr", "cagr", "max_drawdown")
-
-
-def _png_md(png: bytes, alt: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 @dg.asset(
@@ -30,8 +35,13 @@ def _png_md(png: bytes, alt: str) -> dg.MetadataValue:
     group_name="decision",
     kinds={"duckdb"},
     pool="warehouse_write",
+    owners=OWNERS,
+    tags={"layer": "decision"},
+    metadata=table_metadata("backtest_metrics"),
 )
-def strategy_backtest(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.MaterializeResult:
+def strategy_backtest(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> dg.MaterializeResult:
     """Would acting on the forecasts have paid? The same documented rules (long when the
     horizon-1 median is positive and the band's lower edge is above -backtest.max_downside,
     sized to a volatility target from the band width, capped at 1) applied to every model's
@@ -55,13 +65,26 @@ def strategy_backtest(warehouse: WarehouseResource, pipeline: PipelineConfig) ->
         w.replace("backtest_metrics", result.metrics)
     comparison = read_table("strategy_comparison", path=path)
     overall = comparison.filter(pl.col("period") == strategy.ALL)
+    context.log.info(
+        f"backtested {result.returns['strategy'].n_unique()} strategies: {result.returns.height:,} daily "
+        f"returns, {result.metrics.height:,} metric rows"
+    )
+    portfolio = strategy.equity_curves(
+        result.returns.filter((pl.col("period") == strategy.ALL) & (pl.col(TICKER) == "portfolio"))
+    )
     metadata: dict[str, dg.MetadataValue | float | int] = {
+        **row_count(result.metrics.height),
         "return_rows": dg.MetadataValue.int(result.returns.height),
         "metric_rows": dg.MetadataValue.int(result.metrics.height),
         "strategies": dg.MetadataValue.int(result.returns["strategy"].n_unique()),
         "cost_bps_per_turnover": float(cfg.backtest.cost_bps + cfg.backtest.slippage_bps),
-        "comparison_all_periods": dg.MetadataValue.md(_markdown(overall)),
-        "equity_curves": _png_md(equity_chart(result.returns, strategy.ALL), "equity curves"),
+        "comparison_all_periods": frame_table(overall, COMPARISON_COLUMNS),
+        "equity_curves": image(
+            equity_curves(
+                portfolio, "Equal-weight portfolio, every fold's test slices: strategies vs buy-and-hold"
+            ),
+            "equity curves",
+        ),
     }
     for row in overall.iter_rows(named=True):
         for metric in _KEY_METRICS:
@@ -70,21 +93,20 @@ def strategy_backtest(warehouse: WarehouseResource, pipeline: PipelineConfig) ->
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _markdown(frame: pl.DataFrame) -> str:
-    cols = [
-        "strategy",
-        "cagr",
-        "ann_volatility",
-        "sharpe",
-        "sortino",
-        "max_drawdown",
-        "max_drawdown_duration",
-        "hit_rate",
-        "turnover",
-        "psr",
-        "dsr",
-    ]
-    return frame.select(cols).to_pandas().to_markdown(index=False, floatfmt=".4g")
+#: The strategy comparison's columns shown in the UI.
+COMPARISON_COLUMNS = [
+    "strategy",
+    "cagr",
+    "ann_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "max_drawdown_duration",
+    "hit_rate",
+    "turnover",
+    "psr",
+    "dsr",
+]
 
 
 def forecast_explanations_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -96,6 +118,9 @@ def forecast_explanations_asset(trading_days: dg.PartitionsDefinition) -> dg.Ass
         group_name="decision",
         kinds={"jax", "duckdb"},
         pool="warehouse_write",
+        owners=OWNERS,
+        tags={"layer": "decision"},
+        metadata=table_metadata("forecast_explanations"),
     )(forecast_explanations)
 
 
@@ -134,21 +159,31 @@ def forecast_explanations(
     gap = max(e.completeness_gap for e in explained)
     scale = max(float(np.abs(e.forecast - e.baseline_forecast).max()) for e in explained)
     last = explained[-1]
-    return dg.MaterializeResult(
-        metadata={
-            "rows": dg.MetadataValue.int(table.height),
-            "sessions": dg.MetadataValue.int(len(sessions)),
-            "models": dg.MetadataValue.json(served),
-            "completeness_max_abs_gap": gap,
-            "max_abs_forecast_minus_baseline": scale,
-            "top_features": dg.MetadataValue.md(_top_features(table, end)),
-            "attribution_chart": _attribution_picture(last),
-        }
+    per_day = dict(table.group_by("as_of_date").len().iter_rows())
+    add_partition_metadata(
+        context,
+        {key: row_count(per_day.get(dt.date.fromisoformat(key), 0)) for key in context.partition_keys},
     )
+    context.log.info(f"stored {table.height:,} attributions for {len(sessions)} session(s)")
+    # The range's summary, once, on its last session.
+    context.add_asset_metadata(
+        {
+            "run_range": dg.MetadataValue.text(f"{start}..{end} ({len(sessions)} sessions)"),
+            "run_rows": dg.MetadataValue.int(table.height),
+            "models": dg.MetadataValue.json(served),
+            "completeness_max_abs_gap": dg.MetadataValue.float(gap),
+            "max_abs_forecast_minus_baseline": dg.MetadataValue.float(scale),
+            "top_features": frame_table(_top_features(table, end)),
+            "attribution_chart": _attribution_picture(last),
+        },
+        partition_key=context.partition_keys[-1],
+    )
+    return dg.MaterializeResult()
 
 
-def _top_features(table: pl.DataFrame, day) -> str:
-    """Top 10 features by mean |attribution| summed over the window, on `day`, per horizon."""
+def _top_features(table: pl.DataFrame, day) -> pl.DataFrame:
+    """Top 10 features by mean |attribution| to the median forecast (log return), summed over the
+    lookback window and averaged over tickers, on `day`, per horizon."""
     top = (
         table.filter(pl.col("as_of_date") == day)
         .group_by("horizon", "ticker", "feature")
@@ -162,11 +197,7 @@ def _top_features(table: pl.DataFrame, day) -> str:
         .group_by("horizon", maintain_order=True)
         .head(10)
     )
-    return (
-        f"Features with the largest attributions to the median forecast on {day} "
-        "(summed over the lookback window, averaged over tickers; log return):\n\n"
-        + top.to_pandas().to_markdown(index=False, floatfmt=".3g")
-    )
+    return top
 
 
 def _attribution_picture(e: explain.SessionExplanation) -> dg.MetadataValue:
@@ -176,4 +207,4 @@ def _attribution_picture(e: explain.SessionExplanation) -> dg.MetadataValue:
         f"{e.tickers[i]} on {e.day}, horizon {e.horizons[0]}: median {e.forecast[0, i]:+.4f} "
         f"vs baseline {e.baseline_forecast[0, i]:+.4f} (log return)"
     )
-    return _png_md(attribution_chart(e.attributions[0, i], e.features, title), "attributions")
+    return image(attribution_chart(e.attributions[0, i], e.features, title), "attributions")

@@ -8,6 +8,7 @@ mapping), so the multiprocess executor trains folds in parallel processes, one p
 import dagster as dg
 import polars as pl
 
+from forecast_assets.metadata import OWNERS, frame_table, row_count, table_metadata
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.evaluation.walk_forward import FoldResult, evaluate_fold
 from forecast_core.models.baselines import make_baselines
@@ -37,6 +38,10 @@ def evaluate_one_fold(
     def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
         context.log.info(f"fold {fold_id} epoch {epoch}: train pinball {train_loss:.5f}, val {val_loss:.5f}")
 
+    context.log.info(
+        f"fold {fold_id}: training the LSTM and the baselines on {fold.train_start}..{fold.train_end}, "
+        f"testing on {fold.test_start}..{fold.test_end}"
+    )
     lstm = LSTMForecaster(task, cfg, on_epoch=log_epoch)
     result = evaluate_fold(panel, fold, task, [lstm, *make_baselines(task, cfg)])
     assert lstm.result is not None
@@ -60,43 +65,49 @@ def publish_fold_evaluation(
     board = read_table("model_leaderboard", path=path)
     lstm = board.filter(pl.col("model") == "lstm")
     metadata: dict[str, dg.MetadataValue | float | int] = {
+        **row_count(predictions.height),
         "folds": len(results),
         "prediction_rows": predictions.height,
-        "leaderboard": dg.MetadataValue.md(_markdown(board)),
+        "metric_rows": metrics.height,
+        "leaderboard": frame_table(board, LEADERBOARD_COLUMNS),
         "lstm_train_seconds": float(sum(r.seconds.get("lstm", 0.0) for r in results)),
     }
     for row in lstm.iter_rows(named=True):
         h = row["horizon"]
         metadata[f"lstm_pinball_skill_h{h}"] = float(row["pinball_skill_vs_zero_return"])
         metadata[f"lstm_coverage_80_h{h}"] = float(row["coverage_80"])
-    context.log.info("leaderboard:\n" + _markdown(board))
+    best = board.sort("horizon", "pinball").group_by("horizon", maintain_order=True).first()
+    context.log.info(
+        f"wrote {predictions.height:,} fold predictions and {metrics.height:,} metric rows; lowest test pinball: "
+        + ", ".join(
+            f"h{h} {m} ({p:.5g})" for h, m, p in best.select("horizon", "model", "pinball").iter_rows()
+        )
+    )
     return dg.Output(None, metadata=metadata)
 
 
-def _markdown(board: pl.DataFrame) -> str:
-    cols = [
-        "model",
-        "horizon",
-        "pinball",
-        "pinball_skill_vs_zero_return",
-        "coverage_80",
-        "rmse",
-        "mae",
-        "mape_price",
-        "directional_accuracy",
-        "dm_pvalue_min",
-    ]
-    return (
-        board.select([c for c in cols if c in board.columns])
-        .to_pandas()
-        .to_markdown(index=False, floatfmt=".5g")
-    )
+#: The leaderboard's columns shown in the UI (model_leaderboard has more).
+LEADERBOARD_COLUMNS = [
+    "model",
+    "horizon",
+    "pinball",
+    "pinball_skill_vs_zero_return",
+    "coverage_80",
+    "rmse",
+    "mae",
+    "mape_price",
+    "directional_accuracy",
+    "dm_pvalue_min",
+]
 
 
 @dg.graph_asset(
     ins={"walk_forward_folds": dg.AssetIn(dagster_type=dg.Nothing)},
     group_name="evaluation",
     kinds={"jax", "duckdb"},
+    owners=OWNERS,
+    tags={"layer": "evaluation"},
+    metadata=table_metadata("fold_predictions"),
 )
 def fold_evaluation(walk_forward_folds):
     """Walk-forward evaluation: on every fold, the Flax LSTM and the baselines (zero_return,

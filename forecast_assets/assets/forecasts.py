@@ -1,17 +1,24 @@
 """daily_forecasts and forecast_scores."""
 
-import base64
 import datetime as dt
 
 import dagster as dg
 import polars as pl
 
+from forecast_assets.charts import fan_chart
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
+from forecast_assets.metadata import (
+    OWNERS,
+    add_partition_metadata,
+    frame_table,
+    image,
+    row_count,
+    table_metadata,
+)
 from forecast_assets.partitions import partition_dates
 from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.data import calendar
-from forecast_core.plots import fan_chart
 from forecast_core.serving.forecasts import score_forecasts
 from warehouse import read_table, reads, transaction
 
@@ -26,6 +33,9 @@ def daily_forecasts_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDef
         group_name="forecasts",
         kinds={"jax", "duckdb"},
         pool="warehouse_write",
+        owners=OWNERS,
+        tags={"layer": "serving"},
+        metadata=table_metadata("forecasts"),
     )(daily_forecasts)
 
 
@@ -61,26 +71,79 @@ def daily_forecasts(
     forecasts = pl.concat(frames)
     with transaction(path) as w:
         w.replace("forecasts", forecasts, "as_of_date BETWEEN ? AND ?", [start, end])
+    context.log.info(
+        f"stored {forecasts.height:,} forecasts for {len(sessions)} session(s) {start}..{end} "
+        f"({forecasts['ticker'].n_unique()} tickers x {forecasts['horizon'].n_unique()} horizons)"
+    )
+    _session_metadata(context, forecasts)
     fallback = forecasts.filter(pl.col("model") != "lstm").height
-    chart = base64.b64encode(fan_chart(reads.prices(path, until=end), forecasts)).decode()
-    return dg.MaterializeResult(
-        metadata={
-            "rows": dg.MetadataValue.int(forecasts.height),
-            "sessions": dg.MetadataValue.int(len(sessions)),
+    chart = fan_chart(reads.prices(path, until=end), forecasts)
+    # The range's summary and the fan chart are recorded once, on the range's last session.
+    context.add_asset_metadata(
+        {
+            "run_range": dg.MetadataValue.text(f"{start}..{end} ({len(sessions)} sessions)"),
+            "run_rows": dg.MetadataValue.int(forecasts.height),
             "models": dg.MetadataValue.json(served),
             "fallback_rows": dg.MetadataValue.int(fallback),
             "stand_in_tickers": dg.MetadataValue.json(stand_ins),
-            "mean_band_width_80": float((forecasts["q90"] - forecasts["q10"]).mean()),
-            "fan_chart": dg.MetadataValue.md(f"![fan chart](data:image/png;base64,{chart})"),
+            "fan_chart": image(chart, "fan chart"),
         },
-        check_results=forecast_check_results(forecasts, cfg, sessions),
+        partition_key=context.partition_keys[-1],
     )
+    return dg.MaterializeResult(check_results=forecast_check_results(forecasts, cfg, sessions))
+
+
+def _session_metadata(context: dg.AssetExecutionContext, forecasts: pl.DataFrame) -> None:
+    """Each session partition's own numbers: rows, the model that served, the mean width of the
+    80% band per horizon (log return), so the Plots tab shows them over time."""
+    per_session = (
+        forecasts.group_by("as_of_date", "horizon")
+        .agg(
+            pl.len().alias("rows"),
+            (pl.col("q90") - pl.col("q10")).mean().alias("band"),
+            pl.col("model").mode().first().alias("model"),
+        )
+        .sort("as_of_date", "horizon")
+    )
+    by_day: dict[str, dict] = {}
+    for day, horizon, rows, band, model in per_session.iter_rows():
+        entry = by_day.setdefault(day.isoformat(), {"rows": 0, "model": model})
+        entry["rows"] += rows
+        entry[f"mean_band_width_80_h{horizon}"] = float(band)
+    per_partition = {}
+    for key in context.partition_keys:
+        entry = by_day.get(key, {"rows": 0, "model": "none"})
+        per_partition[key] = {
+            **row_count(entry.pop("rows")),
+            "model": dg.MetadataValue.text(entry.pop("model")),
+            **{k: dg.MetadataValue.float(v) for k, v in entry.items()},
+        }
+    add_partition_metadata(context, per_partition)
+
+
+#: forecast_scores follows re-materialized forecasts (and corrected prices): requested by the
+#: `rescore_after_forecasts` sensor once its upstream assets have new materializations and none is
+#: in progress (the nightly and forecast jobs also score in the same run).
+SCORES_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("new forecasts or prices since the last scoring")
 
 
 @dg.asset(
-    deps=["daily_forecasts", "raw_prices"], group_name="forecasts", kinds={"duckdb"}, pool="warehouse_write"
+    deps=["daily_forecasts", "raw_prices"],
+    group_name="forecasts",
+    kinds={"duckdb"},
+    pool="warehouse_write",
+    owners=OWNERS,
+    tags={"layer": "serving"},
+    metadata=table_metadata("forecast_scores"),
+    automation_condition=SCORES_AUTOMATION,
 )
-def forecast_scores(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.MaterializeResult:
+def forecast_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
+) -> dg.MaterializeResult:
     """Every forecast whose target date has a realised price, scored: the realised close, the
     error, whether it fell inside the 80% band, and the pinball loss. Rebuilt in full from
     `forecasts` and `raw_prices` (so a price correction re-scores), in one transaction."""
@@ -90,8 +153,20 @@ def forecast_scores(warehouse: WarehouseResource, pipeline: PipelineConfig) -> d
     scores = score_forecasts(forecasts, reads.prices(path), cfg.quantiles, dt.datetime.now(dt.UTC))
     with transaction(path) as w:
         w.replace("forecast_scores", scores)
+    context.log.info(f"scored {scores.height:,} forecasts whose target date has a price")
+    by_horizon = (
+        scores.group_by("horizon")
+        .agg(
+            pl.len().alias("scored"),
+            pl.col("covered_80").cast(pl.Float64).mean().alias("coverage_80"),
+            pl.col("pinball").mean().alias("pinball"),
+        )
+        .sort("horizon")
+    )
     return dg.MaterializeResult(
         metadata={
+            **row_count(scores.height),
+            "by_horizon": frame_table(by_horizon),
             "scored_rows": dg.MetadataValue.int(scores.height),
             "pending_rows": dg.MetadataValue.int(forecasts.height - scores.height),
             "coverage_80": float(scores["covered_80"].mean()) if scores.height else float("nan"),

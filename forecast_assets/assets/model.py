@@ -11,7 +11,9 @@ import dagster as dg
 import jax
 import polars as pl
 
+from forecast_assets.charts import loss_curves
 from forecast_assets.checks import MODEL_CHECKS
+from forecast_assets.metadata import OWNERS, image, row_count, table_metadata
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE
 from forecast_core.models.forecaster import ForecastTask
@@ -61,6 +63,9 @@ def lstm_model_asset(retrain_months: dg.PartitionsDefinition) -> dg.AssetsDefini
         group_name="model",
         kinds={"jax", "duckdb"},
         pool="warehouse_write",
+        owners=OWNERS,
+        tags={"layer": "model"},
+        metadata=table_metadata("models"),
     )(lstm_model)
 
 
@@ -91,6 +96,10 @@ def lstm_model(
     def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
         context.log.info(f"{period} epoch {epoch}: train pinball {train_loss:.5f}, val {val_loss:.5f}")
 
+    context.log.info(
+        f"{period}: training the LSTM ({cfg.model.ensemble_size} seed(s), at most {cfg.train.max_epochs} "
+        f"epochs) on data up to {cutoff}, then the promotion gate"
+    )
     pm = train_period_model(panel, task, cfg, period_start, previous, on_epoch=log_epoch)
     blob = artifacts.to_bytes(pm.lstm)
     sha = artifacts.sha256(blob)
@@ -139,8 +148,16 @@ def lstm_model(
             f"{version}: no training epoch beat the untrained network (the {cfg.model.sigma_prior} prior, "
             f"validation pinball {result.prior_val_loss:.6g}): the LSTM returns the prior's bands"
         )
+    curves = loss_curves(
+        result.train_losses,
+        result.val_losses,
+        result.best_epoch,
+        float(result.prior_val_loss),
+        f"LSTM {version}: pinball loss per epoch",
+    )
     return dg.MaterializeResult(
         metadata={
+            **row_count(1),
             "model_version": version,
             "serving_model": pm.serving_model,
             "decision": pm.decision,
@@ -155,8 +172,9 @@ def lstm_model(
             "device": result.device,
             "jax_backend": jax.default_backend(),
             "train_end": str(pm.slices.train_end),
-            "train_losses": dg.MetadataValue.json([round(v, 6) for v in result.train_losses]),
-            "val_losses": dg.MetadataValue.json([round(v, 6) for v in result.val_losses]),
+            "final_train_pinball": float(result.train_losses[-1]) if result.train_losses else float("nan"),
+            "best_val_pinball": float(min(result.val_losses)) if result.val_losses else float("nan"),
+            "loss_curves": image(curves, "loss curves"),
         },
         check_results=[
             dg.AssetCheckResult(

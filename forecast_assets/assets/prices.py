@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from forecast_assets.metadata import OWNERS, add_partition_metadata, table_metadata
 from forecast_assets.partitions import partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE, INGESTED_AT, TICKER
@@ -39,6 +40,9 @@ def raw_prices_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         group_name="ingest",
         kinds={"duckdb", "polars"},
         pool="warehouse_write",
+        owners=OWNERS,
+        tags={"layer": "ingest"},
+        metadata=table_metadata("raw_prices"),
     )(raw_prices)
 
 
@@ -124,12 +128,14 @@ def _partition_metadata(
     per_day = frame.group_by(DATE).agg(pl.len().alias("rows"), pl.col(TICKER).n_unique().alias("tickers"))
     counts = {d.isoformat(): (r, t) for d, r, t in per_day.iter_rows()}
     keys = context.partition_keys
+    per_partition = {}
     for key in keys:
         rows, tickers = counts.get(key, (0, 0))
-        context.add_asset_metadata(
-            {"dagster/row_count": dg.MetadataValue.int(rows), "tickers": dg.MetadataValue.int(tickers)},
-            partition_key=key,
-        )
+        per_partition[key] = {
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "tickers": dg.MetadataValue.int(tickers),
+        }
+    add_partition_metadata(context, per_partition)
     context.add_asset_metadata(
         {
             "run_range": dg.MetadataValue.text(f"{start}..{end} ({len(keys):,} sessions)"),
