@@ -62,16 +62,19 @@ def _has_values(prices: pl.DataFrame, column: str) -> bool:
     return column in prices.columns and prices[column].null_count() < prices.height
 
 
-def price_feature_exprs(cfg: FeatureConfig) -> list[pl.Expr]:
+def price_feature_exprs(cfg: FeatureConfig, ewma_lambda: float) -> list[pl.Expr]:
     """Features from the price alone: returns, volatility, moving averages, RSI, MACD, Bollinger."""
     r1 = _ret(1)
     exprs = [_ret(w).alias(f"ret_{w}") for w in cfg.return_windows if w != 1]
     exprs.append(r1.alias(DAILY_RETURN))
     exprs += [r1.rolling_std(w).over(_BY).alias(f"vol_{w}") for w in cfg.volatility_windows if w > 1]
-    # RiskMetrics volatility (EWMA of squared returns, lambda 0.94): the ewma_vol baseline's state,
-    # given to the model as an input so that it starts from the risk desk's estimate.
+    # RiskMetrics volatility (EWMA of squared returns, the ewma_vol baseline's `ewma_lambda`).
     exprs.append(
-        (r1**2).ewm_mean(alpha=0.06, adjust=False, min_samples=20).over(_BY).sqrt().alias("vol_ewma")
+        (r1**2)
+        .ewm_mean(alpha=1.0 - ewma_lambda, adjust=False, min_samples=20)
+        .over(_BY)
+        .sqrt()
+        .alias("vol_ewma")
     )
     exprs += [
         (pl.col(PRICE) / pl.col(PRICE).rolling_mean(w).over(_BY) - 1.0).alias(f"ma_ratio_{w}")
@@ -163,7 +166,7 @@ def build_features(prices: pl.DataFrame, cfg: ForecastConfig) -> pl.DataFrame:
     out = targets.select(
         TICKER,
         DATE,
-        *price_feature_exprs(cfg.features),
+        *price_feature_exprs(cfg.features, cfg.ewma_lambda),
         *volume_feature_exprs(cfg.features, has_volume, has_range, has_open),
         *calendar_feature_exprs(),
     )
