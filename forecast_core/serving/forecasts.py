@@ -34,7 +34,7 @@ def make_forecasts(
     end: dt.date,
     model_version: str,
     created_at: dt.datetime,
-    calendar_code: str = "XNYS",
+    calendar_code: str,
 ) -> pl.DataFrame:
     """`forecasts` rows for every panel row dated in [start, end] (one per ticker, date, horizon)."""
     rows = rows_between(panel, start, end)
