@@ -27,7 +27,6 @@ from itertools import pairwise
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -37,6 +36,7 @@ from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
 from forecast_core.models.garch import GjrGarch, VolBlend
+from forecast_core.models.volatility import ewma_variance, standardised_quantiles  # noqa: F401 - ewma_variance re-exported
 
 #: The daily log-return column `EwmaVol` reads (also a feature of the panel).
 RETURN_COLUMN = "ret_1"
@@ -199,28 +199,6 @@ class RidgeBaseline(PointBaseline):
         return np.column_stack([p.predict(x) for p in self.pipelines_])
 
 
-def ewma_variance(returns: np.ndarray, lam: float, warmup: int = 20) -> np.ndarray:
-    """RiskMetrics variance of one ticker's daily log returns `[n]` (time order) -> `[n]`.
-
-    Over the finite returns r_1, r_2, ...: `s2_w = mean(r_1^2 .. r_w^2)` (zero-mean variance of the
-    first w = `warmup` returns), then `s2_t = lam * s2_{t-1} + (1 - lam) * r_t^2`. Causal: s2_t uses
-    returns up to and including t. NaN before the w-th return (warm-up); a row whose return is
-    missing carries the last value forward.
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    valid = np.isfinite(r)
-    x = r[valid] ** 2
-    s2 = np.full(x.size, np.nan)
-    if x.size >= warmup:
-        s2[warmup - 1] = x[:warmup].mean()
-        if x.size > warmup:
-            # y_t = lam * y_{t-1} + (1 - lam) * x_t, started from y_{w-1} = s2_w via zi.
-            zi = [lam * s2[warmup - 1]]
-            s2[warmup:] = lfilter([1.0 - lam], [1.0, -lam], x[warmup:], zi=zi)[0]
-    last = np.cumsum(valid) - 1  # index into x of the last finite return at or before each row
-    return np.where(last >= 0, s2[np.maximum(last, 0)] if x.size else np.nan, np.nan)
-
-
 class EwmaVol(Forecaster):
     """RiskMetrics volatility bands around a zero median.
 
@@ -267,10 +245,7 @@ class EwmaVol(Forecaster):
             raise InsufficientDataError(f"ewma_vol: no training rows past warm-up dated <= {train_end}")
         h = np.asarray(self.task.horizons, dtype=np.float64)
         z = _targets(train, self.task) / (train["sigma"].to_numpy()[:, None] * np.sqrt(h))
-        tau = np.asarray(self.task.quantiles)
-        zq = np.quantile(z, tau, axis=0).T  # [H, Q]
-        upper = np.where(tau > 0.5, np.maximum(zq, 0.0), 0.0)
-        self.z_ = np.where(tau < 0.5, np.minimum(zq, 0.0), upper)
+        self.z_ = standardised_quantiles(z, self.task.quantiles)
         return self
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:

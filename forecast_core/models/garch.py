@@ -39,48 +39,40 @@ finite (the recursion never divides by 1 - persistence). On the sample's validat
 `VolBlend` (`vol_blend`): the equal-weight average of `ewma_vol` and `gjr_garch`; see its docstring
 for why it averages variances rather than quantiles.
 
-This module reads `forecast_core.models.baselines` at call time only: `baselines` imports it to
-register the two models in `BASELINES`.
+The arithmetic (fit, filter, multi-step variance) is in `volatility.py`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import warnings
-from itertools import pairwise
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, training_rows
+from forecast_core.models.volatility import (  # noqa: F401 - re-exported: the GJR arithmetic
+    MIN_RETURNS,
+    STATIONARITY_TOL,
+    WARMUP,
+    Params,
+    daily_returns,
+    ewma_horizon_variance,
+    fit_gjr,
+    gjr_conditional_variance,
+    gjr_horizon_variance,
+    gjr_variance,
+    panel_ewma_variance,
+    standardised_quantiles,
+    ticker_bounds,
+)  # fmt: skip
 
-#: GJR parameters of one ticker in the units of raw daily log returns: (omega, alpha, gamma, beta).
-Params = tuple[float, float, float, float]
-
-RETURN_COLUMN = "ret_1"
-#: Finite returns dated <= train_end a ticker needs for its own GJR fit (about one year).
-MIN_RETURNS = 250
-#: Returns before the first variance (the filter starts from their mean square), as `EwmaVol`.
-WARMUP = 20
-#: arch is fitted on percent returns (100 * r), so omega there is 1e4 times omega in raw units.
-_PERCENT2 = 1e4
+#: Version of the `state()` dict (parameters, fallbacks, z-quantiles).
 STATE_VERSION = 1
-#: SLSQP meets arch's stationarity constraint alpha + gamma/2 + beta <= 1 only to about 1e-8: a
-#: persistence up to 1 + this is on the bound (integrated, kept with persistence exactly 1); above,
-#: non-stationary (refused).
-STATIONARITY_TOL = 1e-6
-#: How far below a GJR constraint an optimiser's solution may lie (rounding) before it is refused.
-_CONSTRAINT_TOL = 1e-9
-
-
-class GarchFallbackWarning(UserWarning):
-    """A ticker's variance falls back from GJR-GARCH to EWMA; the message names it and why."""
 
 
 def _baselines():
@@ -90,154 +82,8 @@ def _baselines():
     return baselines
 
 
-def _ticker_bounds(tickers: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of each ticker's run of rows in a frame sorted by (ticker, date)."""
-    starts = np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1]]) if tickers.size else np.empty(0, int)
-    return list(pairwise([*starts.tolist(), tickers.size]))
-
-
-def _returns(panel: pl.DataFrame) -> np.ndarray:
-    return panel[RETURN_COLUMN].cast(pl.Float64).fill_null(np.nan).to_numpy()
-
-
-# --- the variance recursions ---------------------------------------------------------------------
-
-
-def gjr_conditional_variance(returns: np.ndarray, params: Params, backcast: float) -> np.ndarray:
-    """GJR(1,1) conditional variances of finite returns `r [n]` (time order) -> `[n + 1]`.
-
-    Element t < n is Var(r_t | r_0..r_{t-1}), `arch`'s `conditional_volatility ** 2` for the same
-    backcast (its pre-sample r^2 and s2, with I(r < 0) taken as 1/2); element n is the forecast of
-    the next return's variance. Vectorised: s2_{t+1} = x_t + beta * s2_t is a linear filter.
-    """
-    omega, alpha, gamma, beta = params
-    r = np.asarray(returns, dtype=np.float64)
-    out = np.empty(r.size + 1)
-    out[0] = omega + (alpha + 0.5 * gamma + beta) * backcast
-    if r.size:
-        x = omega + (alpha + gamma * (r < 0)) * r**2
-        out[1:] = lfilter([1.0], [1.0, -beta], x, zi=[beta * out[0]])[0]
-    return out
-
-
-def gjr_horizon_variance(next_variance: np.ndarray, params: Params, horizons: tuple[int, ...]) -> np.ndarray:
-    """Variance of the h-session return, the sum of the h one-step-ahead forecasts: `[n] -> [n, H]`.
-
-    `next_variance` is s2_{t+1|t}; later steps follow s2_{t+k+1|t} = omega + phi * s2_{t+k|t} with
-    phi = alpha + gamma / 2 + beta (symmetric innovations).
-    """
-    omega, alpha, gamma, beta = params
-    phi = alpha + 0.5 * gamma + beta
-    s = np.asarray(next_variance, dtype=np.float64)
-    total = np.zeros_like(s)
-    out = {}
-    for k in range(1, max(horizons) + 1):
-        total = total + s
-        if k in horizons:
-            out[k] = total
-        s = omega + phi * s
-    return np.column_stack([out[h] for h in horizons]) if s.size else np.empty((0, len(horizons)))
-
-
-def _by_last_return(r: np.ndarray, per_return: np.ndarray, width: int) -> np.ndarray:
-    """Rows `[n]` of a series with gaps -> `[n, width]`: each row takes the value of the last finite
-    return at or before it (NaN before the first), as `ewma_variance` carries missing returns."""
-    valid = np.isfinite(r)
-    last = np.cumsum(valid) - 1
-    out = np.full((r.size, width), np.nan)
-    if per_return.shape[0]:
-        ok = last >= 0
-        out[ok] = per_return[last[ok]]
-    return out
-
-
-def gjr_variance(
-    returns: np.ndarray, params: Params, horizons: tuple[int, ...], warmup: int = WARMUP
-) -> np.ndarray:
-    """h-session variance forecasts `[n, H]` of one ticker's daily log returns `[n]` (time order).
-
-    Over the finite returns, the filter starts from `backcast = mean(r_1^2 .. r_w^2)` (w = `warmup`)
-    and row t forecasts from returns up to and including t (causal once past the warm-up). NaN
-    before the w-th return; a row whose return is missing carries the last value forward.
-    """
-    r = np.asarray(returns, dtype=np.float64)
-    x = r[np.isfinite(r)]
-    per_return = np.full((x.size, len(horizons)), np.nan)
-    if x.size >= warmup:
-        s2 = gjr_conditional_variance(x, params, float(np.mean(x[:warmup] ** 2)))
-        per_return = gjr_horizon_variance(s2[1:], params, horizons)
-        per_return[: warmup - 1] = np.nan
-    return _by_last_return(r, per_return, len(horizons))
-
-
-def ewma_horizon_variance(
-    returns: np.ndarray, lam: float, horizons: tuple[int, ...], warmup: int = WARMUP
-) -> np.ndarray:
-    """`EwmaVol`'s h-session variance `s2_ewma * h`, `[n] -> [n, H]` (the GJR fallback)."""
-    s2 = _baselines().ewma_variance(returns, lam, warmup)
-    return s2[:, None] * np.asarray(horizons, dtype=np.float64)
-
-
-def panel_ewma_variance(sorted_panel: pl.DataFrame, lam: float, horizons: tuple[int, ...]) -> np.ndarray:
-    """`ewma_horizon_variance` of every ticker of a panel sorted by (ticker, date): `[rows, H]`."""
-    r = _returns(sorted_panel)
-    out = np.full((r.size, len(horizons)), np.nan)
-    for a, b in _ticker_bounds(sorted_panel[TICKER].to_numpy()):
-        out[a:b] = ewma_horizon_variance(r[a:b], lam, horizons)
-    return out
-
-
-# --- estimation ----------------------------------------------------------------------------------
-
-
-def fit_gjr(returns: np.ndarray, min_returns: int = MIN_RETURNS) -> tuple[Params | None, str | None]:
-    """Fit a zero-mean GJR-GARCH(1,1) to one ticker's daily log returns with `arch`.
-
-    Returns `(params, None)` in raw-return units, or `(None, reason)` when the fit is not usable
-    (the module docstring lists the reasons).
-    """
-    from arch import arch_model
-
-    x = np.asarray(returns, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size < min_returns:
-        return None, f"{x.size} returns dated <= train_end, fewer than the {min_returns} a fit needs"
-    if np.ptp(x) == 0.0:
-        return None, "constant returns (GJR-GARCH is not identified)"
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")  # arch's ConvergenceWarning: checked just below
-            model = arch_model(100.0 * x, mean="Zero", vol="GARCH", p=1, o=1, q=1, rescale=False)
-            res = model.fit(disp="off", show_warning=False)
-    except Exception as e:  # any failure of the optimiser is a fallback, with its message
-        return None, f"arch raised {type(e).__name__}: {e}"
-    if res.convergence_flag != 0:
-        message = getattr(res.optimization_result, "message", "")
-        return None, f"the optimiser did not converge (flag {res.convergence_flag}: {message})"
-    omega, alpha, gamma, beta = (float(v) for v in res.params.to_numpy())
-    params = (omega / _PERCENT2, alpha, gamma, beta)
-    if not all(math.isfinite(v) for v in params):
-        return None, f"non-finite parameters {params}"
-    if params[0] <= 0 or min(alpha, alpha + gamma, beta) < -_CONSTRAINT_TOL:
-        return None, f"parameters outside the GJR constraints {params}"
-    # SLSQP meets its bounds only to rounding (alpha = -2e-17): clip onto them.
-    alpha = max(alpha, 0.0)
-    gamma, beta = max(gamma, -alpha), max(beta, 0.0)
-    params = (params[0], alpha, gamma, beta)
-    persistence = alpha + 0.5 * gamma + beta
-    if persistence > 1.0 + STATIONARITY_TOL:
-        return None, f"non-stationary: persistence alpha + gamma/2 + beta = {persistence:.9f} > 1"
-    if persistence > 1.0:  # on the bound to rounding: integrated, exactly
-        params = (params[0], alpha, gamma, beta - (persistence - 1.0))
-    return params, None
-
-
-def _band_quantiles(z: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
-    """Tau-quantiles `[H, Q]` of standardised targets `z [rows, H]`, clipped to a zero median."""
-    tau = np.asarray(quantiles)
-    zq = np.quantile(z, tau, axis=0).T
-    upper = np.where(tau > 0.5, np.maximum(zq, 0.0), 0.0)
-    return np.where(tau < 0.5, np.minimum(zq, 0.0), upper)
+class GarchFallbackWarning(UserWarning):
+    """A ticker's variance falls back from GJR-GARCH to EWMA; the message names it and why."""
 
 
 def _warn_fallback(model: str, reasons: dict[str, str], when: str) -> None:
@@ -326,10 +172,10 @@ class GjrGarch(Forecaster):
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> GjrGarch:
         history = panel.filter(pl.col(DATE) <= train_end).sort(TICKER, DATE)
-        r, tickers = _returns(history), history[TICKER].to_numpy()
+        r, tickers = daily_returns(history), history[TICKER].to_numpy()
         params: dict[str, Params] = {}
         fallback: dict[str, str] = {}
-        for a, b in _ticker_bounds(tickers):
+        for a, b in ticker_bounds(tickers):
             p, reason = fit_gjr(r[a:b], self.MIN_RETURNS)
             if p is None:
                 fallback[str(tickers[a])] = reason
@@ -341,7 +187,7 @@ class GjrGarch(Forecaster):
         z = _standardised_targets(history, self.horizon_variance(history), train_end, self.task)
         if z.shape[0] == 0:
             raise InsufficientDataError(f"{self.name}: no training rows past warm-up dated <= {train_end}")
-        self.z_ = _band_quantiles(z, self.task.quantiles)
+        self.z_ = standardised_quantiles(z, self.task.quantiles)
         return self
 
     def horizon_variance(self, sorted_panel: pl.DataFrame) -> np.ndarray:
@@ -350,10 +196,10 @@ class GjrGarch(Forecaster):
         tickers unseen at fit time; NaN in warm-up."""
         if not hasattr(self, "params_"):
             self.require_fitted()
-        r, tickers = _returns(sorted_panel), sorted_panel[TICKER].to_numpy()
+        r, tickers = daily_returns(sorted_panel), sorted_panel[TICKER].to_numpy()
         out = np.full((r.size, len(self.task.horizons)), np.nan)
         unseen = {}
-        for a, b in _ticker_bounds(tickers):
+        for a, b in ticker_bounds(tickers):
             t = str(tickers[a])
             if t in self.params_:
                 out[a:b] = gjr_variance(r[a:b], self.params_[t], self.task.horizons, self.WARMUP)
@@ -458,7 +304,7 @@ class VolBlend(Forecaster):
         if self.mode == "variance":
             history = panel.filter(pl.col(DATE) <= train_end).sort(TICKER, DATE)
             z = _standardised_targets(history, self.blended_variance(history), train_end, self.task)
-            self.z_ = _band_quantiles(z, self.task.quantiles)
+            self.z_ = standardised_quantiles(z, self.task.quantiles)
         return self
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:

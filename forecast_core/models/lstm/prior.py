@@ -26,6 +26,7 @@ import polars as pl
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.models.forecaster import ForecastTask
+from forecast_core.models.volatility import standardised_quantiles  # noqa: F401 - the head's start
 
 #: `model.sigma_prior` -> the baseline whose scale the LSTM standardises by.
 PRIOR_BASELINES = {"ewma": "ewma_vol", "gjr": "gjr_garch", "blend": "vol_blend"}
@@ -57,16 +58,6 @@ def prior_from_state(kind: str, task: ForecastTask, cfg: ForecastConfig, state: 
     from forecast_core.models.baselines import BASELINES
 
     return BASELINES[PRIOR_BASELINES[kind]].from_state(task, cfg, state)
-
-
-def standardised_quantiles(z: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
-    """Pooled tau-quantiles `<float64>[H, Q]` of standardised targets `z <float64>[rows, H]`,
-    clipped so that levels below 0.5 are <= 0, above are >= 0, and the median is exactly 0 (a
-    volatility model says nothing about the sign)."""
-    tau = np.asarray(quantiles)
-    zq = np.quantile(z, tau, axis=0).T
-    upper = np.where(tau > 0.5, np.maximum(zq, 0.0), 0.0)
-    return np.where(tau < 0.5, np.minimum(zq, 0.0), upper)
 
 
 def sorted_panel(panel: pl.DataFrame) -> pl.DataFrame:
