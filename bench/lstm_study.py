@@ -1,7 +1,8 @@
 """The LSTM study: settings chosen on validation slices, seed noise, and the test score reported.
 
     python -m bench.lstm_study [--folds 0,1,2,3,4] [--seeds 0,1,2] [--set model.lookback=60 ...]
-                               [--source sample|FILE.csv] [--out bench/results/lstm_study.json]
+                               [--config FILE.toml] [--aci 0.02] [--out bench/results/lstm_study.json]
+    python -m bench.lstm_study --report docs/studies/*.json [--docs docs/]
 
 For each fold of the walk-forward layout (the same folds the pipeline evaluates) and each seed, it
 fits the LSTM (with the given overrides of the default configuration) and the volatility
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from forecast_assets.doc_sections import add_docs_argument, write_sections
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig, config_from_dict
 from forecast_core.data.features import build_features, build_targets, feature_columns
@@ -78,7 +80,9 @@ def score_slices(model, panel: pl.DataFrame, task: ForecastTask, fold) -> dict[s
         y = rows.select(task.target_columns).to_numpy()
         point = model.point_forecast(panel, start, end, q)[known]
         out[f"{name}_rmse"] = [metrics.rmse(y[:, i], point[:, i]) for i in range(len(task.horizons))]
-        out[f"{name}_rmse_zero"] = [metrics.rmse(y[:, i], np.zeros(len(y))) for i in range(len(task.horizons))]
+        out[f"{name}_rmse_zero"] = [
+            metrics.rmse(y[:, i], np.zeros(len(y))) for i in range(len(task.horizons))
+        ]
     return out
 
 
@@ -198,6 +202,34 @@ def summary(results: dict) -> dict:
     return out
 
 
+def report_markdown(paths: list[Path]) -> str:
+    """The `lstm-study` section of docs/evaluation.md from study JSON files."""
+    lines = [
+        "Mean pinball over the folds as a ratio to `ewma_vol`'s (lower is better); `lstm`: the "
+        "ensemble; `single seeds`: its members scored alone, mean [min, max] (the seed noise); "
+        "`vs best`: the ensemble over the best volatility baseline of that slice and horizon; "
+        "`folds below`: folds where the ensemble beat every volatility baseline; coverage: the "
+        "ensemble's 80% band, min and max over folds.",
+        "",
+        "| study | slice | h | lstm | single seeds | gjr_garch | vol_blend | vs best | folds below | coverage |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        name = Path(path).stem
+        for key, row in r["summary"].items():
+            slice_, h = key.split("_h")
+            best = min(row.get(n, np.inf) for n in VOL_BASELINES)
+            lines.append(
+                f"| {name} | {slice_} | {h} | {row['lstm_mean']:.4f} | {row['single_model_mean']:.4f} "
+                f"[{row['single_model_min']:.4f}, {row['single_model_max']:.4f}] | "
+                f"{row.get('gjr_garch', float('nan')):.4f} | {row.get('vol_blend', float('nan')):.4f} | "
+                f"{row['lstm_mean'] / best:.4f} | {row['lstm_below_best_folds']} of {len(r['folds'])} | "
+                f"{row['lstm_coverage_min']:.3f}-{row['lstm_coverage_max']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -211,7 +243,16 @@ def main(argv: list[str] | None = None) -> None:
         "--aci", default="", help="also score the bands recalibrated online with these gammas"
     )
     parser.add_argument("--out", default="bench/results/lstm_study.json")
+    parser.add_argument("--report", nargs="+", type=Path, help="render these study JSON files instead")
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
+    if args.report:
+        body = report_markdown(args.report)
+        if args.docs:
+            write_sections(args.docs, {"lstm-study": body})
+        else:
+            print(body)
+        return
     values = tomllib.loads(Path(args.config).read_text()) if args.config else {}
     for item in args.set:
         key, raw = item.split("=", 1)

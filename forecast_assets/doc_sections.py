@@ -7,6 +7,7 @@ under docs/. Three commands render them from measured results, and all three wri
     python -m forecast_assets.report --docs docs/     leaderboard, backtest-table, demo-timings
     python -m bench.report --docs docs/               bench
     python -m tests.reliability.report --docs docs/   reliability
+    python -m bench.lstm_study --report docs/studies/*.json --docs docs/   lstm-study
 
 `--docs` takes the docs folder (each section goes to its page in `PAGES`) or one Markdown file
 (every section of the command goes there, which must have its markers).
@@ -26,6 +27,7 @@ DOCS = ROOT / "docs"
 PAGES: dict[str, str] = {
     "leaderboard": "evaluation.md",
     "backtest-table": "evaluation.md",
+    "lstm-study": "evaluation.md",
     "demo-timings": "performance.md",
     "bench": "performance.md",
     "reliability": "reliability.md",
