@@ -37,10 +37,11 @@ lint: $(VENV)/bin/python
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-## The Dagster UI and daemon (schedules, backfills) on http://127.0.0.1:3000
+## The Dagster UI and daemon (schedules, backfills) on http://127.0.0.1:3000: dagster dev -w
+## workspace.yaml, which Ctrl-C or SIGTERM stops within 15 s (forecast_assets/ui.py).
 ui: $(VENV)/bin/python
 	$(if $(INSTANCE_EXTRA),$(VENV)/bin/pip install -q -e '.[$(INSTANCE_EXTRA)]')
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	exec $(VENV)/bin/python -m forecast_assets.ui
 
 ## Dagster's bookkeeping per partition on PostgreSQL against SQLite (docs/deployment.md).
 bookkeeping: $(VENV)/bin/python

@@ -295,6 +295,9 @@ def write_timings(
         "runs_at_once": 2,
         "config": config or "defaults",
         "peak_rss_mb": round(peak_kb / 1024),
+        # getrusage sees this process and the code server, not the run workers (the code server's
+        # children), where the training happens.
+        "peak_rss_scope": "demo process and code server (run workers not included)",
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "jax_backend": jax.default_backend(),
@@ -305,8 +308,7 @@ def write_timings(
     say.plain(
         "Timings (s, wall per run; two at a time): "
         + ", ".join(f"{k} {v:.0f}" for k, v in record["steps_s"].items())
-        + f"; pipeline {record['total_s']:.0f}, demo {record['demo_wall_s']:.0f}; peak RSS "
-        f"{record['peak_rss_mb']} MB ({out})"
+        + f"; pipeline {record['total_s']:.0f}, demo {record['demo_wall_s']:.0f} ({out})"
     )
 
 
