@@ -19,7 +19,7 @@ import yfinance
 import yfinance.shared
 
 from tests.reliability.ledger import LEDGER
-from tests.support.pipeline import materialize
+from tests.support.pipeline import checks_passed, materialize
 from tests.support.yahoo import SEED, FakeYahoo, defs_for, truth
 
 HERE = Path(__file__).parent
@@ -82,5 +82,5 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = materialize(["raw_prices"], defs_for(directory), start=SEED[0], end=SEED[1])
     finally:
         mp.undo()
-    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    assert result.success and checks_passed(result)
     return directory / "w.duckdb"

@@ -35,7 +35,7 @@ from yfinance.exceptions import YFRateLimitError
 from forecast_assets.assets.prices import SOURCE_RETRY
 from forecast_core.columns import ADJ_CLOSE, CLOSE, DATE, HIGH, LOW, OPEN, TICKER, VOLUME
 from tests.reliability.ledger import record
-from tests.support.pipeline import check_results, materialize
+from tests.support.pipeline import check_results, checks_passed, materialize
 from tests.support.yahoo import (
     FIELDS,
     HISTORY_START,
@@ -301,7 +301,7 @@ def test_provider_fault_is_retried_or_fails_cleanly_and_the_next_good_run_recove
         assert retries(result) == (case.times if case.outcome == "retried" else 0)
         record("transient_retries", retries(result))
         assert stored(path, case.span[1]).equals(expected(truth(), tickers, case.span[1]))
-        assert all(e.passed for e in result.get_asset_check_evaluations())
+        assert checks_passed(result)
         if case.outcome == "retried":
             # The asset's own policy asked for exponential delays with jitter: 15 s +- 15 s, then 45 s +- 15 s...
             for attempt, delay in enumerate(retry_delays, start=1):
@@ -362,6 +362,6 @@ def test_a_split_that_rewrites_history_blocks_the_run_until_history_is_reingeste
     assert mixed.filter(pl.col(DATE) < RUN[0]).equals(expected(truth(), ("MSFT",), SEED[1]))
 
     reingest = materialize(["raw_prices"], defs, start=HISTORY_START, end=RUN[1])
-    assert all(e.passed for e in reingest.get_asset_check_evaluations())
+    assert checks_passed(reingest)
     assert stored(path, RUN[1]).equals(expected(split, TICKERS, RUN[1]))
     record("recoveries")

@@ -80,6 +80,17 @@ class Pipeline:
     results: dict[str, dg.ExecuteInProcessResult]
 
 
+def checks_passed(result: dg.ExecuteInProcessResult) -> bool:
+    """Every asset check of the run passed, or said it evaluated nothing (a warning with
+    `evaluated: False`, e.g. `history_matches_source` on a first load)."""
+
+    def ok(e) -> bool:
+        evaluated = e.metadata.get("evaluated")
+        return e.passed or (evaluated is not None and evaluated.value is False)
+
+    return all(ok(e) for e in result.get_asset_check_evaluations())
+
+
 def run_pipeline(directory: Path) -> Pipeline:
     """Every asset materialized in `directory` (its warehouse and configuration file), one run each."""
     config_file = write_config(
