@@ -70,11 +70,6 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     one run in one transaction per shard; anything else is written event by event as before."""
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        events = [
-            e
-            for e in events
-            if not (e.is_dagster_event and e.get_dagster_event().is_asset_failed_to_materialize)
-        ]
         if not events:
             return
         kinds = {e.dagster_event_type for e in events}
