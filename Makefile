@@ -14,7 +14,7 @@ export DAGSTER_HOME := $(CURDIR)
 INSTANCE_EXTRA :=
 endif
 
-.PHONY: demo test lint ui bench bookkeeping
+.PHONY: demo test lint ui bench bookkeeping venv-ducklake test-ducklake
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,20 @@ ui: $(VENV)/bin/python
 bookkeeping: $(VENV)/bin/python
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	$(VENV)/bin/python -m deploy.bookkeeping
+
+# The warehouse on DuckLake needs DuckDB 1.5.5 (its extensions' wheels are built for it), while
+# .venv runs DuckDB 2: a second environment with the `ducklake` extra (docs/deployment.md).
+DUCKLAKE_VENV := .venv-ducklake
+
+$(DUCKLAKE_VENV)/bin/python:
+	$(PYTHON) -m venv $(DUCKLAKE_VENV)
+	$(DUCKLAKE_VENV)/bin/pip install -q --upgrade pip
+
+## The DuckLake environment: the project with DuckDB 1.5.5 and the DuckLake, PostgreSQL and SQLite extensions.
+venv-ducklake: $(DUCKLAKE_VENV)/bin/python
+	$(DUCKLAKE_VENV)/bin/pip install -q -e '.[dev,ducklake]'
+
+## The DuckLake tests (the backend, concurrent writers and readers, crash trials), in that environment.
+test-ducklake: venv-ducklake
+	$(DUCKLAKE_VENV)/bin/pytest -n 2 --durations=10 -k lake \
+		tests/warehouse/test_lake.py tests/warehouse/test_lake_concurrency.py tests/reliability/test_crash_safety.py

@@ -6,6 +6,9 @@ a writer that finds the file locked by another process retries for a while befor
 message that says so, and so does a read-only open (DuckDB refuses it while a writer holds the
 file). Readers outside the job open the read replica instead (`warehouse.replica`), which no
 writer ever locks.
+
+A path ending in `.toml` names a DuckLake warehouse instead (`warehouse.lake`): the same functions
+then attach it, and many processes read and write it at once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import duckdb
 
 from forecast_core.config import validate_path
 from forecast_core.errors import ConfigError, ForecastError
+from warehouse import lake
 
 #: Bumped whenever schema.sql changes incompatibly; stored in `schema_meta`.
 SCHEMA_VERSION = 1
@@ -43,9 +47,17 @@ def warehouse_path(path: str | os.PathLike[str] | None = None) -> Path:
     p = Path(raw).expanduser()
     if p.is_dir():
         raise ConfigError(f"warehouse path {str(p)!r} is a directory; give a .duckdb file path")
-    if p.suffix not in (".duckdb", ".db"):
-        raise ConfigError(f"warehouse path {str(p)!r} must end in .duckdb or .db")
+    if p.suffix not in (".duckdb", ".db", lake.SUFFIX):
+        raise ConfigError(
+            f"warehouse path {str(p)!r} must end in .duckdb or .db (or {lake.SUFFIX} for the settings "
+            "file of a DuckLake warehouse)"
+        )
     return p
+
+
+def is_lake(path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether the warehouse `path` (default: as `warehouse_path`) is a DuckLake settings file."""
+    return lake.is_lake_path(warehouse_path(path))
 
 
 def _sql(name: str) -> str:
@@ -73,6 +85,10 @@ def connect(
     """Open the warehouse for the duration of a `with` block, retrying while another process
     holds the write lock (up to `lock_timeout_s`)."""
     p = warehouse_path(path)
+    if lake.is_lake_path(p):
+        with _connect_lake(p, read_only=read_only, timeout_s=lock_timeout_s) as con:
+            yield con
+        return
     if read_only and not p.exists():
         raise WarehouseError(f"warehouse {str(p)!r} does not exist yet: run the pipeline first")
     if not read_only:
@@ -97,11 +113,34 @@ def connect(
         con.close()
 
 
+@contextmanager
+def _connect_lake(p: Path, *, read_only: bool, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    settings = lake.load(p)
+    try:
+        con = lake.connect(settings, read_only=read_only, timeout_s=timeout_s)
+    except (lake.LakeError, duckdb.Error) as exc:
+        raise WarehouseError(f"cannot open the DuckLake warehouse {str(p)!r}: {exc}") from exc
+    try:
+        yield con
+    except (duckdb.ConnectionException, duckdb.IOException):
+        lake.forget(settings)  # the catalog server went away: attach anew next time
+        raise
+    finally:
+        con.close()
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create missing tables and (re)create views, in one transaction; idempotent.
 
-    Refuses a warehouse written by a newer schema version than this code knows.
+    Refuses a warehouse written by a newer schema version than this code knows. On DuckLake the
+    schema is applied only when it differs from the lake's (`warehouse.lake.ensure_schema`).
     """
+    if lake.is_lake_connection(con):
+        try:
+            lake.ensure_schema(con, SCHEMA_VERSION, _sql("schema.sql"), _sql("views.sql"))
+        except lake.LakeError as exc:
+            raise WarehouseError(str(exc)) from exc
+        return
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(

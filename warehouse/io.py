@@ -6,6 +6,10 @@ transaction with any other table written in the same step. Re-running a partitio
 replaces it, and a failure (or a killed process) leaves the previous contents. Every committed
 transaction also publishes the read replica that analysts read while the job writes
 (`warehouse.replica`).
+
+On a DuckLake warehouse (`warehouse.lake`) the block is one DuckLake transaction and there is no
+replica to publish: readers read the lake. A block that conflicts with a concurrent writer at
+COMMIT is replayed on the newer snapshot: the Writer records its writes for that.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from warehouse.db import WarehouseError, connect, ensure_schema
+from warehouse import lake
+from warehouse.db import WarehouseError, connect, ensure_schema, is_lake, warehouse_path
 
 #: Tables a write may target (names are identifiers, so they are checked against this list).
 WRITABLE_TABLES = frozenset(
@@ -60,11 +65,25 @@ class Writer:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         self.rows_written: dict[str, int] = {}
+        #: Every write, in order, so that a transaction can be replayed (`replay`).
+        self.journal: list[tuple[str, tuple]] = []
+        #: Times the block was replayed after a conflicting commit (DuckLake only).
+        self.retries = 0
 
     def replace(
         self, table: str, frame: pl.DataFrame, where: str = "TRUE", params: Sequence[Any] = ()
     ) -> int:
         """Delete the rows of `table` matching `where` (with `?` parameters), insert `frame`."""
+        self.journal.append(("replace", (table, frame, where, tuple(params))))
+        return self._replace(table, frame, where, params)
+
+    def replay(self) -> None:
+        """Run every recorded write again, in order, in the connection's (new) transaction."""
+        self.rows_written = {}
+        for name, args in self.journal:
+            getattr(self, f"_{name}")(*args)
+
+    def _replace(self, table: str, frame: pl.DataFrame, where: str, params: Sequence[Any]) -> int:
         _check_table(table, WRITABLE_TABLES)
         columns = {r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()}
         extra = [c for c in frame.columns if c not in columns]
@@ -75,6 +94,10 @@ class Writer:
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Recreate `table` with exactly `frame`'s columns and rows (for `features`)."""
+        self.journal.append(("replace_table", (table, frame)))
+        return self._replace_table(table, frame)
+
+    def _replace_table(self, table: str, frame: pl.DataFrame) -> int:
         _check_table(table, WRITABLE_TABLES)
         self._execute_with_frame(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming", frame)
         self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
@@ -105,6 +128,10 @@ def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
     still holding the write lock, publish the read replica (`warehouse.replica`)."""
     from warehouse.replica import publish  # not at the top: `python -m warehouse.replica` runs it
 
+    if is_lake(path):
+        with _lake_transaction(path) as writer:
+            yield writer
+        return
     with connect(path) as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
@@ -115,6 +142,24 @@ def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
             con.execute("ROLLBACK")
             raise
         publish(con, path)
+
+
+@contextmanager
+def _lake_transaction(path: str | os.PathLike[str] | None) -> Iterator[Writer]:
+    """The block as one DuckLake transaction, replayed on a conflict at COMMIT (`lake.commit`)."""
+    with connect(path) as con:
+        ensure_schema(con)
+        writer = Writer(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield writer
+        except BaseException:
+            lake.rollback(con)
+            raise
+        try:
+            writer.retries = lake.commit(con, writer.replay)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"the write to the DuckLake warehouse did not commit: {exc}") from exc
 
 
 def read_sql(
@@ -139,6 +184,11 @@ def read_table(
 
 
 def table_exists(table: str, path: str | os.PathLike[str] | None = None) -> bool:
+    if is_lake(path) and not lake.exists(lake.load(warehouse_path(path))):
+        return False  # a lake whose catalog the first write has not created yet
     with connect(path, read_only=True) as con:
-        row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND database_name = current_database()",
+            [table],
+        ).fetchone()
         return bool(row and row[0])

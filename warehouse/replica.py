@@ -18,6 +18,9 @@ it (`warehouse/forecast.read.duckdb` for the default path):
 A crash (or SIGKILL) during the copy leaves the previous replica in place and a stale temporary
 file, which the next publication overwrites. `python -m warehouse.replica [PATH]` publishes on
 demand, for example for a warehouse written before replicas existed.
+
+A DuckLake warehouse (`warehouse.lake`) has no replica: every reader sees a committed snapshot of
+the lake itself, so `connect_replica` and `read_replica_sql` attach the lake read-only.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from warehouse.db import WarehouseError, connect, warehouse_path
+from warehouse.db import WarehouseError, connect, is_lake, warehouse_path
 
 REPLICA_SUFFIX = ".read.duckdb"
 
@@ -41,6 +44,11 @@ REPLICA_SUFFIX = ".read.duckdb"
 def replica_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The replica of warehouse `path` (default: $FORECAST_WAREHOUSE, else the default path)."""
     p = warehouse_path(path)
+    if is_lake(p):
+        raise WarehouseError(
+            f"{str(p)!r} is a DuckLake warehouse, which has no read replica: readers attach it "
+            "read-only (`warehouse.connect(path, read_only=True)`, or `connect_replica`)"
+        )
     return p.with_name(p.stem + REPLICA_SUFFIX)
 
 
@@ -79,7 +87,12 @@ def publish(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | None 
 
 @contextmanager
 def connect_replica(path: str | os.PathLike[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to the replica of warehouse `path`, for the `with` block."""
+    """A read-only connection to the replica of warehouse `path`, for the `with` block (to the lake
+    itself for a DuckLake warehouse)."""
+    if is_lake(path):
+        with connect(path, read_only=True) as con:
+            yield con
+        return
     p = replica_path(path)
     if not p.exists():
         raise WarehouseError(
@@ -105,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Publish the warehouse's read replica now.")
     parser.add_argument("path", nargs="?", help="the warehouse file (default: $FORECAST_WAREHOUSE)")
     args = parser.parse_args(argv)
+    if is_lake(args.path):
+        raise SystemExit(
+            f"{str(warehouse_path(args.path))!r} is a DuckLake warehouse: readers read it, no replica"
+        )
     if not warehouse_path(args.path).exists():
         raise SystemExit(f"no warehouse at {str(warehouse_path(args.path))!r}: run the pipeline first")
     with connect(args.path) as con:
