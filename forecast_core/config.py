@@ -136,6 +136,9 @@ class ModelConfig:
     # The volatility prior the network corrects: it predicts quantiles of R_h / scale_h with the
     # prior's h-session scale: "ewma" (RiskMetrics), "gjr" (GJR-GARCH(1,1)) or "blend" (both).
     sigma_prior: Literal["ewma", "gjr", "blend"] = "blend"
+    # "learned": the network may move the median; "zero": the median stays the prior's (0), so
+    # the point forecast is zero_return's and the network shapes the band only.
+    median: Literal["learned", "zero"] = "learned"
     # Members of the seed ensemble (trained together, quantiles averaged).
     ensemble_size: int = 1
 
@@ -324,6 +327,7 @@ def validate(cfg: ForecastConfig) -> None:
         "one of ewma, gjr, blend",
     )
     _positive_ints((m.ensemble_size,), "model.ensemble_size")
+    _require(m.median in ("learned", "zero"), "model.median", m.median, "learned or zero")
 
     t = cfg.train
     for name in ("batch_size", "steps_per_epoch", "max_epochs", "patience"):

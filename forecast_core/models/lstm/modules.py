@@ -182,6 +182,7 @@ class QuantileLSTM(nn.Module):
     n_horizons: int
     quantiles: Sequence[float]
     dropout: float
+    zero_median: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, ticker_id: jax.Array, train: bool = False) -> jax.Array:
@@ -197,4 +198,7 @@ class QuantileLSTM(nn.Module):
         n_q = len(self.quantiles)
         raw = nn.Dense(self.n_horizons * n_q, kernel_init=nn.initializers.zeros, name="head_out")(z)
         raw = raw.reshape(raw.shape[0], self.n_horizons, n_q)
-        return monotone_quantiles(raw, list(self.quantiles).index(0.5))
+        m = list(self.quantiles).index(0.5)
+        if self.zero_median:  # the prior's median (0): the network shapes the band only
+            raw = raw.at[..., m].set(0.0)
+        return monotone_quantiles(raw, m)

@@ -57,6 +57,7 @@ def model_from_config(cfg: ForecastConfig, n_tickers: int) -> QuantileLSTM:
         n_horizons=len(cfg.horizons),
         quantiles=tuple(cfg.quantiles),
         dropout=m.dropout,
+        zero_median=m.median == "zero",
     )
 
 

@@ -115,6 +115,22 @@ def test_untrained_head_returns_its_bias_quantiles_for_any_input():
     np.testing.assert_allclose(out, np.broadcast_to(z, out.shape), rtol=1e-6, atol=1e-7)
 
 
+def test_zero_median_keeps_the_priors_median_whatever_the_weights():
+    """`zero_median` (model.median = "zero"): the median stays 0 for any parameters, and the
+    other quantiles still move with the input."""
+    model = QuantileLSTM(hidden_size=6, num_layers=1, n_tickers=3, ticker_embedding_dim=2, n_horizons=2,
+                         quantiles=(0.1, 0.5, 0.9), dropout=0.1, zero_median=True)  # fmt: skip
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 7, 4)) * 3.0
+    tid = jnp.asarray([0, 1, 2, 0, 1], jnp.int32)
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), x, tid)["params"]
+    kernel = jax.random.normal(jax.random.PRNGKey(2), params["head_out"]["kernel"].shape)
+    params = {**params, "head_out": {**params["head_out"], "kernel": kernel}}
+    out = np.asarray(jax.jit(model.apply)({"params": params}, x, tid))
+    np.testing.assert_array_equal(out[:, :, 1], 0.0)
+    assert np.all(out[:, :, 0] < 0) and np.all(out[:, :, 2] > 0)
+    assert np.ptp(out[:, 0, 2]) > 0  # the band still depends on the window
+
+
 def _reference_recurrence(gates_x, w_h):
     """The LSTM recurrence as a plain `lax.scan`, differentiated by JAX's own autodiff."""
 
