@@ -358,7 +358,9 @@ def test_scales_are_the_bands_unit_for_the_lstm_prior(panel, task, name):
     model's own bands: each band is `scale * z_` row by row, and it round-trips through `state`."""
     model = BASELINES[name].from_config(task, CFG).fit(panel, TRAIN_END)
     rows = rows_between(panel, TEST_START, TEST_END)
-    in_test = panel.sort(TICKER, DATE).select(pl.col(DATE).is_between(TEST_START, TEST_END)).to_series().to_numpy()
+    in_test = (
+        panel.sort(TICKER, DATE).select(pl.col(DATE).is_between(TEST_START, TEST_END)).to_series().to_numpy()
+    )
     scale = model.scales(panel)[in_test]
     assert scale.shape == (rows.height, len(task.horizons)) and np.all(scale > 0)
     q = model.predict(panel, TEST_START, TEST_END)
