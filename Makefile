@@ -62,5 +62,6 @@ venv-ducklake: $(DUCKLAKE_VENV)/bin/python
 
 ## The DuckLake tests (the backend, concurrent writers and readers, crash trials), in that environment.
 test-ducklake: venv-ducklake
-	$(DUCKLAKE_VENV)/bin/pytest -n 2 --durations=10 -k lake \
-		tests/warehouse/test_lake.py tests/warehouse/test_lake_concurrency.py tests/reliability/test_crash_safety.py
+	$(DUCKLAKE_VENV)/bin/pytest -n 2 --durations=10 -k "lake or maintenance" \
+		tests/warehouse/test_lake.py tests/warehouse/test_lake_concurrency.py tests/warehouse/test_maintenance.py \
+		tests/reliability/test_crash_safety.py
