@@ -3,7 +3,7 @@ a real one (tests/deploy/test_dagster_postgres.py, the DuckLake tests of tests/w
 crash trials).
 
 `server()` returns the server of this test process: the one named by $FORECAST_TEST_PG (a URL
-`postgresql://user:password@127.0.0.1:port/postgres`, which `.ci/run` sets after starting one with
+`postgresql://<user>:<password>@127.0.0.1:<port>/postgres`, which `.ci/run` sets after starting one with
 `python -m tests.support.postgres start DIR`), else one started here for the session and stopped at
 exit, else it skips the test (no PostgreSQL binaries: `apt-get install postgresql-15`).
 
