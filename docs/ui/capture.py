@@ -60,6 +60,12 @@ def main() -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         sys.exit("chromium is not installed (apt-get install -y chromium)")
+    # Dagster's first-visit "Join the community" dialog would cover every page: mark it seen
+    # (the file Dagster itself writes once a user has dismissed it; git-ignored).
+    nux = Path(os.environ.get("DAGSTER_HOME", ROOT)) / ".nux" / "nux.yaml"
+    nux.parent.mkdir(parents=True, exist_ok=True)
+    if not nux.exists():
+        nux.write_text("seen: 1\n")
     server = subprocess.Popen(
         [sys.executable, "-m", "forecast_assets.ui", "-p", str(args.port), "-h", "127.0.0.1"],
         cwd=ROOT,
