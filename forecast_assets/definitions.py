@@ -17,7 +17,7 @@ import warnings
 import dagster as dg
 import jax
 
-from forecast_assets.assets import decision, evaluation, features, forecasts, model, prices
+from forecast_assets.assets import decision, evaluation, features, forecasts, maintenance, model, prices
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
 from forecast_assets.metadata import code_references
 from forecast_assets.partitions import retrain_partitions, trading_day_partitions
@@ -64,6 +64,7 @@ def _assets(
         forecasts.forecast_scores,
         decision.strategy_backtest,
         decision.forecast_explanations_asset(trading_days),
+        maintenance.warehouse_maintenance,
     ]
 
 
@@ -170,6 +171,7 @@ def build_defs(config_file: str | None = None, warehouse: str | None = None) -> 
     trading_days = trading_day_partitions(cfg.source.start_date, cfg.calendar, end)
     retrain_months = retrain_partitions(cfg.source.start_date, cfg.calendar, end)
     jobs = build_jobs()
+    jobs["maintenance_job"] = maintenance.maintenance_job()
     freshness = freshness_checks(cfg.calendar)
     return dg.Definitions(
         assets=build_assets(trading_days, retrain_months),
@@ -178,6 +180,7 @@ def build_defs(config_file: str | None = None, warehouse: str | None = None) -> 
         schedules=[
             nightly_schedule(jobs["nightly_job"], cfg.calendar, lambda: source_last_date(cfg), trading_days),
             retrain_schedule(jobs["retrain_job"], cfg.calendar),
+            maintenance.maintenance_schedule(jobs["maintenance_job"], cfg.calendar),
         ],
         sensors=[
             freshness_sensor(freshness),
