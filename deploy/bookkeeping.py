@@ -1,12 +1,20 @@
 """What Dagster's own bookkeeping costs per partition, on PostgreSQL against SQLite.
 
-A range run over N daily partitions records, per partition, a planned materialization and a
-materialization in the event log (and updates the asset's partition status), so its cost grows
-with N even when the asset does nothing. This times one run of a do-nothing asset (single-run
-backfill policy, like raw_prices and daily_forecasts) over N partitions, in process, on an instance
-whose storage is SQLite files (as `dagster.yaml`) or PostgreSQL (the `storage` block of
-`deploy/postgres/dagster.yaml`), and reports seconds per run and milliseconds per partition (the
-slope between the smallest and the largest N).
+A range run over N daily partitions records, per partition, a materialization in the event log
+(and, unless batched, a planned materialization too), so its cost grows with N even when the asset
+does nothing. This times one run of a do-nothing asset (single-run backfill policy, like
+raw_prices and daily_forecasts) over N partitions, in process, on four instances:
+
+- `sqlite`: Dagster's stock SQLite storage, events written one by one;
+- `sqlite_batched`: the project's storage (`dagster.yaml`: `forecast_assets.instance`), with the
+  asset events of a range written in batches (DAGSTER_EVENT_BATCH_SIZE) and one planned event per
+  range (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS);
+- `postgres`: the storage block of `deploy/postgres/dagster.yaml`, events one by one;
+- `postgres_batched`: the same with those two switches on (as deploy/postgres/dagster.yaml runs,
+  since it names `forecast_assets.instance`);
+
+and reports seconds per run and milliseconds per partition (the slope between the smallest and
+the largest N).
 
     python -m deploy.bookkeeping [--partitions 1 100 366] [--repeat 3]
 
@@ -32,6 +40,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 START = dt.date(2020, 1, 1)
+SWITCHES_ON = {"DAGSTER_EVENT_BATCH_SIZE": "1000", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
+SWITCHES_OFF = {"DAGSTER_EVENT_BATCH_SIZE": "0", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "0"}
 DAYS = dg.DailyPartitionsDefinition(start_date=START.isoformat(), end_date="2030-01-01")
 
 
@@ -101,14 +111,25 @@ def _instance(home: Path, storage: dict) -> dg.DagsterInstance:
 def measure(partitions: list[int], repeat: int) -> dict:
     results: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, _postgres_env() as pg_env:
-        saved = {k: os.environ.get(k) for k in pg_env}
+        saved = {k: os.environ.get(k) for k in [*pg_env, *SWITCHES_ON]}
         os.environ.update(pg_env)
         try:
-            storages = {
-                "sqlite": {"sqlite": {"base_dir": str(Path(tmp) / "sqlite" / "storage")}},
-                "postgres": _postgres_block(),
+            sqlite = {"sqlite": {"base_dir": str(Path(tmp) / "sqlite" / "storage")}}
+            batched = {
+                "custom": {
+                    "module": "forecast_assets.instance",
+                    "class": "ForecastSqliteStorage",
+                    "config": {"base_dir": str(Path(tmp) / "sqlite_batched" / "storage")},
+                }
             }
-            for name, storage in storages.items():
+            configurations = {
+                "sqlite": (sqlite, False),
+                "sqlite_batched": (batched, True),
+                "postgres": (_postgres_block(), False),
+                "postgres_batched": (_postgres_block(), True),
+            }
+            for name, (storage, batch) in configurations.items():
+                os.environ.update(SWITCHES_ON if batch else SWITCHES_OFF)
                 home = Path(tmp) / name
                 home.mkdir()
                 with _instance(home, storage) as instance:
@@ -135,9 +156,10 @@ def measure(partitions: list[int], repeat: int) -> dict:
             "ms_per_partition": round(1000 * (times[hi] - times[lo]) / (hi - lo), 2) if hi > lo else None,
         }
     if hi > lo:
-        report["postgres_over_sqlite_per_partition"] = round(
-            report["postgres"]["ms_per_partition"] / report["sqlite"]["ms_per_partition"], 2
-        )
+        for a, b in (("postgres", "sqlite"), ("postgres_batched", "sqlite_batched")):
+            report[f"{a}_over_{b}_per_partition"] = round(
+                report[a]["ms_per_partition"] / report[b]["ms_per_partition"], 2
+            )
     return report
 
 
