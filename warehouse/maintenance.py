@@ -10,7 +10,8 @@ readable; without maintenance the data directory grows by many small files a nig
 3. expires snapshots older than `keep` (`ducklake_expire_snapshots`): time travel stays possible
    within `keep`, default 7 days;
 4. deletes the files that only expired snapshots reference or that compaction replaced
-   (`ducklake_cleanup_old_files`), and files no snapshot ever referenced, left by writers killed
+   (`ducklake_cleanup_old_files`; all of them once the newest is past the grace period, else at
+   the next maintenance), and files no snapshot ever referenced, left by writers killed
    before their commit (`ducklake_delete_orphaned_files`), once they are an hour old (`GRACE`), so
    that a query still reading them or a writer about to commit keeps them. Compaction ends time
    travel to the snapshots before it (their files go after the grace period).
@@ -73,6 +74,31 @@ def _call(
             delay = min(delay * 2, 2.0)
 
 
+def _expire(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> int:
+    """Expire the snapshots taken before `cutoff`, except the current one. The ids are chosen here:
+    on a SQLite catalog DuckLake 1.5.5 compares `older_than` with the stored times wrongly (it
+    expired snapshots seconds old with a cutoff an hour back), on PostgreSQL rightly."""
+    rows = con.execute(
+        f"SELECT snapshot_id, snapshot_time FROM ducklake_snapshots('{lake.ALIAS}')"
+    ).fetchall()
+    current = max(i for i, _ in rows)
+    old = [i for i, t in rows if t < cutoff and i != current]
+    if not old:
+        return 0
+    return _call(con, f"CALL ducklake_expire_snapshots('{lake.ALIAS}', versions => ?)", [old])
+
+
+def _cleanup(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> int:
+    """Delete the files scheduled for deletion, if every one was scheduled before `cutoff` (else
+    leave them to the next maintenance): `older_than` has the same fault on SQLite as above."""
+    n, newest = con.execute(
+        f"SELECT count(*), max(CAST(schedule_start AS TIMESTAMPTZ)) FROM {_METADATA}.ducklake_files_scheduled_for_deletion"
+    ).fetchone()
+    if not n or newest >= cutoff:
+        return 0
+    return _call(con, f"CALL ducklake_cleanup_old_files('{lake.ALIAS}', cleanup_all => true)")
+
+
 def maintain(path: str | os.PathLike[str] | None = None, keep: dt.timedelta = DEFAULT_KEEP) -> dict[str, Any]:
     """Compact and expire the warehouse `path`; returns what it found and did."""
     t0 = time.monotonic()
@@ -89,18 +115,10 @@ def maintain(path: str | os.PathLike[str] | None = None, keep: dt.timedelta = DE
             "flushed_tables": _call(con, f"CALL ducklake_flush_inlined_data('{name}')"),
             "merged": _call(con, f"CALL ducklake_merge_adjacent_files('{name}')"),
             "rewritten": _call(con, f"CALL ducklake_rewrite_data_files('{name}')"),
-            "snapshots_expired": _call(
-                con,
-                f"CALL ducklake_expire_snapshots('{name}', older_than => ?)",
-                [dt.datetime.now(dt.UTC) - keep],
-            ),
+            "snapshots_expired": _expire(con, dt.datetime.now(dt.UTC) - keep),
             # Files that only expired snapshots reference, or that compaction replaced: a query that
             # began before may still read them, so they go once GRACE has passed (or `keep`, if shorter).
-            "files_deleted": _call(
-                con,
-                f"CALL ducklake_cleanup_old_files('{name}', older_than => ?)",
-                [dt.datetime.now(dt.UTC) - min(keep, GRACE)],
-            ),
+            "files_deleted": _cleanup(con, dt.datetime.now(dt.UTC) - min(keep, GRACE)),
             # Files no snapshot references may belong to a writer that has not committed yet.
             "orphans_deleted": _call(
                 con,

@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from warehouse import lake
@@ -44,6 +45,10 @@ def available() -> bool:
         return False
 
 
+if os.environ.get("FORECAST_REQUIRE_DUCKLAKE") and not available():  # `make test-ducklake`: never skip
+    raise RuntimeError(
+        f"FORECAST_REQUIRE_DUCKLAKE is set but DuckDB {duckdb.__version__} has no DuckLake extensions"
+    )
 requires_ducklake = pytest.mark.skipif(
     not available(),
     reason="DuckLake runs in .venv-ducklake (`make venv-ducklake`; extensions built for DuckDB 1.5.5)",
