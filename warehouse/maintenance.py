@@ -44,6 +44,12 @@ DEFAULT_KEEP = dt.timedelta(days=7)
 #: commit may still need it.
 GRACE = dt.timedelta(hours=1)
 _METADATA = f"__ducklake_metadata_{lake.ALIAS}"
+assert lake.ALIAS == "forecast"  # spelled out in the constant queries below
+_SNAPSHOTS = "SELECT snapshot_id, CAST(snapshot_time AS TIMESTAMPTZ) FROM __ducklake_metadata_forecast.ducklake_snapshot"
+_SCHEDULED = (
+    "SELECT count(*), max(CAST(schedule_start AS TIMESTAMPTZ))"
+    " FROM __ducklake_metadata_forecast.ducklake_files_scheduled_for_deletion"
+)
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -78,9 +84,7 @@ def _expire(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> int:
     """Expire the snapshots taken before `cutoff`, except the current one. The ids are chosen here:
     on a SQLite catalog DuckLake 1.5.5 compares `older_than` with the stored times wrongly (it
     expired snapshots seconds old with a cutoff an hour back), on PostgreSQL rightly."""
-    rows = con.execute(
-        f"SELECT snapshot_id, snapshot_time FROM ducklake_snapshots('{lake.ALIAS}')"
-    ).fetchall()
+    rows = con.execute(_SNAPSHOTS).fetchall()
     current = max(i for i, _ in rows)
     old = [i for i, t in rows if t < cutoff and i != current]
     if not old:
@@ -91,9 +95,7 @@ def _expire(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> int:
 def _cleanup(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> int:
     """Delete the files scheduled for deletion, if every one was scheduled before `cutoff` (else
     leave them to the next maintenance): `older_than` has the same fault on SQLite as above."""
-    n, newest = con.execute(
-        f"SELECT count(*), max(CAST(schedule_start AS TIMESTAMPTZ)) FROM {_METADATA}.ducklake_files_scheduled_for_deletion"
-    ).fetchone()
+    n, newest = con.execute(_SCHEDULED).fetchone()
     if not n or newest >= cutoff:
         return 0
     return _call(con, f"CALL ducklake_cleanup_old_files('{lake.ALIAS}', cleanup_all => true)")
