@@ -5,7 +5,8 @@ own code (values always bound as parameters) are deleted and the new rows insert
 transaction with any other table written in the same step. Re-running a partition therefore
 replaces it, and a failure (or a killed process) leaves the previous contents. Every committed
 transaction also publishes the read replica that analysts read while the job writes
-(`warehouse.replica`).
+(`warehouse.replica`): the Writer notes which slices it replaced (`Writer.changes`), and the
+publication copies only those.
 
 On a DuckLake warehouse (`warehouse.lake`) the block is one DuckLake transaction and there is no
 replica to publish: readers read the lake. A block that conflicts with a concurrent writer at
@@ -62,9 +63,13 @@ def _check_table(name: str, allowed: frozenset[str]) -> str:
 class Writer:
     """Writes inside one open transaction (see `transaction`)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, track_changes: bool = False) -> None:
         self.con = con
         self.rows_written: dict[str, int] = {}
+        #: What the block changed, for the read replica (`warehouse.replica`): (table, predicate
+        #: or None for the whole table, parameters). Kept only when `track_changes`.
+        self.changes: list[tuple[str, str | None, tuple]] = []
+        self.track_changes = track_changes
         #: Every write, in order, so that a transaction can be replayed (`replay`).
         self.journal: list[tuple[str, tuple]] = []
         #: Times the block was replayed after a conflicting commit (DuckLake only).
@@ -80,6 +85,7 @@ class Writer:
     def replay(self) -> None:
         """Run every recorded write again, in order, in the connection's (new) transaction."""
         self.rows_written = {}
+        self.changes = []
         for name, args in self.journal:
             getattr(self, f"_{name}")(*args)
 
@@ -90,7 +96,21 @@ class Writer:
         if extra:
             raise WarehouseError(f"columns {extra} are not in table {table!r}")
         self.con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
-        return self._insert(table, frame)
+        inserted = self._insert(table, frame)
+        if self.track_changes:
+            self._note(table, where, params, inserted)
+        return inserted
+
+    def _note(self, table: str, where: str, params: Sequence[Any], inserted: int) -> None:
+        """Record the slice for the replica: the predicate alone describes the change when every
+        inserted row matches it (right after the DELETE, the rows matching it are exactly the
+        inserted ones that do); otherwise the whole table is marked changed."""
+        if where.strip().upper() != "TRUE":
+            matching = self.con.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
+            if matching == inserted:
+                self.changes.append((table, where, tuple(params)))
+                return
+        self.changes.append((table, None, ()))
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Recreate `table` with exactly `frame`'s columns and rows (for `features`)."""
@@ -101,6 +121,8 @@ class Writer:
         _check_table(table, WRITABLE_TABLES)
         self._execute_with_frame(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming", frame)
         self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
+        if self.track_changes:
+            self.changes.append((table, None, ()))
         return frame.height
 
     def _execute_with_frame(self, sql: str, frame: pl.DataFrame) -> None:
@@ -124,9 +146,10 @@ class Writer:
 
 @contextmanager
 def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
-    """Open the warehouse, apply the schema, and commit every write in the block at once; then,
-    still holding the write lock, publish the read replica (`warehouse.replica`)."""
-    from warehouse.replica import publish  # not at the top: `python -m warehouse.replica` runs it
+    """Open the warehouse, apply the schema, and commit every write in the block at once (with the
+    log of what it changed); then, still holding the write lock, publish the read replica
+    (`warehouse.replica`), which copies only what changed."""
+    from warehouse.replica import log_changes, publish  # not at the top: `python -m warehouse.replica` runs it
 
     if is_lake(path):
         with _lake_transaction(path) as writer:
@@ -136,7 +159,9 @@ def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
         try:
-            yield Writer(con)
+            writer = Writer(con, track_changes=True)
+            yield writer
+            log_changes(con, writer.changes)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
