@@ -106,7 +106,9 @@ class Writer:
         inserted row matches it (right after the DELETE, the rows matching it are exactly the
         inserted ones that do); otherwise the whole table is marked changed."""
         if where.strip().upper() != "TRUE":
-            matching = self.con.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
+            matching = self.con.execute(
+                f"SELECT count(*) FROM {table} WHERE {where}", list(params)
+            ).fetchone()[0]
             if matching == inserted:
                 self.changes.append((table, where, tuple(params)))
                 return
@@ -149,7 +151,10 @@ def transaction(path: str | os.PathLike[str] | None = None) -> Iterator[Writer]:
     """Open the warehouse, apply the schema, and commit every write in the block at once (with the
     log of what it changed); then, still holding the write lock, publish the read replica
     (`warehouse.replica`), which copies only what changed."""
-    from warehouse.replica import log_changes, publish  # not at the top: `python -m warehouse.replica` runs it
+    from warehouse.replica import (  # not at the top: `python -m warehouse.replica` runs it
+        log_changes,
+        publish,
+    )
 
     if is_lake(path):
         with _lake_transaction(path) as writer:

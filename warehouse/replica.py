@@ -76,7 +76,15 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from warehouse.db import SCHEMA_VERSION, WarehouseError, _is_lock_error, _sql, connect, is_lake, warehouse_path
+from warehouse.db import (
+    SCHEMA_VERSION,
+    WarehouseError,
+    _is_lock_error,
+    _sql,
+    connect,
+    is_lake,
+    warehouse_path,
+)
 
 REPLICA_SUFFIX = ".read.duckdb"
 #: Tables of the warehouse that only the publication uses; not copied into the replica.
@@ -170,7 +178,9 @@ def _current_seq(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def _pending(con: duckdb.DuckDBPyConnection, since: int, until: int) -> dict[str, list[tuple[str, list]]] | None:
+def _pending(
+    con: duckdb.DuckDBPyConnection, since: int, until: int
+) -> dict[str, list[tuple[str, list]]] | None:
     """Changes of sequence numbers (since, until], merged per table: table -> [(predicate,
     params)], an empty list for the whole table; None if the log no longer reaches back that far."""
     rows = con.execute(
@@ -213,7 +223,9 @@ def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[
     ).fetchall()
 
 
-def _sync_table(con: duckdb.DuckDBPyConnection, main: str, table: str, slices: list[tuple[str, list]]) -> None:
+def _sync_table(
+    con: duckdb.DuckDBPyConnection, main: str, table: str, slices: list[tuple[str, list]]
+) -> None:
     """Make the slot's `table` equal the warehouse's, copying only the rows of `slices`."""
     from warehouse.io import WRITABLE_TABLES, _check_table
 
@@ -262,15 +274,14 @@ def _seed(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) ->
     con.execute("BEGIN TRANSACTION")
     for table in LOG_TABLES:
         con.execute(f"DROP TABLE IF EXISTS replica.main.{table}")
-    con.execute(
-        "CREATE TABLE replica.main.replica_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
-    )
+    con.execute("CREATE TABLE replica.main.replica_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
     con.execute(
         "COMMENT ON TABLE replica.main.replica_meta IS 'This read-replica slot: the warehouse publication "
         "sequence number it holds (generation) and the schema it was built with (warehouse.replica).'"
     )
     con.execute(
-        "INSERT INTO replica.main.replica_meta VALUES ('generation', ?), ('schema', ?)", [str(seq), schema_hash()]
+        "INSERT INTO replica.main.replica_meta VALUES ('generation', ?), ('schema', ?)",
+        [str(seq), schema_hash()],
     )
     con.execute("COMMIT")
 
@@ -283,7 +294,9 @@ def _bring_up_to_date(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, 
     if not _attach(con, slot):
         return False
     state = _slot_state(con)
-    pending = _pending(con, state[0], seq) if state and state[1] == schema_hash() and state[0] <= seq else None
+    pending = (
+        _pending(con, state[0], seq) if state and state[1] == schema_hash() and state[0] <= seq else None
+    )
     if pending is None:
         con.execute("DETACH replica")
         _seed(con, source, slot, seq)
@@ -343,7 +356,9 @@ def publish(
 
 
 def _recorded(con: duckdb.DuckDBPyConnection, slot: Path) -> int | None:
-    row = con.execute("SELECT seq FROM replica_slots WHERE slot = ?", [int(slot.name.split(".")[-2])]).fetchone()
+    row = con.execute(
+        "SELECT seq FROM replica_slots WHERE slot = ?", [int(slot.name.split(".")[-2])]
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -362,11 +377,17 @@ def _swap(con: duckdb.DuckDBPyConnection, link: Path, slot: Path) -> None:
     _fsync(link.parent)
 
 
-def _record_slot(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | None, slot: int, seq: int) -> None:
+def _record_slot(
+    con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | None, slot: int, seq: int
+) -> None:
     """Note the slot's generation; drop log entries every existing slot has applied."""
     con.execute("BEGIN TRANSACTION")
     con.execute("INSERT OR REPLACE INTO replica_slots VALUES (?, ?)", [slot, seq])
-    gone = [k for (k,) in con.execute("SELECT slot FROM replica_slots").fetchall() if not slot_path(path, k).exists()]
+    gone = [
+        k
+        for (k,) in con.execute("SELECT slot FROM replica_slots").fetchall()
+        if not slot_path(path, k).exists()
+    ]
     if gone:
         con.execute("DELETE FROM replica_slots WHERE list_contains(?, slot)", [gone])
     con.execute("DELETE FROM publication_log WHERE seq <= (SELECT min(seq) FROM replica_slots)")
@@ -428,7 +449,9 @@ def read_replica_sql(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Publish the warehouse's read replica now.")
     parser.add_argument("path", nargs="?", help="the warehouse file (default: $FORECAST_WAREHOUSE)")
-    parser.add_argument("--seed", action="store_true", help="rebuild a slot from a copy of the whole warehouse")
+    parser.add_argument(
+        "--seed", action="store_true", help="rebuild a slot from a copy of the whole warehouse"
+    )
     args = parser.parse_args(argv)
     if is_lake(args.path):
         raise SystemExit(

@@ -94,11 +94,17 @@ the tests alone: `pytest -m reliability` (each test asserts its guarantee; the l
 **Reading while the job writes: the read replica.** DuckDB lets one process write a file, and
 while it does no other process may open it, not even read-only. So tools, notebooks and dashboards
 read `warehouse/forecast.read.duckdb` (for a warehouse `X.duckdb`, `X.read.duckdb` beside it),
-never the warehouse itself. After every committed write the job checkpoints the warehouse and,
-still holding its write lock, copies it to a temporary file and swaps it in with `os.replace`
-(atomic). A reader sees one committed state of every table, never a half-written partition; the
-job never waits for a reader and a reader never waits for the job. A connection keeps the snapshot
-it opened, so open one per query (or reconnect) to see newer data:
+never the warehouse itself. It is a link to one of two slot files (`X.read.0.duckdb`,
+`X.read.1.duckdb`), each a complete database. Every committed write logs the slices it replaced;
+after the commit the job, still holding its write lock, copies only those rows into the slot the
+link does not name (one transaction on that slot; a slot a reader still holds is skipped for
+another), checkpoints it and swaps the link to it with `os.replace` (atomic). So a publication
+costs what the write changed, not the warehouse's size (numbers in
+[performance.md](performance.md)). A reader sees one committed state of every table, never a
+half-written partition; the job never waits for a reader and a reader never waits for the job. A
+connection keeps the snapshot it opened, so open one per query (or reconnect) to see newer data
+(`connect_replica` also retries the rare open that races two publications:
+`warehouse/replica.py` explains it):
 
 ```python
 import duckdb
@@ -108,8 +114,8 @@ with duckdb.connect("warehouse/forecast.read.duckdb", read_only=True) as con:
 # or: from warehouse.replica import read_replica_sql; read_replica_sql("FROM latest_forecasts")
 ```
 
-`python -m warehouse.replica` publishes the replica on demand (for a warehouse written before it
-existed). Opening the warehouse itself read-only still works when no run is writing; while one is,
+`python -m warehouse.replica` publishes the replica on demand (`--seed` rebuilds a slot from a
+copy of the whole warehouse, for a warehouse written before it existed). Opening the warehouse itself read-only still works when no run is writing; while one is,
 the open waits (retrying for up to two minutes), which is what the job's own steps do.
 
 **Provider faults.** Connection errors, timeouts and rate limits (raised, or logged by yfinance)
@@ -129,7 +135,7 @@ re-materialize `raw_prices` over the stored range (one run), which replaces the 
 
 **Crash safety.** Each step writes all its tables in one DuckDB transaction, replacing its slice;
 DuckDB's write-ahead log makes a commit all or nothing. After a SIGKILL at any moment (connecting,
-deleting, inserting, committing, checkpointing, copying the replica), the warehouse opens and holds
+deleting, inserting, committing, checkpointing, publishing the replica), the warehouse opens and holds
 the old or the new version of the partition in every table, the replica is one consistent version
 too (possibly the previous one until the next write), and a re-run completes.
 

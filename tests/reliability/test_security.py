@@ -71,8 +71,14 @@ TRUSTED = {
     ("_note", "table"): "only called by _replace, after _check_table",
     ("_note", "where"): "replace's where; its callers are checked here like any SQL argument",
     ("_sync_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
-    ("_sync_table", "main"): "current_database(): the warehouse file's stem, a path validated by warehouse_path",
-    ("_sync_table", "where"): "the logged predicates of replace calls, which are checked here; the log is the warehouse's own table",
+    (
+        "_sync_table",
+        "main",
+    ): "current_database(): the warehouse file's stem, a path validated by warehouse_path",
+    (
+        "_sync_table",
+        "where",
+    ): "the logged predicates of replace calls, which are checked here; the log is the warehouse's own table",
     ("_attach", "slot"): "a slot path beside the warehouse, validated by warehouse_path (no quotes)",
     ("_call", "sql"): "the SQL argument; its callers are checked here",
 }

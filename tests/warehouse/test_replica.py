@@ -1,0 +1,179 @@
+"""The read replica (`warehouse.replica`): published incrementally into alternating slot files
+behind an atomically swapped link, equal to the warehouse after every commit, never rewriting a
+slot a reader holds, and consistent after a failure in the middle of a publication."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from tests.support.warehouse import folds_frame, prices
+from warehouse import replica, transaction
+from warehouse.db import WarehouseError
+from warehouse.replica import connect_replica, read_replica_sql, replica_path, slot_path
+
+TABLES = ("raw_prices", "folds", "features", "forecast_scores")
+
+READER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("SELECT count(*) FROM raw_prices").fetchone()[0], flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
+    present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES if t in present}
+
+
+def assert_replica_equals_warehouse(path: Path) -> None:
+    with duckdb.connect(str(path), read_only=True) as con:
+        main = snapshot(con)
+    with connect_replica(path) as con:
+        assert snapshot(con) == main
+
+
+def features(tickers: tuple[str, ...], column: str = "ret_1", value: float = 0.0) -> pl.DataFrame:
+    return prices(tickers).select("ticker", "date", pl.lit(value).alias(column))
+
+
+def write_prices(path: Path, tickers: tuple[str, ...], close: float) -> None:
+    with transaction(path) as w:
+        w.replace("raw_prices", prices(tickers, close=close), "list_contains(?, ticker)", [list(tickers)])
+
+
+def log(path: Path) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT seq, table_name, predicate FROM publication_log ORDER BY ALL").fetchall()
+
+
+def test_the_replica_equals_the_warehouse_after_every_kind_of_write(db: Path) -> None:
+    writes = [
+        lambda w: w.replace("raw_prices", prices(("AAA", "BBB"))),  # the whole table
+        lambda w: w.replace("raw_prices", prices(("AAA",), close=5.0), "ticker = ?", ["AAA"]),  # a slice
+        lambda w: w.replace("folds", folds_frame(2)),
+        lambda w: w.replace_table("features", features(("AAA", "BBB"))),
+        lambda w: w.replace_table("features", features(("AAA",), column="ret_5")),  # new columns
+        # Rows outside the predicate: the whole table is copied, not the slice.
+        lambda w: w.replace("raw_prices", prices(("CCC",), close=7.0), "ticker = ?", ["AAA"]),
+        lambda w: w.replace(
+            "raw_prices",
+            prices(("BBB",), close=9.0),
+            "date >= ? AND ticker = ?",
+            [dt.date(2024, 1, 2), "BBB"],
+        ),
+    ]
+    for i, write in enumerate(writes):
+        with transaction(db) as w:
+            write(w)
+        assert_replica_equals_warehouse(db)
+        # Two slots alternate behind the link.
+        assert os.readlink(replica_path(db)) == slot_path(db, i % 2).name
+
+
+def test_a_slice_write_logs_its_predicate_and_a_stray_row_logs_the_whole_table(db: Path) -> None:
+    with transaction(db) as w:
+        w.replace("raw_prices", prices(("AAA", "BBB")), "list_contains(?, ticker)", [["AAA", "BBB"]])
+        w.replace("raw_prices", prices(("CCC",)), "ticker = ?", ["AAA"])  # CCC is outside ticker = 'AAA'
+        w.replace("folds", folds_frame(2))
+        assert w.changes == [
+            ("raw_prices", "list_contains(?, ticker)", (["AAA", "BBB"],)),
+            ("raw_prices", None, ()),
+            ("folds", None, ()),
+        ]
+    assert_replica_equals_warehouse(db)
+
+
+def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
+    write_prices(db, ("AAA", "BBB"), 1.0)
+    write_prices(db, ("AAA",), 2.0)
+    inodes = [slot_path(db, k).stat().st_ino for k in (0, 1)]
+    for close in (3.0, 4.0, 5.0, 6.0):
+        write_prices(db, ("BBB",), close)
+    assert [slot_path(db, k).stat().st_ino for k in (0, 1)] == inodes
+    assert not slot_path(db, 2).exists()
+    assert_replica_equals_warehouse(db)
+    # The log keeps only what the stale slot has not applied yet.
+    assert [seq for seq, *_ in log(db)] == [6]
+
+
+def test_a_reader_in_another_process_keeps_its_snapshot_and_never_blocks_the_writer(db: Path) -> None:
+    write_prices(db, ("AAA",), 1.0)
+    held = replica_path(db).resolve()
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(replica_path(db)), "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "3"
+        before = held.stat().st_mtime_ns
+        for i, tickers in enumerate((("AAA", "BBB"), ("CCC",), ("DDD",), ("EEE",))):
+            write_prices(db, tickers, 10.0 + i)  # would raise if a slot it needs were locked
+            assert_replica_equals_warehouse(db)
+        assert held.stat().st_mtime_ns == before  # the held slot was never written
+        assert replica_path(db).resolve() != held
+        assert slot_path(db, 2).exists()  # slots 1 and 2 alternated while 0 was held
+    finally:
+        reader.kill()
+        reader.wait()
+    write_prices(db, ("FFF",), 20.0)
+    assert_replica_equals_warehouse(db)
+
+
+def test_a_connection_in_the_writers_own_process_keeps_its_snapshot(db: Path) -> None:
+    write_prices(db, ("AAA",), 1.0)
+    with connect_replica(db) as con:
+        first = snapshot(con)
+        for close in (2.0, 3.0, 4.0):
+            write_prices(db, ("AAA",), close)
+        assert snapshot(con) == first
+    assert read_replica_sql("SELECT max(close) FROM raw_prices", path=db).item() == 6.0  # 4 + 2 days
+
+
+def test_a_failure_mid_publication_leaves_the_previous_replica_then_catches_up(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_prices(db, ("AAA", "BBB"), 1.0)
+    write_prices(db, ("AAA",), 2.0)
+    with connect_replica(db) as con:
+        published = snapshot(con)
+    real = replica._sync_table
+
+    def half_then_fail(con, main, table, slices):
+        con.execute("DELETE FROM replica.main.raw_prices")  # half a publication ...
+        raise duckdb.IOException("disk gone")  # ... then a failure
+
+    monkeypatch.setattr(replica, "_sync_table", half_then_fail)
+    with pytest.raises(WarehouseError, match="is committed, but the read replica"):
+        write_prices(db, ("BBB",), 3.0)
+    with connect_replica(db) as con:
+        assert snapshot(con) == published  # the link still names the previous, whole slot
+    monkeypatch.setattr(replica, "_sync_table", real)
+    write_prices(db, ("AAA",), 4.0)  # applies the logged change of the failed publication too
+    assert_replica_equals_warehouse(db)
+
+
+def test_a_new_schema_or_a_legacy_replica_file_is_seeded_from_the_warehouse(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_prices(db, ("AAA",), 1.0)
+    link = replica_path(db)
+    link.unlink()
+    link.write_bytes(db.read_bytes())  # a replica as the full-copy publication left it
+    write_prices(db, ("BBB",), 2.0)
+    assert link.is_symlink()
+    assert_replica_equals_warehouse(db)
+    monkeypatch.setattr(replica, "schema_hash", lambda: "another schema")
+    write_prices(db, ("CCC",), 3.0)
+    assert_replica_equals_warehouse(db)
+    with connect_replica(db) as con:
+        assert con.execute("SELECT value FROM replica_meta WHERE key = 'schema'").fetchone() == (
+            "another schema",
+        )
