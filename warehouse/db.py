@@ -129,6 +129,17 @@ def _connect_lake(p: Path, *, read_only: bool, timeout_s: float) -> Iterator[duc
         con.close()
 
 
+def _drop_the_old_explanation_grid(con: duckdb.DuckDBPyConnection) -> None:
+    """`forecast_explanations` once held every (feature, lag) cell; it now holds per-feature totals
+    (and `forecast_explanation_lags` the per-lag ones). The old table is derived data: it is
+    dropped, and re-materializing `forecast_explanations` fills the new ones."""
+    if con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND table_name = 'forecast_explanations' AND column_name = 'lag'"
+    ).fetchone()[0]:
+        con.execute("DROP TABLE forecast_explanations")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create missing tables and (re)create views, in one transaction; idempotent.
 
@@ -152,6 +163,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 f"the warehouse was written by schema version {row[0]}, newer than this code's "
                 f"{SCHEMA_VERSION}: upgrade the package instead of writing to it"
             )
+        _drop_the_old_explanation_grid(con)
         con.execute(_sql("schema.sql"))
         con.execute(_sql("views.sql"))
         con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

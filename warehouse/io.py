@@ -42,6 +42,7 @@ WRITABLE_TABLES = frozenset(
         "backtest_returns",
         "backtest_metrics",
         "forecast_explanations",
+        "forecast_explanation_lags",
     }
 )
 READABLE = WRITABLE_TABLES | {

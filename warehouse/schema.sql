@@ -162,13 +162,32 @@ CREATE TABLE IF NOT EXISTS backtest_metrics (
 COMMENT ON TABLE backtest_metrics IS 'Risk and performance of each strategy per ticker (and portfolio) and period, on net returns: n_sessions, total_return, cagr, ann_volatility, sharpe, sortino (annualised, risk-free 0), max_drawdown, max_drawdown_duration (sessions under water), hit_rate, profit_factor, turnover (one-way, a year), exposure, psr (P[true Sharpe > 0]), dsr (deflated Sharpe ratio over n_trials strategies). Null where undefined (a strategy that never trades has no Sharpe ratio).';
 
 CREATE TABLE IF NOT EXISTS forecast_explanations (
+    as_of_date      DATE NOT NULL,
+    ticker          VARCHAR NOT NULL,
+    horizon         INTEGER NOT NULL,
+    model_version   VARCHAR NOT NULL,
+    feature         VARCHAR NOT NULL,
+    attribution     DOUBLE NOT NULL,
+    rank            INTEGER NOT NULL,
+    median          DOUBLE NOT NULL,
+    baseline_median DOUBLE NOT NULL,
+    PRIMARY KEY (as_of_date, ticker, horizon, model_version, feature)
+);
+COMMENT ON TABLE forecast_explanations IS 'Integrated-gradient attributions of the LSTM''s median forecast (log return) made after the close of as_of_date to each input feature, summed over its lookback window; baseline: every feature at the ticker''s training mean. Per forecast they sum to median - baseline_median. The full (feature, lag) grid of one forecast is recomputed on demand: python -m forecast_assets.explain DATE TICKER. Where the gate refused the month''s LSTM (forecasts.model is a baseline), they explain the LSTM, not the forecast published.';
+COMMENT ON COLUMN forecast_explanations.attribution IS 'The feature''s attribution summed over every lag of the window (log return)';
+COMMENT ON COLUMN forecast_explanations.rank IS 'Rank of |attribution| among the forecast''s features (1: the largest)';
+COMMENT ON COLUMN forecast_explanations.median IS 'The LSTM''s median forecast of the log return for this window';
+COMMENT ON COLUMN forecast_explanations.baseline_median IS 'The median forecast for the baseline window (every input at its training mean)';
+
+CREATE TABLE IF NOT EXISTS forecast_explanation_lags (
     as_of_date    DATE NOT NULL,
     ticker        VARCHAR NOT NULL,
     horizon       INTEGER NOT NULL,
     model_version VARCHAR NOT NULL,
-    feature       VARCHAR NOT NULL,
     lag           INTEGER NOT NULL,
     attribution   DOUBLE NOT NULL,
-    PRIMARY KEY (as_of_date, ticker, horizon, model_version, feature, lag)
+    PRIMARY KEY (as_of_date, ticker, horizon, model_version, lag)
 );
-COMMENT ON TABLE forecast_explanations IS 'Integrated-gradient attributions of the LSTM''s median forecast (log return) made after the close of as_of_date to each input feature at each lag (sessions before as_of_date) of its lookback window; baseline: every feature at the ticker''s training mean. Per forecast they sum to the median minus the baseline window''s median. Where the gate refused the month''s LSTM (forecasts.model is a baseline), they explain the LSTM, not the forecast published.';
+COMMENT ON TABLE forecast_explanation_lags IS 'The same attributions as forecast_explanations summed over the input features instead, per lag (sessions before as_of_date; 0 is as_of_date itself): how far back the window moved the forecast. Per forecast they sum to median - baseline_median of forecast_explanations.';
+COMMENT ON COLUMN forecast_explanation_lags.lag IS 'Sessions before as_of_date (0: the as-of session)';
+COMMENT ON COLUMN forecast_explanation_lags.attribution IS 'Attribution of the window step at this lag, summed over the inputs (log return)';

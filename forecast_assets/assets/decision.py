@@ -128,15 +128,17 @@ def forecast_explanations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:
     """Why the LSTM forecast what it did: integrated-gradient attributions of each session's
-    median forecast (every ticker and horizon) to each input feature at each lag of the
-    lookback window, computed with the model of the session's month (one jitted call per
-    session and horizon for all tickers). Baseline: the ticker's training mean of every feature;
-    the attributions of a forecast sum to its median minus the baseline's."""
+    median forecast (every ticker and horizon), computed with the model of the session's month
+    (one jitted call per session and horizon for all tickers) and stored as their two margins:
+    per input feature summed over the lookback window, ranked (`forecast_explanations`), and per
+    lag summed over the inputs (`forecast_explanation_lags`). Baseline: the ticker's training
+    mean of every feature; either margin of a forecast sums to its median minus the baseline's.
+    The full (feature, lag) grid of one forecast: `python -m forecast_assets.explain DATE TICKER`."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
     start, end = partition_dates(context, cfg.calendar)
     sessions = calendar.sessions(start, end, cfg.calendar)
-    frames, explained, served = [], [], {}
+    frames, lag_frames, explained, served = [], [], [], {}
     for batch in batches_by_period(path, cfg, sessions):
         row, period = batch.model_row, batch.period
         if row["serving_model"] != "lstm":
@@ -152,10 +154,12 @@ def forecast_explanations(
         sessions_explained = explain.explain_sessions(batch.lstm, panel, batch.days)
         explained += sessions_explained
         served[period] = f"{row['model_version']} ({row['serving_model']})"
-        frames += [e.frame(row["model_version"]) for e in sessions_explained]
+        frames += [e.feature_frame(row["model_version"]) for e in sessions_explained]
+        lag_frames += [e.lag_frame(row["model_version"]) for e in sessions_explained]
     table = pl.concat(frames)
     with transaction(path) as w:
         w.replace("forecast_explanations", table, "as_of_date BETWEEN ? AND ?", [start, end])
+        w.replace("forecast_explanation_lags", pl.concat(lag_frames), "as_of_date BETWEEN ? AND ?", [start, end])
     gap = max(e.completeness_gap for e in explained)
     scale = max(float(np.abs(e.forecast - e.baseline_forecast).max()) for e in explained)
     last = explained[-1]
@@ -164,7 +168,10 @@ def forecast_explanations(
         context,
         {key: row_count(per_day.get(dt.date.fromisoformat(key), 0)) for key in context.partition_keys},
     )
-    context.log.info(f"stored {table.height:,} attributions for {len(sessions)} session(s)")
+    context.log.info(
+        f"stored {table.height:,} per-feature and {sum(f.height for f in lag_frames):,} per-lag "
+        f"attributions for {len(sessions)} session(s)"
+    )
     # The range's summary, once, on its last session.
     context.add_asset_metadata(
         {
@@ -186,8 +193,6 @@ def _top_features(table: pl.DataFrame, day) -> pl.DataFrame:
     lookback window and averaged over tickers, on `day`, per horizon."""
     top = (
         table.filter(pl.col("as_of_date") == day)
-        .group_by("horizon", "ticker", "feature")
-        .agg(pl.col("attribution").sum())
         .group_by("horizon", "feature")
         .agg(
             pl.col("attribution").abs().mean().alias("mean_abs_attribution"),

@@ -23,6 +23,15 @@ are independent rows of the batch, so the gradient of the sum of the forecasts i
 window's own gradient. The jitted functions work in standardised units; `explain_sessions`
 multiplies by each row's prior scale, so that stored attributions are in log return, the
 forecast's units.
+
+What is stored and what is recomputed: the full grid has lookback x features cells per forecast
+(30 x 22 = 660 at the defaults, 1,320 per ticker and session over two horizons; 6.6 million
+rows a night at 5,000 tickers). Users read its two margins: which inputs moved the forecast
+(`feature_frame`, summed over the window, ranked) and how far back the window mattered
+(`lag_frame`, summed over inputs), 22 + 30 = 52 rows per forecast; each margin alone sums to
+the median minus the baseline's. The grid itself is recomputed on demand for one forecast from
+the stored model (`explain_forecast`; `python -m forecast_assets.explain DATE TICKER`): the
+computation is deterministic, so it reproduces the margins that were stored.
 """
 
 from __future__ import annotations
@@ -136,8 +145,53 @@ class SessionExplanation:
         total = self.attributions.sum(axis=(2, 3))
         return float(np.max(np.abs(total - (self.forecast - self.baseline_forecast))))
 
+    def _keys(self, model_version: str, n: int, horizon_idx: np.ndarray, ticker_idx: np.ndarray) -> dict:
+        return {
+            "as_of_date": pl.Series([self.day] * n, dtype=pl.Date),
+            TICKER: np.asarray(self.tickers, dtype=object)[ticker_idx],
+            HORIZON: np.asarray(self.horizons, dtype=np.int32)[horizon_idx],
+            "model_version": [model_version] * n,
+        }
+
+    def feature_frame(self, model_version: str) -> pl.DataFrame:
+        """`forecast_explanations` rows: one per horizon, ticker and input, the attribution summed
+        over the lookback window, its rank by absolute value within the forecast (1: largest),
+        and the forecast's median and the baseline window's (their difference is the sum of
+        the forecast's attributions, up to the quadrature error)."""
+        totals = self.attributions.sum(axis=2)  # [H, T, F]
+        n_h, n_t, n_f = totals.shape
+        order = np.argsort(-np.abs(totals), axis=-1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(1, n_f + 1)[None, None, :], axis=-1)
+        idx = np.indices((n_h, n_t, n_f)).reshape(3, -1)
+        return pl.DataFrame(
+            {
+                **self._keys(model_version, idx.shape[1], idx[0], idx[1]),
+                "feature": np.asarray(self.features, dtype=object)[idx[2]],
+                "attribution": totals.reshape(-1).astype(np.float64),
+                "rank": rank.reshape(-1).astype(np.int32),
+                "median": np.asarray(self.forecast, np.float64)[idx[0], idx[1]],
+                "baseline_median": np.asarray(self.baseline_forecast, np.float64)[idx[0], idx[1]],
+            }
+        )
+
+    def lag_frame(self, model_version: str) -> pl.DataFrame:
+        """`forecast_explanation_lags` rows: one per horizon, ticker and lag (sessions before the
+        as-of date), the attribution summed over the inputs."""
+        totals = self.attributions.sum(axis=3)  # [H, T, L]
+        n_h, n_t, n_l = totals.shape
+        idx = np.indices((n_h, n_t, n_l)).reshape(3, -1)
+        return pl.DataFrame(
+            {
+                **self._keys(model_version, idx.shape[1], idx[0], idx[1]),
+                "lag": lags(n_l)[idx[2]],
+                "attribution": totals.reshape(-1).astype(np.float64),
+            }
+        )
+
     def frame(self, model_version: str) -> pl.DataFrame:
-        """Long `forecast_explanations` rows: one per horizon, ticker, feature and lag."""
+        """The full grid, long: one row per horizon, ticker, feature and lag (not stored; see
+        `explain_forecast`)."""
         n_h, n_t, n_l, n_f = self.attributions.shape
         idx = np.indices((n_h, n_t, n_l, n_f)).reshape(4, -1)
         return pl.DataFrame(
@@ -199,3 +253,15 @@ def explain_sessions(
             )
         )
     return out
+
+
+def explain_forecast(
+    forecaster: LSTMForecaster, panel: pl.DataFrame, day: dt.date, ticker: str, steps: int = 32
+) -> SessionExplanation:
+    """The full attribution grid of `ticker`'s forecasts made after the close of `day` (every
+    horizon): `explain_sessions` on that ticker's rows alone. A window is one ticker's own rows
+    (the market inputs are columns of them), so the result equals that ticker's slice of the
+    whole session's explanation."""
+    if ticker not in forecaster.tickers:
+        raise InsufficientDataError(f"{ticker!r} is not among the model's tickers ({len(forecaster.tickers)} known)")
+    return explain_sessions(forecaster, panel.filter(pl.col(TICKER) == ticker), [day], steps)[0]

@@ -122,11 +122,44 @@ def test_explain_sessions_rows_add_up_to_each_forecast(lstm):
     # The explained median is the forecaster's own median forecast (log return).
     q = forecaster.predict(panel, days[-1], days[-1])
     np.testing.assert_allclose(e.forecast, q[:, :, task.median_index].T, rtol=1e-4, atol=1e-7)
-    frame = e.frame("v1")
+    frame = e.frame("v1")  # the full grid, on demand
     assert set(frame["feature"].unique().to_list()) == set(e.features)
     assert frame.height == n_h * n_t * SMALL.model.lookback * n_f
-    totals = frame.group_by("horizon", "ticker").agg(pl.col("attribution").sum()).sort("horizon", "ticker")
-    np.testing.assert_allclose(
-        totals["attribution"].to_numpy(), e.attributions.sum(axis=(2, 3)).reshape(-1), rtol=1e-5, atol=1e-9
-    )
     assert isinstance(frame["as_of_date"][0], dt.date)
+    # What is stored: the two margins, each summing to the median minus the baseline's.
+    features, by_lag = e.feature_frame("v1"), e.lag_frame("v1")
+    assert features.height == n_h * n_t * n_f and by_lag.height == n_h * n_t * SMALL.model.lookback
+    gap = e.forecast - e.baseline_forecast
+    for margin in (features, by_lag, frame):
+        totals = margin.group_by("horizon", "ticker").agg(pl.col("attribution").sum()).sort("horizon", "ticker")
+        np.testing.assert_allclose(
+            totals["attribution"].to_numpy(), e.attributions.sum(axis=(2, 3)).reshape(-1), rtol=1e-5, atol=1e-9
+        )
+        np.testing.assert_allclose(totals["attribution"].to_numpy(), gap.reshape(-1), rtol=1e-3, atol=1e-7)
+    checks = features.group_by("horizon", "ticker").agg(
+        (pl.col("median") - pl.col("baseline_median")).n_unique().alias("distinct"),
+        (pl.col("median") - pl.col("baseline_median")).first().alias("gap"),
+        pl.col("attribution").sum(),
+    )
+    assert checks["distinct"].to_list() == [1] * (n_h * n_t)
+    np.testing.assert_allclose(checks["attribution"], checks["gap"], rtol=1e-3, atol=1e-7)
+    # The margins are the grid's sums, and the ranks order |attribution| within each forecast.
+    grid_by_feature = frame.group_by("horizon", "ticker", "feature").agg(pl.col("attribution").sum())
+    joined = features.join(grid_by_feature, on=["horizon", "ticker", "feature"], suffix="_grid")
+    np.testing.assert_allclose(joined["attribution"], joined["attribution_grid"], rtol=1e-5, atol=1e-9)
+    ranked = features.sort("horizon", "ticker", "rank")
+    for _, group in ranked.group_by("horizon", "ticker"):
+        assert group["rank"].to_list() == list(range(1, n_f + 1))
+        assert (group["attribution"].abs().diff().drop_nulls() <= 0).all()
+    assert set(by_lag["lag"].to_list()) == set(range(SMALL.model.lookback))
+
+
+def test_explain_forecast_is_that_tickers_slice_of_the_sessions_grid(lstm):
+    forecaster, panel, _, _ = lstm
+    day = max(panel["date"].to_list())
+    whole = explain.explain_sessions(forecaster, panel, [day], steps=STEPS)[0]
+    ticker = whole.tickers[1]
+    one = explain.explain_forecast(forecaster, panel, day, ticker, steps=STEPS)
+    assert one.tickers == (ticker,)
+    np.testing.assert_allclose(one.attributions[:, 0], whole.attributions[:, 1], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(one.forecast[:, 0], whole.forecast[:, 1], rtol=1e-6, atol=1e-9)
