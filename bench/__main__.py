@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--items 1,2,3,4,5] [--repeats N] [--run-demo]
+"""python -m bench [--quick] [--items 1,2,3,4,5,6] [--repeats N] [--run-demo] [--tickers 20,500,5000]
 
 The benchmark suite of issue 5. Prints a table and writes JSON to bench/results/ (`bench.json`,
 or `quick.json` with --quick). Items:
@@ -7,7 +7,11 @@ or `quick.json` with --quick). Items:
   2. inference for 20, 100 and 500 tickers (time and memory);
   3. features and folds for 20, 100 and 500 synthetic tickers x 20 years;
   4. the whole pipeline on the sample (from `make demo`'s timings) and a nightly incremental run;
-  5. warehouse views on 500 tickers x 1 year of forecasts.
+  5. warehouse views on 500 tickers x 1 year of forecasts;
+  6. the universe's scale, 20 / 500 / 5,000 synthetic tickers x 20 years (`--tickers` picks the
+     sizes; not in the default items, `--items 6`): features and targets (whole, and chunked by
+     ticker), the warehouse's size and the read replica's publication per commit (full copy
+     against incremental), inference for one session; peak memory of each.
 `--quick` runs item 1 alone at the issue's shape (about a minute) and prints its JSON, with
 `train_throughput_ratio_vs_pytorch` (whole machine) and `..._per_core`.
 `python -m bench.report --docs docs/` renders bench/results/bench.json into docs/performance.md.
@@ -101,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="item 1 at the issue's shape only")
-    parser.add_argument("--items", default="1,2,3,4,5", help="comma-separated items (default all)")
+    parser.add_argument(
+        "--items", default="1,2,3,4,5", help="comma-separated items (default 1-5; 6 on request)"
+    )
+    parser.add_argument(
+        "--tickers", default="20,500,5000", help="item 6's universe sizes (default 20,500,5000)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="repeats per training measurement")
     parser.add_argument("--run-demo", action="store_true", help="run `make demo` first (item 4)")
     args = parser.parse_args(argv)
@@ -170,12 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     if 5 in items:
         log("item 5: warehouse views")
         record["warehouse"] = timed(5, lambda: run_item("bench.warehouse_queries"))
+    if 6 in items:
+        from bench import universe
+
+        sizes = tuple(int(n) for n in args.tickers.split(",") if n.strip())
+        log(f"item 6: universe scale, {', '.join(map(str, sizes))} tickers")
+        record["universe"] = timed(6, lambda: universe.measure(sizes, log=log))
     record["item_runs"] = runs
     record["suite_s"] = round(time.perf_counter() - started, 1)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("quick.json" if args.quick else "bench.json")
-    if not args.quick and items != {1, 2, 3, 4, 5} and out.is_file():
+    if not args.quick and not items >= {1, 2, 3, 4, 5} and out.is_file():
         merged = json.loads(out.read_text())  # a partial run updates its items only
         item_runs = {**merged.get("item_runs", {}), **runs}
         merged.update(record)

@@ -58,7 +58,10 @@ def _forecasts(prices, day: dt.date, horizons: tuple[int, ...], version: float):
                 (q - 0.02).alias("q10"),
                 q.alias("q50"),
                 (q + 0.02).alias("q90"),
-                *(pl.col("last_close").alias(c) for c in ("pred_close", "q10_close", "q50_close", "q90_close")),
+                *(
+                    pl.col("last_close").alias(c)
+                    for c in ("pred_close", "q10_close", "q50_close", "q90_close")
+                ),
                 pl.lit(dt.datetime(2023, 1, 1, tzinfo=dt.UTC)).alias("created_at"),
             )
             for h in horizons
@@ -89,7 +92,9 @@ def measure(n_tickers: int, repeats: int = 5) -> dict:
                 day = days[-1]
                 con.execute("BEGIN TRANSACTION")
                 w = Writer(con, track_changes=True)
-                night = prices.filter(pl.col("date") == day).with_columns(pl.col("adj_close") * (1 + version / 1e6))
+                night = prices.filter(pl.col("date") == day).with_columns(
+                    pl.col("adj_close") * (1 + version / 1e6)
+                )
                 w.replace("raw_prices", night, "date = ?", [day])
                 w.replace("forecasts", _forecasts(night, day, horizons, version), "as_of_date = ?", [day])
                 log_changes(con, w.changes)

@@ -52,19 +52,29 @@ def full_grid(
         if row is None:
             raise WarehouseError(f"no model {model_version!r} in the warehouse")
     panel, _ = reads.panel_known_at(path, cfg, day)
-    return explain.explain_forecast(artifacts.from_bytes(row["artifact"]), panel, day, ticker), row["model_version"]
+    return explain.explain_forecast(artifacts.from_bytes(row["artifact"]), panel, day, ticker), row[
+        "model_version"
+    ]
 
 
-def stored_margins(path: str | None, day: dt.date, ticker: str, model_version: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def stored_margins(
+    path: str | None, day: dt.date, ticker: str, model_version: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     where = "as_of_date = ? AND ticker = ? AND model_version = ?"
     params = [day, ticker, model_version]
     return (
-        read_sql(f"SELECT horizon, feature, attribution FROM forecast_explanations WHERE {where}", params, path),
-        read_sql(f"SELECT horizon, lag, attribution FROM forecast_explanation_lags WHERE {where}", params, path),
+        read_sql(
+            f"SELECT horizon, feature, attribution FROM forecast_explanations WHERE {where}", params, path
+        ),
+        read_sql(
+            f"SELECT horizon, lag, attribution FROM forecast_explanation_lags WHERE {where}", params, path
+        ),
     )
 
 
-def max_margin_gap(e: explain.SessionExplanation, model_version: str, stored: tuple[pl.DataFrame, pl.DataFrame]) -> float | None:
+def max_margin_gap(
+    e: explain.SessionExplanation, model_version: str, stored: tuple[pl.DataFrame, pl.DataFrame]
+) -> float | None:
     """Largest |recomputed - stored| over both margins, or None when nothing is stored."""
     gaps = []
     for fresh, old, key in zip(
@@ -81,7 +91,9 @@ def max_margin_gap(e: explain.SessionExplanation, model_version: str, stored: tu
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m forecast_assets.explain", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m forecast_assets.explain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("date", type=dt.date.fromisoformat, help="the as-of session, YYYY-MM-DD")
     parser.add_argument("ticker")
@@ -111,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=400, float_precision=6):
             for h in sorted(grid["horizon"].unique().to_list()):
                 wide = grid.filter(pl.col("horizon") == h).pivot("feature", index="lag", values="attribution")
-                print(f"{args.ticker} {args.date} horizon {h} (model {version}): attribution per lag and feature")
+                print(
+                    f"{args.ticker} {args.date} horizon {h} (model {version}): attribution per lag and feature"
+                )
                 print(wide.sort("lag"))
     for i, h in enumerate(e.horizons):
         if args.horizon in (None, h):

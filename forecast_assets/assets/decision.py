@@ -159,7 +159,9 @@ def forecast_explanations(
     table = pl.concat(frames)
     with transaction(path) as w:
         w.replace("forecast_explanations", table, "as_of_date BETWEEN ? AND ?", [start, end])
-        w.replace("forecast_explanation_lags", pl.concat(lag_frames), "as_of_date BETWEEN ? AND ?", [start, end])
+        w.replace(
+            "forecast_explanation_lags", pl.concat(lag_frames), "as_of_date BETWEEN ? AND ?", [start, end]
+        )
     gap = max(e.completeness_gap for e in explained)
     scale = max(float(np.abs(e.forecast - e.baseline_forecast).max()) for e in explained)
     last = explained[-1]

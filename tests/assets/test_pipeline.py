@@ -430,3 +430,57 @@ def test_the_docs_have_analyst_queries():
 def test_every_documented_query_runs_on_the_pipeline_warehouse(pipeline, sql):
     rows = table(pipeline.warehouse, sql)
     assert rows.height > 0, f"documented query returned nothing:\n{sql}"
+
+
+# --- explanations: the stored margins and the grid on demand -------------------------------------
+
+
+def test_stored_explanations_are_the_grids_margins_and_the_grid_is_recomputed_on_demand(
+    pipeline, tmp_path, capsys
+):
+    from forecast_assets import explain as explain_cli
+
+    day, path = LAST_SESSION, pipeline.warehouse
+    features = table(path, "SELECT * FROM forecast_explanations WHERE as_of_date = ?", [day])
+    by_lag = table(path, "SELECT * FROM forecast_explanation_lags WHERE as_of_date = ?", [day])
+    n_features = features["feature"].n_unique()
+    lookback = pipeline.cfg.model.lookback
+    assert features.height == len(TICKERS) * len(HORIZONS) * n_features
+    assert by_lag.height == len(TICKERS) * len(HORIZONS) * lookback
+    # Either margin of a forecast sums to its median minus the baseline's.
+    sums = features.group_by("ticker", "horizon").agg(
+        pl.col("attribution").sum().alias("by_feature"),
+        (pl.col("median") - pl.col("baseline_median")).first().alias("gap"),
+    )
+    sums = sums.join(
+        by_lag.group_by("ticker", "horizon").agg(pl.col("attribution").sum().alias("by_lag")),
+        on=["ticker", "horizon"],
+    )
+    scale = float(sums["gap"].abs().max())
+    np.testing.assert_allclose(sums["by_feature"], sums["gap"], atol=1e-3 * scale + 1e-8)
+    np.testing.assert_allclose(sums["by_lag"], sums["by_feature"], atol=1e-6 * scale + 1e-10)
+
+    out = tmp_path / "grid.parquet"
+    args = [
+        day.isoformat(),
+        "KO",
+        "--warehouse",
+        str(path),
+        "--config",
+        str(pipeline.directory / "tiny.toml"),
+    ]
+    assert explain_cli.main([*args, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "largest gap between the recomputed and the stored margins" in said
+    gap = float(said.rsplit(":", 1)[1])
+    assert gap < 1e-6 * scale + 1e-10
+    grid = pl.read_parquet(out)
+    assert grid.height == len(HORIZONS) * n_features * lookback
+    recomputed = grid.group_by("horizon", "feature").agg(pl.col("attribution").sum())
+    stored = features.filter(pl.col("ticker") == "KO").select("horizon", "feature", "attribution")
+    joined = stored.join(recomputed, on=["horizon", "feature"], suffix="_grid")
+    assert joined.height == stored.height
+    np.testing.assert_allclose(joined["attribution_grid"], joined["attribution"], atol=1e-6 * scale + 1e-10)
+    # Printed as a table: lags down, features across.
+    assert explain_cli.main([*args, "--horizon", "1"]) == 0
+    assert "horizon 1" in capsys.readouterr().out

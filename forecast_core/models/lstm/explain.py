@@ -263,5 +263,7 @@ def explain_forecast(
     (the market inputs are columns of them), so the result equals that ticker's slice of the
     whole session's explanation."""
     if ticker not in forecaster.tickers:
-        raise InsufficientDataError(f"{ticker!r} is not among the model's tickers ({len(forecaster.tickers)} known)")
+        raise InsufficientDataError(
+            f"{ticker!r} is not among the model's tickers ({len(forecaster.tickers)} known)"
+        )
     return explain_sessions(forecaster, panel.filter(pl.col(TICKER) == ticker), [day], steps)[0]

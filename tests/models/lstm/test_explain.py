@@ -131,9 +131,14 @@ def test_explain_sessions_rows_add_up_to_each_forecast(lstm):
     assert features.height == n_h * n_t * n_f and by_lag.height == n_h * n_t * SMALL.model.lookback
     gap = e.forecast - e.baseline_forecast
     for margin in (features, by_lag, frame):
-        totals = margin.group_by("horizon", "ticker").agg(pl.col("attribution").sum()).sort("horizon", "ticker")
+        totals = (
+            margin.group_by("horizon", "ticker").agg(pl.col("attribution").sum()).sort("horizon", "ticker")
+        )
         np.testing.assert_allclose(
-            totals["attribution"].to_numpy(), e.attributions.sum(axis=(2, 3)).reshape(-1), rtol=1e-5, atol=1e-9
+            totals["attribution"].to_numpy(),
+            e.attributions.sum(axis=(2, 3)).reshape(-1),
+            rtol=1e-5,
+            atol=1e-9,
         )
         np.testing.assert_allclose(totals["attribution"].to_numpy(), gap.reshape(-1), rtol=1e-3, atol=1e-7)
     checks = features.group_by("horizon", "ticker").agg(
