@@ -1,7 +1,11 @@
 """Render the suite's JSON as Markdown: to stdout, or into docs/performance.md between
 `<!-- bench:start -->` and `<!-- bench:end -->`.
 
-    python -m bench.report [--json bench/results/bench.json] [--docs docs/]
+    python -m bench.report [--json bench/results/bench.json] [--docs docs/] [--sections bench,universe]
+
+Item 6 (the universe's scale) goes to its own section, `<!-- universe:start -->`, so that it can
+be re-measured (`python -m bench --items 6`) without re-running the rest; `--sections` picks
+the sections to write (default: those the JSON has).
 """
 
 from __future__ import annotations
@@ -211,7 +215,7 @@ def _warehouse(w: dict) -> list[str]:
     ]
 
 
-def _universe(rows: list[dict]) -> list[str]:
+def _universe(rows: list[dict], seconds: float | None = None) -> list[str]:
     base = rows[0]
 
     def linear(value: float, base_value: float, n: int) -> str:
@@ -227,7 +231,8 @@ def _universe(rows: list[dict]) -> list[str]:
                 f"{_n(f['features_s'], 2)} ({_n(f['whole_peak_rss_mb'])} MB)"
                 if "features_s" in f
                 else "not run (about 30 GB)",
-                f"{_n(f['chunked_s'], 2)} ({_n(f['chunk_peak_rss_mb'])} MB)",
+                _n(f["chunked_s"], 2),
+                _n(f["peak_rss_mb"]),
                 linear(f["chunked_s"], base["features"]["chunked_s"], r["tickers"]),
                 _n(p["warehouse_mb"], 1),
                 _n(p["full_copy_s"], 3),
@@ -242,16 +247,24 @@ def _universe(rows: list[dict]) -> list[str]:
     return [
         "### Universe scale: 20 to 5,000 tickers (item 6)",
         "",
-        "Reproduce with `.venv/bin/python -m bench --items 6` (all three sizes, about "
-        "4 minutes on this machine; `--tickers 20,500` for the small ones, under a minute), "
-        "then `.venv/bin/python -m bench.report --docs docs/`.",
+        "Reproduce with `.venv/bin/python -m bench --items 6 --tickers "
+        + ",".join(str(r["tickers"]) for r in rows)
+        + "`"
+        + (f" ({seconds:.0f} s on this machine)" if seconds else "")
+        + "; `--tickers 20,500` runs the small sizes only. Then `.venv/bin/python -m bench.report "
+        "--docs docs/ --sections universe` renders this section from `bench/results/bench.json`. "
+        "Peak memory is each process's `ru_maxrss` (the synthetic prices included): the "
+        "features process peaks with the whole universe's prices held, whatever the chunk. "
+        "The nightly run end to end, a retrain month and the fold evaluation at these sizes are "
+        "not in this item yet.",
         "",
         _table(
             [
                 "tickers (x 20 years)",
                 "price rows",
                 "features + targets, whole, s (peak)",
-                f"the same, {chunk} tickers at a time, s (peak)",
+                f"the same, {chunk} tickers at a time, s",
+                "features process peak RSS, MB",
                 "chunked cost / linear",
                 "warehouse, MB",
                 "publication per commit, full copy, s",
@@ -266,7 +279,7 @@ def _universe(rows: list[dict]) -> list[str]:
         "Features: the `features` asset's computation (`build_features`, `build_targets`) on the "
         "synthetic prices; chunked, each chunk carries the exogenous tickers (market features "
         "are joined by date), and the first chunk is checked equal to the whole computation's "
-        "rows where that runs. Peaks are the process's resident memory with the prices held. "
+        "rows where that runs. "
         f"Publication: a nightly commit replaces the newest session's prices and writes its "
         f"forecasts ({_n(rows[-1]['publication']['rows_per_commit'])} rows deleted and inserted at "
         f"{rows[-1]['tickers']:,} tickers); medians of {repeats} commits each, the two "
@@ -321,18 +334,22 @@ def render(record: dict) -> str:
         parts += ["", *_pipeline(record["pipeline"])]
     if "warehouse" in record:
         parts += ["", *_warehouse(record["warehouse"])]
-    if "universe" in record:
-        parts += ["", *_universe(record["universe"])]
     return "\n".join(parts)
 
 
 def render_text(record: dict) -> str:
-    return render(record)
+    text = render(record)
+    if "universe" in record:
+        text += "\n\n" + "\n".join(
+            _universe(record["universe"], record.get("item_runs", {}).get("6", {}).get("seconds"))
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "bench.json"))
+    parser.add_argument("--sections", help="comma-separated: bench, universe (default: what the JSON has)")
     add_docs_argument(parser)
     args = parser.parse_args(argv)
     import json
@@ -340,12 +357,25 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.json)
     if not path.is_file():
         raise SystemExit(f"{path} does not exist: run `python -m bench` first")
-    section = render(json.loads(path.read_text()))
+    record = json.loads(path.read_text())
+    sections = {}
+    if any(k in record for k in ("training", "inference", "features", "pipeline", "warehouse")):
+        sections["bench"] = render(record)
+    if "universe" in record:
+        sections["universe"] = "\n".join(
+            _universe(record["universe"], record.get("item_runs", {}).get("6", {}).get("seconds"))
+        )
+    if args.sections:
+        wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+        missing = [s for s in wanted if s not in sections]
+        if missing:
+            raise SystemExit(f"{path} has no results for section(s) {missing}")
+        sections = {s: sections[s] for s in wanted}
     if args.docs:
-        for page in write_sections(args.docs, {"bench": section}):
+        for page in write_sections(args.docs, sections):
             print(f"updated {page}")
     else:
-        print(section)
+        print("\n\n".join(sections.values()))
     return 0
 
 
