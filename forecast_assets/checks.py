@@ -264,7 +264,8 @@ FORECAST_CHECKS = [
         "complete_forecasts",
         asset="daily_forecasts",
         blocking=True,
-        description="Every ticker and horizon has a forecast on every session of the partition.",
+        description="Every ticker and horizon has a forecast on every session of the partition on "
+        "which the ticker is a member of the universe (universe.membership).",
     ),
 ]
 
@@ -289,7 +290,7 @@ def forecast_check_results(
         for d in dates
         for t in cfg.universe.tickers
         for h in cfg.horizons
-        if (d, t, h) not in have
+        if cfg.universe.is_member(t, d) and (d, t, h) not in have
     ]
     return [
         dg.AssetCheckResult(
@@ -324,15 +325,24 @@ MODEL_CHECKS = [
 # --- reproducibility ---------------------------------------------------------------------------
 
 
-def recompute_forecasts(path: str, cfg: ForecastConfig, day: dt.date, model_version: str) -> pl.DataFrame:
-    """The forecasts of session `day` as `daily_forecasts` makes them, from the stored artifact of
-    `model_version` and the stored prices and features known after the close of `day`."""
+def recompute_forecasts(
+    path: str, cfg: ForecastConfig, day: dt.date, model_version: str, prices_vintage: int
+) -> pl.DataFrame:
+    """The forecasts of session `day` as `daily_forecasts` made them: from the stored artifact of
+    `model_version` and the panel rebuilt from the prices of `prices_vintage` known after the
+    close of `day` (so a later rewrite of history does not change the answer)."""
     row = reads.model(path, model_version)
     if row is None:
         raise ValueError(f"model {model_version} of the forecasts of {day} is not in the warehouse")
-    panel, feature_cols = reads.panel_known_at(path, cfg, day)
+    panel, feature_cols = reads.panel_from_vintage(path, cfg, day, prices_vintage)
     batch = PeriodBatch(
-        period_start_of(day), [day], row, artifacts.from_bytes(row["artifact"]), panel, feature_cols
+        period_start_of(day),
+        [day],
+        row,
+        artifacts.from_bytes(row["artifact"]),
+        panel,
+        feature_cols,
+        prices_vintage,
     )
     return batch.forecasts(cfg, dt.datetime.now(dt.UTC))[0]
 
@@ -363,7 +373,8 @@ def forecast_differences(stored: pl.DataFrame, recomputed: pl.DataFrame) -> tupl
     asset="daily_forecasts",
     blocking=False,
     description="Re-computes the latest session's forecasts from the stored model artifact and "
-    "the stored features, and compares them bit for bit with the published rows "
+    "the prices of the vintage they were made from (features rebuilt from them), and compares "
+    "them bit for bit with the published rows "
     "(exact on the device that trained the model; one session, so it is cheap).",
 )
 def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfig) -> dg.AssetCheckResult:
@@ -379,7 +390,15 @@ def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfi
         )
     stored = read_table("forecasts", "as_of_date = ?", [latest], path)
     versions = sorted(stored["model_version"].unique().to_list())
-    recomputed = pl.concat([recompute_forecasts(path, cfg, latest, v) for v in versions])
+    recomputed = pl.concat(
+        [
+            recompute_forecasts(path, cfg, latest, version, vintage)
+            for version, vintage in stored.select("model_version", pl.col("prices_vintage").fill_null(0))
+            .unique()
+            .sort("model_version")
+            .rows()
+        ]
+    )
     different, worst = forecast_differences(stored, recomputed)
     devices = read_sql(
         "SELECT DISTINCT device FROM models WHERE list_contains(?, model_version)", [versions], path
@@ -389,6 +408,7 @@ def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfi
         metadata={
             "as_of_date": str(latest),
             "model_versions": dg.MetadataValue.json(versions),
+            "prices_vintages": dg.MetadataValue.json(sorted(set(stored["prices_vintage"].to_list()))),
             "rows": stored.height,
             "different_rows": len(different),
             "max_abs_difference": worst,

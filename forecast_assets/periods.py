@@ -30,6 +30,8 @@ class PeriodBatch:
     lstm: LSTMForecaster
     panel: pl.DataFrame
     feature_columns: tuple[str, ...]
+    #: The price vintage the panel was built from (`forecasts.prices_vintage`).
+    prices_vintage: int
 
     @property
     def period(self) -> str:
@@ -60,7 +62,11 @@ class PeriodBatch:
             )
             for forecaster, served in plan
         ]
-        rows = pl.concat(frames).sort("as_of_date", TICKER, HORIZON)
+        rows = (
+            pl.concat(frames)
+            .with_columns(pl.lit(self.prices_vintage, pl.Int64).alias("prices_vintage"))
+            .sort("as_of_date", TICKER, HORIZON)
+        )
         return rows, {forecaster.name: served for forecaster, served in plan}
 
 
@@ -75,10 +81,12 @@ def batches_by_period(path: str, cfg: ForecastConfig, sessions: list[dt.date]) -
                 f"no model for retrain period {period} (needed for {days[0]}..{days[-1]}): "
                 f"materialize lstm_model partition {period_start.isoformat()} first"
             )
+        vintage = reads.prices_vintage(path)
         panel, feature_cols = reads.panel_known_at(path, cfg, days[-1])
         missing = sorted(set(days) - set(panel[DATE].unique().to_list()))
         if missing:
             raise dg.Failure(
                 f"no features for sessions {missing[:10]}: materialize raw_prices and features for them"
             )
-        yield PeriodBatch(period_start, days, row, artifacts.from_bytes(row["artifact"]), panel, feature_cols)
+        lstm = artifacts.from_bytes(row["artifact"])
+        yield PeriodBatch(period_start, days, row, lstm, panel, feature_cols, vintage)

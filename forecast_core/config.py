@@ -67,10 +67,72 @@ class UniverseConfig:
     tickers: tuple[str, ...] = SAMPLE_TICKERS
     # Tickers downloaded only to build market features for every target (an index, a rate, ...).
     exogenous: tuple[str, ...] = ("^GSPC",)
+    # Each ticker's membership of the universe, where it does not span the whole history: its
+    # first and/or last session (a listing, a delisting, or "this source's data end here"), as a
+    # TOML table `[universe.membership]` of `TICKER = { first = "YYYY-MM-DD", last = "YYYY-MM-DD" }`.
+    # Outside it no prices are expected, stored or forecast; inside it a missing session is an error.
+    membership: tuple[tuple[str, str | None, str | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "membership", _membership_entries(self.membership))
 
     @property
     def all_tickers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.tickers, *self.exogenous)))
+
+    def listing(self, ticker: str) -> tuple[dt.date | None, dt.date | None]:
+        """`ticker`'s first and last session as a member (None: open on that side)."""
+        for t, first, last in self.membership:
+            if t == ticker:
+                return (
+                    dt.date.fromisoformat(first) if first else None,
+                    dt.date.fromisoformat(last) if last else None,
+                )
+        return None, None
+
+    def is_member(self, ticker: str, day: dt.date) -> bool:
+        """Whether `ticker` is a member of the universe on session `day`."""
+        first, last = self.listing(ticker)
+        return (first is None or day >= first) and (last is None or day <= last)
+
+
+def _membership_entries(value: object) -> tuple[tuple[str, str | None, str | None], ...]:
+    """`[universe.membership]` as sorted (ticker, first, last) triples. Accepts the TOML table
+    ({ticker: {first, last}}) or triples (a config saved with a model); `ConfigError` names a bad
+    entry."""
+    if isinstance(value, dict):
+        triples = []
+        for ticker, entry in value.items():
+            if not isinstance(entry, dict) or not entry or set(entry) - {"first", "last"}:
+                raise ConfigError(
+                    f"invalid setting universe.membership.{ticker} = {entry!r}: expected a table "
+                    '{ first = "YYYY-MM-DD", last = "YYYY-MM-DD" } with first and/or last'
+                )
+            triples.append((ticker, entry.get("first"), entry.get("last")))
+    elif isinstance(value, tuple | list):
+        triples = [tuple(t) for t in value]
+    else:
+        raise ConfigError(f"invalid setting universe.membership = {value!r}: expected a table of tickers")
+    out = []
+    for triple in triples:
+        if len(triple) != 3:
+            raise ConfigError(f"invalid universe.membership entry {triple!r}: expected (ticker, first, last)")
+        ticker, first, last = triple
+        for side, day in (("first", first), ("last", last)):
+            _require(
+                day is None or (isinstance(day, str) and bool(ISO_DATE_PATTERN.match(day)) and _is_date(day)),
+                f"universe.membership.{ticker}.{side}",
+                day,
+                "an ISO date YYYY-MM-DD",
+            )
+        _require(
+            first is None or last is None or first <= last,
+            f"universe.membership.{ticker}",
+            {"first": first, "last": last},
+            "first <= last",
+        )
+        out.append((ticker, first, last))
+    return tuple(sorted(out))
 
 
 @dataclass(frozen=True)
@@ -263,6 +325,8 @@ def validate(cfg: ForecastConfig) -> None:
     for t in u.all_tickers:
         validate_ticker(t)
     _require(len(set(u.tickers)) == len(u.tickers), "universe.tickers", u.tickers, "no duplicates")
+    unknown = [t for t, _, _ in u.membership if t not in u.all_tickers]
+    _require(not unknown, "universe.membership", unknown, "tickers of universe.tickers or universe.exogenous")
     _require(
         not set(u.tickers) & set(u.exogenous),
         "universe.exogenous",

@@ -27,7 +27,7 @@ from forecast_core.errors import ConfigError, ForecastError
 from warehouse import lake
 
 #: Bumped whenever schema.sql changes incompatibly; stored in `schema_meta`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_PATH = "warehouse/forecast.duckdb"
 ENV_VAR = "FORECAST_WAREHOUSE"
 

@@ -15,6 +15,7 @@ COMMIT is replayed on the newer snapshot: the Writer records its writes for that
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,13 +24,16 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from warehouse import lake
+from warehouse import lake, vintages
 from warehouse.db import WarehouseError, connect, ensure_schema, is_lake, warehouse_path
+from warehouse.vintages import VintageChange
 
 #: Tables a write may target (names are identifiers, so they are checked against this list).
 WRITABLE_TABLES = frozenset(
     {
         "raw_prices",
+        "raw_prices_replaced",  # written by `store_prices` only, with price_vintages
+        "price_vintages",
         "targets",
         "features",
         "folds",
@@ -43,6 +47,7 @@ WRITABLE_TABLES = frozenset(
         "backtest_metrics",
         "forecast_explanations",
         "forecast_explanation_lags",
+        "universe_membership",
     }
 )
 READABLE = WRITABLE_TABLES | {
@@ -75,6 +80,8 @@ class Writer:
         self.journal: list[tuple[str, tuple]] = []
         #: Times the block was replayed after a conflicting commit (DuckLake only).
         self.retries = 0
+        #: What each `store_prices` changed, in order (the latest replay's on DuckLake).
+        self.vintage_changes: list[VintageChange] = []
 
     def replace(
         self, table: str, frame: pl.DataFrame, where: str = "TRUE", params: Sequence[Any] = ()
@@ -83,10 +90,38 @@ class Writer:
         self.journal.append(("replace", (table, frame, where, tuple(params))))
         return self._replace(table, frame, where, params)
 
+    def store_prices(
+        self, frame: pl.DataFrame, where: str, params: Sequence[Any], source: str, now: dt.datetime
+    ) -> VintageChange:
+        """Make the raw_prices rows matching `where` equal to `frame`, recording a price vintage
+        if anything changed (`warehouse.vintages.store_prices`)."""
+        self.journal.append(("store_prices", (frame, where, tuple(params), source, now)))
+        return self._store_prices(frame, where, params, source, now)
+
+    def _store_prices(
+        self, frame: pl.DataFrame, where: str, params: Sequence[Any], source: str, now: dt.datetime
+    ) -> VintageChange:
+        change = vintages.store_prices(self.con, frame, where, params, source, now)
+        self.rows_written["raw_prices"] = (
+            self.rows_written.get("raw_prices", 0) + change.rows_inserted + change.rows_changed
+        )
+        self.vintage_changes.append(change)
+        if self.track_changes:
+            self.changes.append(
+                ("raw_prices", where, tuple(params)) if change.in_scope else ("raw_prices", None, ())
+            )
+            if change.vintage is not None:
+                self.changes += [
+                    ("raw_prices_replaced", "replaced_by = ?", (change.vintage,)),
+                    ("price_vintages", "vintage = ?", (change.vintage,)),
+                ]
+        return change
+
     def replay(self) -> None:
         """Run every recorded write again, in order, in the connection's (new) transaction."""
         self.rows_written = {}
         self.changes = []
+        self.vintage_changes = []
         for name, args in self.journal:
             getattr(self, f"_{name}")(*args)
 

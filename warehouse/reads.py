@@ -9,8 +9,9 @@ import polars as pl
 
 from forecast_core.columns import TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.data.features import build_targets, feature_columns
+from forecast_core.data.features import build_features, build_targets, feature_columns
 from forecast_core.data.panel import assemble_panel, targets_wide
+from forecast_core.data.universe import within_membership
 from forecast_core.evaluation.folds import Fold, folds_from_frame
 from warehouse.db import WarehouseError
 from warehouse.io import read_sql, read_table, table_exists
@@ -22,6 +23,24 @@ def prices(path: Path, until: dt.date | None = None) -> pl.DataFrame:
     """raw_prices rows (all tickers) dated <= until, sorted by ticker and date."""
     where, params = ("date <= ?", [until]) if until else ("TRUE", [])
     return read_table("raw_prices", where, params, path, order_by="ticker, date")
+
+
+def prices_vintage(path: Path) -> int:
+    """The price vintage every read of raw_prices sees now (`warehouse.vintages`; 0 before any)."""
+    if not table_exists("price_vintages", path):
+        return 0
+    return int(read_sql("SELECT coalesce(max(vintage), 0) AS v FROM price_vintages", path=path)["v"][0])
+
+
+def prices_as_of(path: Path, vintage: int, until: dt.date | None = None) -> pl.DataFrame:
+    """The prices exactly as price vintage `vintage` stored them (the `prices_as_of` macro), dated
+    <= until, sorted by ticker and date."""
+    where, params = ("date <= ?", [until]) if until else ("TRUE", [])
+    return read_sql(
+        f"SELECT * EXCLUDE (vintage) FROM prices_as_of(?) WHERE {where} ORDER BY ticker, date",
+        [vintage, *params],
+        path,
+    )
 
 
 def features(path: Path, until: dt.date | None = None) -> pl.DataFrame:
@@ -41,8 +60,21 @@ def panel_known_at(path: Path, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl
     """The modelling panel as it was known after the close of `cutoff`, and its feature columns:
     features up to it, and targets recomputed from prices up to it (a label whose horizon ends
     later is null, not peeked at). What training and forecasting read."""
-    stored = prices(path, until=cutoff)
+    stored = within_membership(prices(path, until=cutoff), cfg.universe)
     feats = features(path, until=cutoff)
+    universe = stored.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
+    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), stored)
+    return panel, feature_columns(feats)
+
+
+def panel_from_vintage(
+    path: Path, cfg: ForecastConfig, cutoff: dt.date, vintage: int
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """`panel_known_at` rebuilt from the prices of price vintage `vintage` (features recomputed
+    from them; a feature at t uses prices up to t only, so this is what the features asset
+    stored from that vintage). For reproducing a forecast after history was rewritten."""
+    stored = within_membership(prices_as_of(path, vintage, until=cutoff), cfg.universe)
+    feats = build_features(stored, cfg)
     universe = stored.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
     panel = assemble_panel(feats, build_targets(universe, cfg.horizons), stored)
     return panel, feature_columns(feats)

@@ -24,6 +24,50 @@ COMMENT ON TABLE raw_prices IS 'Daily prices per ticker and NYSE session, as del
 COMMENT ON COLUMN raw_prices.adj_close IS 'Split- and dividend-adjusted close; returns are computed on it (on close where it is null).';
 COMMENT ON COLUMN raw_prices.volume IS 'Shares traded; null where the source has no volume (the embedded sample).';
 
+-- Price vintages (schema version 2; the ALTERs upgrade a version-1 warehouse in place).
+ALTER TABLE raw_prices ADD COLUMN IF NOT EXISTS vintage BIGINT DEFAULT 0;
+COMMENT ON COLUMN raw_prices.vintage IS 'The price vintage (price_vintages.vintage) that stored this row''s values; 0: stored before vintages were recorded.';
+
+CREATE TABLE IF NOT EXISTS price_vintages (
+    vintage         BIGINT PRIMARY KEY,
+    created_at      TIMESTAMPTZ NOT NULL,
+    source          VARCHAR NOT NULL,
+    content_sha256  VARCHAR NOT NULL,
+    rows_inserted   BIGINT NOT NULL,
+    rows_changed    BIGINT NOT NULL,
+    rows_removed    BIGINT NOT NULL,
+    first_date      DATE,
+    last_date       DATE,
+    tickers_changed VARCHAR[] NOT NULL
+);
+COMMENT ON TABLE price_vintages IS 'One row per ingest that changed stored prices: rows new to the warehouse (rows_inserted), rows whose values it rewrote (rows_changed, e.g. a split or dividend adjustment) or removed, the span of the rows it wrote, and the sha256 of those rows. The prices as a vintage stored them: FROM prices_as_of(vintage).';
+COMMENT ON COLUMN price_vintages.tickers_changed IS 'Tickers whose already-stored values this vintage rewrote or removed (history rewritten), not those that only gained new sessions.';
+
+CREATE TABLE IF NOT EXISTS raw_prices_replaced (
+    ticker      VARCHAR NOT NULL,
+    date        DATE NOT NULL,
+    open        DOUBLE,
+    high        DOUBLE,
+    low         DOUBLE,
+    close       DOUBLE,
+    adj_close   DOUBLE,
+    volume      DOUBLE,
+    source      VARCHAR NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL,
+    vintage     BIGINT NOT NULL,
+    replaced_by BIGINT NOT NULL,
+    PRIMARY KEY (ticker, date, vintage)
+);
+COMMENT ON TABLE raw_prices_replaced IS 'raw_prices rows a later vintage rewrote or removed: the values of vintage, valid until the vintage replaced_by. Together with raw_prices they give every vintage''s prices (prices_as_of).';
+
+CREATE TABLE IF NOT EXISTS universe_membership (
+    ticker        VARCHAR PRIMARY KEY,
+    role          VARCHAR NOT NULL,
+    first_session DATE,
+    last_session  DATE
+);
+COMMENT ON TABLE universe_membership IS 'The configured universe as the latest raw_prices run saw it (universe.tickers and universe.exogenous, with universe.membership): a ticker is a member from first_session to last_session (null: open). No prices are expected and no forecast is made outside it; its past forecasts and scores stay.';
+
 CREATE TABLE IF NOT EXISTS targets (
     ticker  VARCHAR NOT NULL,
     date    DATE NOT NULL,
@@ -86,6 +130,8 @@ CREATE TABLE IF NOT EXISTS models (
     decision        VARCHAR NOT NULL
 );
 COMMENT ON TABLE models IS 'Production models, one per retrain period, with lineage. serving_model is lstm when the model passed the promotion gate, else the baseline that serves the period; decision says why.';
+ALTER TABLE models ADD COLUMN IF NOT EXISTS prices_vintage BIGINT;
+COMMENT ON COLUMN models.prices_vintage IS 'The price vintage the model was trained on (price_vintages.vintage; 0: prices stored before vintages were recorded).';
 
 CREATE TABLE IF NOT EXISTS model_artifacts (
     model_version VARCHAR PRIMARY KEY,
@@ -113,6 +159,8 @@ CREATE TABLE IF NOT EXISTS forecasts (
     PRIMARY KEY (as_of_date, ticker, horizon, model_version)
 );
 COMMENT ON TABLE forecasts IS 'Daily forecasts made after the close of as_of_date for target_date = as_of_date + horizon sessions. q10/q50/q90 are log returns; *_close are last_close * exp(q). model is lstm, or the baseline serving when the gate refused the LSTM.';
+ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS prices_vintage BIGINT;
+COMMENT ON COLUMN forecasts.prices_vintage IS 'The price vintage the forecast was computed from: FROM prices_as_of(prices_vintage) gives the prices it saw (the forecasts_reproducible check recomputes it from them).';
 
 CREATE TABLE IF NOT EXISTS forecast_scores (
     as_of_date        DATE NOT NULL,

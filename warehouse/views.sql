@@ -149,3 +149,14 @@ ORDER BY
     p.period,
     CASE p.strategy WHEN 'lstm' THEN 0 WHEN 'published' THEN 0 WHEN 'buy_and_hold' THEN 2 ELSE 1 END,
     p.sharpe DESC NULLS LAST;
+
+-- The prices exactly as price vintage `v` stored them: rows stored by v or earlier and not yet
+-- replaced by then (raw_prices.vintage <= v), plus the replaced values valid at v.
+CREATE OR REPLACE MACRO prices_as_of(v) AS TABLE
+    SELECT ticker, date, open, high, low, close, adj_close, volume, source, ingested_at, vintage
+    FROM raw_prices
+    WHERE vintage <= v
+    UNION ALL
+    SELECT ticker, date, open, high, low, close, adj_close, volume, source, ingested_at, vintage
+    FROM raw_prices_replaced
+    WHERE vintage <= v AND replaced_by > v;

@@ -22,6 +22,7 @@ from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.backtest import strategy
 from forecast_core.columns import TICKER
 from forecast_core.data import calendar
+from forecast_core.data.universe import within_membership
 from forecast_core.models.lstm import explain
 from forecast_core.plots import attribution_chart
 from warehouse import read_table, reads, transaction
@@ -46,7 +47,8 @@ def strategy_backtest(
     horizon-1 median is positive and the band's lower edge is above -backtest.max_downside,
     sized to a volatility target from the band width, capped at 1) applied to every model's
     out-of-sample fold forecasts and to the published daily forecasts, traded at the next
-    session's close with costs and slippage, beside buy-and-hold. Writes backtest_returns and
+    session's close with costs and slippage, beside buy-and-hold; a delisted ticker's position
+    is sold at the close of its last session. Writes backtest_returns and
     backtest_metrics (CAGR, volatility, Sharpe, Sortino, drawdown, hit rate, profit factor,
     turnover, probabilistic and deflated Sharpe ratios); the strategy_comparison view lines
     them up."""
@@ -59,7 +61,9 @@ def strategy_backtest(
     published = read_table("forecasts", "horizon = ?", [horizon], path)
     if published.height:
         signals.append(strategy.published_signals(published, horizon))
-    result = strategy.run_backtest(pl.concat(signals), reads.prices(path), cfg.backtest)
+    members = within_membership(reads.prices(path), cfg.universe)
+    exits = {t: last for t in cfg.universe.tickers if (last := cfg.universe.listing(t)[1]) is not None}
+    result = strategy.run_backtest(pl.concat(signals), members, cfg.backtest, exits)
     with transaction(path) as w:
         w.replace("backtest_returns", result.returns)
         w.replace("backtest_metrics", result.metrics)

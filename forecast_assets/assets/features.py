@@ -8,6 +8,7 @@ from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE, TICKER
 from forecast_core.data.features import build_features, build_targets, complete_rows, feature_columns
 from forecast_core.data.panel import targets_long
+from forecast_core.data.universe import within_membership
 from forecast_core.evaluation import folds as fold_layout
 from warehouse import reads, transaction
 
@@ -27,11 +28,12 @@ def features(
     """Point-in-time features per (ticker, session) (returns, volatility, moving-average ratios,
     RSI, MACD, Bollinger position, volume features where the source has volume, market features
     from the exogenous tickers, calendar), and forward log-return targets per horizon in their own
-    table. A feature at date t uses prices up to t only. Recomputed from all stored prices in
+    table. A feature at date t uses prices up to t only. A ticker has rows only while it is a
+    member of the universe (universe.membership). Recomputed from all stored prices in
     under a second for the sample, so it is not partitioned."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
-    prices = reads.prices(path)
+    prices = within_membership(reads.prices(path), cfg.universe)
     if prices.height == 0:
         raise dg.Failure("raw_prices is empty: materialize raw_prices first")
     context.log.info(

@@ -82,6 +82,7 @@ def lstm_model(
     period_start = context.partition_time_window.start.date()
     period = period_key(period_start)
     cutoff = period_start - dt.timedelta(days=1)
+    vintage = reads.prices_vintage(path)
     panel, feature_cols = reads.panel_known_at(path, cfg, cutoff)
     if panel.height == 0 or panel[DATE].max() < cutoff - dt.timedelta(days=10):
         raise dg.Failure(
@@ -132,6 +133,7 @@ def lstm_model(
             "promoted": [pm.promoted],
             "serving_model": [pm.serving_model],
             "decision": [pm.decision],
+            "prices_vintage": [vintage],
         }
     )
     with transaction(path) as w:
@@ -159,6 +161,7 @@ def lstm_model(
         metadata={
             **row_count(1),
             "model_version": version,
+            "prices_vintage": dg.MetadataValue.int(vintage),
             "serving_model": pm.serving_model,
             "decision": pm.decision,
             "val_pinball_lstm": float(pm.val_pinball["lstm"]),

@@ -6,15 +6,18 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from forecast_assets.metadata import OWNERS, add_partition_metadata, table_metadata
+from forecast_assets.metadata import OWNERS, add_partition_metadata, frame_table, table_metadata
 from forecast_assets.partitions import partition_dates
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.columns import DATE, INGESTED_AT, TICKER
+from forecast_core.config import UniverseConfig
 from forecast_core.data import calendar
+from forecast_core.data.universe import membership_frame, within_membership
 from forecast_core.errors import ForecastError, TransientSourceError
 from forecast_core.sources import make_source, require_sessions
-from warehouse import read_sql, transaction
+from warehouse import read_sql, transaction, vintages
 from warehouse.io import table_exists
+from warehouse.vintages import VintageChange
 
 #: Network-facing: transient source errors are retried with exponential backoff and jitter (any
 #: other ForecastError fails at once: see `raw_prices`).
@@ -67,51 +70,77 @@ def _ingest(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:
     cfg = pipeline.load()
+    universe = cfg.universe
     path = warehouse.resolved_path
     start, end = partition_dates(context, cfg.calendar)
     source = make_source(cfg)
-    tickers = cfg.universe.all_tickers
     history_start = dt.date.fromisoformat(cfg.source.start_date)
+    before_start = start - dt.timedelta(days=1)
+    # Only members are fetched: a ticker delisted before the range (or listed after it) has none.
+    tickers = [t for t in universe.all_tickers if _member_during(universe, t, start, end)]
+    if not tickers:
+        raise ForecastError(
+            f"no configured ticker is a member of the universe in {start}..{end} "
+            "(see universe.membership): nothing to ingest"
+        )
     unstored = _new_tickers(path, tickers)
-    new = [t for t in unstored if start > history_start]
+    new = [
+        t
+        for t in unstored
+        if start > history_start and _member_during(universe, t, history_start, before_start)
+    ]
     sessions = calendar.sessions(start, end, cfg.calendar)
     context.log.info(
         f"fetching {len(tickers)} tickers for {len(sessions):,} session(s) {start}..{end} from {source.name}"
         + (f"; new tickers {', '.join(new)} get their history from {history_start}" if new else "")
     )
-    frame = source.fetch(tickers, start, end)
-    history = source.fetch(new, history_start, start - dt.timedelta(days=1)) if new else None
-    # Every session must be there (a late close, a dropped NaN row, a gap) before any write.
+    frame = within_membership(source.fetch(tickers, start, end), universe)
+    history = within_membership(source.fetch(new, history_start, before_start), universe) if new else None
+    # Every session inside each ticker's membership must be there (a late close, a dropped NaN
+    # row, a gap) before any write.
     listed = set(tickers) - set(unstored)
     if history is not None:
-        before = calendar.sessions(history_start, start - dt.timedelta(days=1), cfg.calendar)
-        require_sessions(history, before, frozenset(), source.name)
+        before = calendar.sessions(history_start, before_start, cfg.calendar)
+        require_sessions(history, before, frozenset(), source.name, universe)
         listed |= set(history[TICKER].to_list())
-    require_sessions(frame, sessions, listed, source.name)
+    require_sessions(frame, sessions, listed, source.name, universe)
     context.log.info(f"validated {frame.height:,} rows: every session present, prices positive; writing")
-    now = pl.lit(dt.datetime.now(dt.UTC), pl.Datetime("us", "UTC")).alias(INGESTED_AT)
+    now = dt.datetime.now(dt.UTC)
+    stamped = pl.lit(now, pl.Datetime("us", "UTC")).alias(INGESTED_AT)
+    incoming = frame if history is None else pl.concat([history, frame])
     with transaction(path) as w:
-        w.replace(
-            "raw_prices",
-            frame.with_columns(now),
-            "date BETWEEN ? AND ? AND list_contains(?, ticker)",
-            [start, end, list(tickers)],
+        change = w.store_prices(
+            incoming.with_columns(stamped),
+            "(date BETWEEN ? AND ? AND list_contains(?::VARCHAR[], ticker)) "
+            "OR (date < ? AND list_contains(?::VARCHAR[], ticker))",
+            [start, end, tickers, start, new],
+            source.name,
+            now,
         )
-        if history is not None:
-            context.log.info(f"new tickers {new}: stored their history from {history_start}")
-            w.replace(
-                "raw_prices",
-                history.with_columns(now),
-                "date < ? AND list_contains(?, ticker)",
-                [start, new],
-            )
-    stored = frame.height + (history.height if history is not None else 0)
-    _partition_metadata(context, frame, start, end, source.name, stored, new)
+        w.replace("universe_membership", membership_table(universe))
+    context.log.info(vintages.describe(change))
+    if history is not None:
+        context.log.info(f"new tickers {new}: stored their history from {history_start}")
+    _partition_metadata(context, frame, start, end, source.name, incoming.height, new, change)
     context.log.info(
-        f"stored {stored:,} rows; recorded {len(context.partition_keys):,} session partition(s), "
+        f"stored {incoming.height:,} rows; recorded {len(context.partition_keys):,} session partition(s), "
         "each with its own row count"
     )
     return dg.MaterializeResult()
+
+
+def _member_during(universe: UniverseConfig, ticker: str, start: dt.date, end: dt.date) -> bool:
+    """Whether `ticker`'s membership overlaps [start, end]."""
+    first, last = universe.listing(ticker)
+    return (first is None or first <= end) and (last is None or last >= start)
+
+
+def membership_table(universe: UniverseConfig) -> pl.DataFrame:
+    """universe_membership rows: every configured ticker, its role and its declared span."""
+    targets = set(universe.tickers)
+    return membership_frame(universe).with_columns(
+        pl.col(TICKER).is_in(list(targets)).replace_strict({True: "target", False: "exogenous"}).alias("role")
+    )
 
 
 def _partition_metadata(
@@ -122,6 +151,7 @@ def _partition_metadata(
     source: str,
     stored: int,
     new: list[str],
+    change: VintageChange,
 ) -> None:
     """Each session partition's own metadata (its rows and tickers), and the run's range summary
     once, on the range's last partition (not copied onto every partition of a backfill)."""
@@ -142,6 +172,10 @@ def _partition_metadata(
             "run_rows": dg.MetadataValue.int(stored),
             "source": dg.MetadataValue.text(source),
             "new_tickers": dg.MetadataValue.json(new),
+            "prices_vintage": dg.MetadataValue.int(change.vintage or 0),
+            "vintage_change": dg.MetadataValue.text(vintages.describe(change)),
+            "history_rewritten": dg.MetadataValue.bool(change.rewrote_history),
+            **({"revisions": frame_table(change.revisions)} if change.rewrote_history else {}),
         },
         partition_key=keys[-1],
     )

@@ -37,6 +37,7 @@ the docstrings of the functions below.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -207,23 +208,39 @@ def with_buy_and_hold(aligned: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([aligned, bench], how="diagonal_relaxed")
 
 
-def simulate(positions: pl.DataFrame, cfg: BacktestConfig) -> pl.DataFrame:
+def simulate(
+    positions: pl.DataFrame, cfg: BacktestConfig, exits: dict[str, dt.date] | None = None
+) -> pl.DataFrame:
     """Per-ticker strategy returns with costs, one row per (strategy, ticker, date, period).
 
     positions: aligned rows (see `align_next_session`) with a `position` column. Per (strategy,
     period, ticker) in date order, starting flat:
     `turnover_t = |w_t - w_{t-1}|` (w_0 = 0), `gross = w_t * r`,
     `cost = (cost_bps + slippage_bps) / 10^4 * turnover_t`, `net = gross - cost`.
+    `exits`: a ticker's last session as a member (a delisting); the position is closed at that
+    close, so the row of that date also trades `|w_t|` out (in its turnover and cost).
     Checks the timing first (`check_timing`).
     """
     check_timing(positions)
     rate = (cfg.cost_bps + cfg.slippage_bps) / 1e4
     by = [STRATEGY, PERIOD, TICKER]
+    exit_dates = pl.DataFrame(
+        {TICKER: list(exits or {}), "exit_date": list((exits or {}).values())},
+        schema={TICKER: pl.String, "exit_date": pl.Date},
+    )
+    exiting = pl.col(DATE) == pl.col("exit_date")
     return (
         positions.sort(*by, DATE)
+        .join(exit_dates, on=TICKER, how="left", maintain_order="left")
         .with_columns(
             (pl.col(POSITION) - pl.col(POSITION).shift(1, fill_value=0.0).over(by)).abs().alias(TURNOVER),
             (pl.col(POSITION) * pl.col(ASSET_RETURN)).alias(GROSS),
+        )
+        .with_columns(
+            pl.when(exiting.fill_null(False))
+            .then(pl.col(TURNOVER) + pl.col(POSITION).abs())
+            .otherwise(pl.col(TURNOVER))
+            .alias(TURNOVER)
         )
         .with_columns((pl.col(TURNOVER) * rate).alias(COST))
         .with_columns((pl.col(GROSS) - pl.col(COST)).alias(NET))
@@ -360,11 +377,17 @@ def published_signals(forecasts: pl.DataFrame, horizon: int = 1) -> pl.DataFrame
     )
 
 
-def run_backtest(signals: pl.DataFrame, prices: pl.DataFrame, cfg: BacktestConfig) -> BacktestResult:
+def run_backtest(
+    signals: pl.DataFrame,
+    prices: pl.DataFrame,
+    cfg: BacktestConfig,
+    exits: dict[str, dt.date] | None = None,
+) -> BacktestResult:
     """Rules, buy-and-hold, costs, the portfolio and every metric for `signals` (strategy,
-    period, ticker, date, q10, q50, q90) traded on `prices` (raw_prices rows)."""
+    period, ticker, date, q10, q50, q90) traded on `prices` (raw_prices rows of members only);
+    a ticker in `exits` is sold at the close of its last session (`simulate`)."""
     aligned = align_next_session(signals, asset_returns(prices)).with_columns(rule_position(cfg))
-    per_ticker = simulate(with_buy_and_hold(aligned), cfg)
+    per_ticker = simulate(with_buy_and_hold(aligned), cfg, exits)
     returns = pl.concat([per_ticker, portfolio(per_ticker)]).sort(STRATEGY, PERIOD, TICKER, DATE)
     return BacktestResult(returns=returns, metrics=metrics_frame(returns, cfg))
 

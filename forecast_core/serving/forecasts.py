@@ -74,16 +74,27 @@ def score_forecasts(
 ) -> pl.DataFrame:
     """`forecast_scores` rows for forecasts whose target date has a realised price.
 
-    error = pred_close - actual_close; covered_80 = actual inside [q10_close, q90_close];
-    pinball = mean quantile loss of the log-return quantiles against the realised log return.
+    Scored in the prices of today's vintage: the realised log return is log(P[target] /
+    P[as_of]) with both closes as stored now, and the forecast's prices are rebased by
+    P[as_of] / last_close (1 unless history was rewritten since, e.g. by a split), so a
+    restatement changes neither side's scale. error = pred_close - actual_close; covered_80 =
+    actual inside [q10_close, q90_close]; pinball = mean quantile loss of the log-return
+    quantiles against the realised log return.
     """
-    actual = (
-        with_price(prices)
-        .select(TICKER, pl.col(DATE).alias("target_date"), pl.col(PRICE).alias("actual_close"))
-        .collect()
-    )
-    joined = forecasts.join(actual, on=[TICKER, "target_date"], how="inner").with_columns(
-        (pl.col("actual_close") / pl.col("last_close")).log().alias("actual_log_return")
+    price = with_price(prices).select(TICKER, DATE, PRICE).collect()
+    actual = price.rename({DATE: "target_date", PRICE: "actual_close"})
+    base = price.rename({DATE: "as_of_date", PRICE: "base_close"})
+    joined = (
+        forecasts.join(actual, on=[TICKER, "target_date"], how="inner")
+        .join(base, on=[TICKER, "as_of_date"], how="left")
+        .with_columns(pl.col("base_close").fill_null(pl.col("last_close")))
+        .with_columns(
+            (pl.col("actual_close") / pl.col("base_close")).log().alias("actual_log_return"),
+            *[
+                (pl.col(c) * (pl.col("base_close") / pl.col("last_close"))).alias(c)
+                for c in ("pred_close", "q10_close", "q90_close")
+            ],
+        )
     )
     qcols = quantile_columns(quantiles)
     y = joined["actual_log_return"].to_numpy()

@@ -20,6 +20,7 @@ from forecast_core.columns import (
     TICKER,
     VOLUME,
 )  # fmt: skip
+from forecast_core.config import UniverseConfig
 from forecast_core.errors import PriceDataError
 from forecast_core.sources.base import (
     FETCH_COLUMNS,
@@ -86,7 +87,11 @@ def validate_prices(
         )
     empty = [t for t in requested if t not in seen]
     if empty:
-        raise PriceDataError(f"{source_name} prices for {listing(empty)} came back empty for {span}")
+        raise PriceDataError(
+            f"{source_name} prices for {listing(empty)} came back empty for {span}; if the source's "
+            "data for them end before that (a delisting), declare their last session in the "
+            'configuration ([universe.membership] TICKER = { last = "YYYY-MM-DD" })'
+        )
 
     problems = _row_problems(out, start, end, today or exchange_today())
     if problems:
@@ -141,26 +146,57 @@ def _row_problems(out: pl.DataFrame, start: dt.date, end: dt.date, today: dt.dat
 
 
 def require_sessions(
-    frame: pl.DataFrame, sessions: Sequence[dt.date], listed: Collection[str], source_name: str
+    frame: pl.DataFrame,
+    sessions: Sequence[dt.date],
+    listed: Collection[str],
+    source_name: str,
+    universe: UniverseConfig | None = None,
 ) -> None:
     """Raise `PriceDataError` naming each (ticker, session) of `sessions` absent from `frame`.
 
-    A ticker in `listed` (it has prices before the first session) needs every session; any other
-    ticker every session from its first row on (it may have been listed inside the range). A
-    missing last session is usually one the source has not published yet (a late close): nothing
-    is written, and a later run fetches it. `frame` is a validated `fetch` result.
+    A ticker's expected sessions are those inside its membership (`universe.membership`: from a
+    declared first session, to a declared last one). Without a declared first session, a ticker
+    in `listed` (it has prices before the first session) needs every session from the start, any
+    other ticker every session from its first row on (it may have been listed inside the range).
+    A missing last session is usually one the source has not published yet (a late close): nothing
+    is written, and a later run fetches it. A ticker whose data stop while the others' go on was
+    probably delisted: the error says so, and how to declare its last session. `frame` is a
+    validated `fetch` result.
     """
     if not sessions:
         return
-    have = frame.group_by(TICKER).agg(pl.col(DATE).min().alias("first"), pl.col(DATE).alias("dates"))
+    have = frame.group_by(TICKER).agg(
+        pl.col(DATE).min().alias("first"), pl.col(DATE).max().alias("last"), pl.col(DATE).alias("dates")
+    )
+    rows = {t: (first, last, set(dates)) for t, first, last, dates in have.iter_rows()}
     missing: list[str] = []
-    for ticker, first, dates in have.sort(TICKER).iter_rows():
-        since = sessions[0] if ticker in listed else first
-        present = set(dates)
-        missing += [f"{ticker} {d}" for d in sessions if d >= since and d not in present]
+    ended: list[tuple[str, dt.date | None, int]] = []
+    for ticker in sorted(set(rows) | set(listed)):
+        first_row, last_row, present = rows.get(ticker, (None, None, set()))
+        declared_first, declared_last = universe.listing(ticker) if universe else (None, None)
+        since = declared_first or (sessions[0] if ticker in listed else first_row)
+        until = min(declared_last or sessions[-1], sessions[-1])
+        gaps = [d for d in sessions if since <= d <= until and d not in present]
+        missing += [f"{ticker} {d}" for d in gaps]
+        trailing = [d for d in gaps if last_row is None or d > last_row]
+        if len(trailing) > 1:
+            ended.append((ticker, last_row, len(trailing)))
     if missing:
+        advice = (
+            "nothing was written; run again once the source has them (not published yet, or a "
+            "gap in the source's data)"
+        )
+        if ended:
+            declare = ", ".join(f'{t} = {{ last = "{d or "YYYY-MM-DD"}" }}' for t, d, _ in ended[:LIST_LIMIT])
+            stopped = listing(
+                [f"{t} (last row {d or 'none'}, {n} sessions before {sessions[-1]})" for t, d, n in ended]
+            )
+            advice = (
+                f"data stop early for {stopped}: if the ticker was delisted, or this source's data "
+                f"for it end there, declare its last session in the configuration "
+                f"([universe.membership] {declare}) and run again; otherwise {advice}"
+            )
         raise PriceDataError(
             f"{source_name} prices lack {len(missing)} session(s) of {sessions[0]}..{sessions[-1]}: "
-            f"{listing(missing)} (not published yet, or a gap in the source's data); nothing was "
-            "written, run again once the source has them"
+            f"{listing(missing)}; {advice}"
         )

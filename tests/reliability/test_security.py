@@ -40,12 +40,14 @@ SQL_ARGS = {
     "read_table": ((1, "where"), (4, "order_by")),
     "replace": ((0, "table"), (2, "where")),
     "replace_table": ((0, "table"),),
+    "store_prices": ((1, "where"),),
 }
 #: (function, parameter) -> why that parameter may appear in SQL text.
 SQL_PARAMETERS = {
     ("replace", "table"): "checked against WRITABLE_TABLES by _check_table first",
     ("replace", "where"): "a SQL fragment; its callers are checked here like any SQL argument",
     ("replace_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
+    ("store_prices", "where"): "a SQL fragment; its callers are checked here like any SQL argument",
     ("_insert", "table"): "only called by replace, after _check_table",
     ("_execute_with_frame", "sql"): "built by replace_table/_insert from checked table names",
     ("read_sql", "sql"): "the SQL argument; its callers are checked here",
@@ -60,6 +62,7 @@ SQL_FILES = {"_sql"}
 TRUSTED = {
     ("_replace", "table"): "checked against WRITABLE_TABLES by replace's _check_table first",
     ("_replace", "where"): "a SQL fragment; replace's callers are checked here like any SQL argument",
+    ("_store", "where"): "store_prices' where; its callers are checked here like any SQL argument",
     ("_replace_table", "table"): "checked against WRITABLE_TABLES by replace_table first",
     ("load_extensions", "_extension(package, name)"): "an extension file found by importlib in site-packages",
     ("attach", "lake.catalog"): "validated by lake.load: no quotes, semicolons or control characters",
@@ -210,7 +213,11 @@ def sql_arguments(call: ast.Call, transactions: set[str]) -> list[ast.AST]:
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
     if name in SQL_CALLS:
         spots: tuple[tuple[int, str], ...] = ((0, "query"), (0, "sql"))
-    elif name in ("replace", "replace_table"):  # a Writer's (`with transaction() as w`), not str.replace
+    elif name in (
+        "replace",
+        "replace_table",
+        "store_prices",
+    ):  # a Writer's (`with transaction() as w`), not str.replace
         receiver = func.value if isinstance(func, ast.Attribute) else None
         spots = SQL_ARGS[name] if isinstance(receiver, ast.Name) and receiver.id in transactions else ()
     elif name in SQL_ARGS:
