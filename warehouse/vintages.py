@@ -43,7 +43,8 @@ class VintageChange:
     """What one `store_prices` call changed. `vintage` is None when nothing changed.
 
     `revisions`: one row per ticker whose stored history was rewritten or removed (ticker,
-    sessions, first_date, last_date, max_abs_log_change of the price returns are computed on).
+    sessions, first_date, last_date, largest_log_change: the signed log(new / old) of the price
+    returns are computed on where its magnitude is largest; null when every row was removed).
     """
 
     vintage: int | None
@@ -161,8 +162,8 @@ def _store(
 
 
 def _revisions(replaced: pl.DataFrame, written: pl.DataFrame) -> pl.DataFrame:
-    """Per ticker whose stored history changed: the sessions, their span, and the largest
-    |log(new / old)| of the return price (adj_close, else close; null for a removed row)."""
+    """Per ticker whose stored history changed: the sessions, their span, and the largest change
+    of the return price (adj_close, else close) as a signed log(new / old)."""
 
     def price(frame: pl.DataFrame) -> pl.Expr:
         return pl.coalesce(pl.col(ADJ_CLOSE), pl.col(CLOSE)) if frame.height else pl.lit(None, pl.Float64)
@@ -171,12 +172,18 @@ def _revisions(replaced: pl.DataFrame, written: pl.DataFrame) -> pl.DataFrame:
     new = written.select(TICKER, DATE, price(written).alias("new"))
     return (
         old.join(new, on=[TICKER, DATE], how="left")
+        .with_columns((pl.col("new") / pl.col("old")).log().alias("log_change"))
         .group_by(TICKER)
         .agg(
             pl.len().alias("sessions"),
             pl.col(DATE).min().alias("first_date"),
             pl.col(DATE).max().alias("last_date"),
-            (pl.col("new") / pl.col("old")).log().abs().max().alias("max_abs_log_change"),
+            # The largest change, signed: log(new / old) where |log(new / old)| is largest.
+            pl.col("log_change")
+            .filter(pl.col("log_change").is_not_null())
+            .sort_by(pl.col("log_change").abs(), descending=True)
+            .first()
+            .alias("largest_log_change"),
         )
         .sort(TICKER)
     )
@@ -194,7 +201,7 @@ def describe(change: VintageChange, limit: int = 10) -> str:
         return head
     items = [
         f"{t} {n} session(s) {a}..{b}"
-        + (f" (max |log change| {m:.4g}, x{np.exp(m):.4g})" if m is not None else "")
+        + (f" (largest change x{np.exp(m):.4g}, log {m:+.4g})" if m is not None else "")
         for t, n, a, b, m in change.revisions.head(limit).iter_rows()
     ]
     more = change.revisions.height - len(items)

@@ -217,27 +217,28 @@ def simulate(
     period, ticker) in date order, starting flat:
     `turnover_t = |w_t - w_{t-1}|` (w_0 = 0), `gross = w_t * r`,
     `cost = (cost_bps + slippage_bps) / 10^4 * turnover_t`, `net = gross - cost`.
-    `exits`: a ticker's last session as a member (a delisting); the position is closed at that
-    close, so the row of that date also trades `|w_t|` out (in its turnover and cost).
+    `exits`: tickers delisted (their last session as members); the position is sold at the close
+    of the ticker's last traded row, which therefore also trades `|w_t|` out (turnover and cost).
     Checks the timing first (`check_timing`).
     """
     check_timing(positions)
     rate = (cfg.cost_bps + cfg.slippage_bps) / 1e4
     by = [STRATEGY, PERIOD, TICKER]
-    exit_dates = pl.DataFrame(
-        {TICKER: list(exits or {}), "exit_date": list((exits or {}).values())},
-        schema={TICKER: pl.String, "exit_date": pl.Date},
+    delisted = list(exits or {})
+    # A delisted ticker's last traded row (in each strategy and period that reaches it).
+    exiting = (
+        pl.col(TICKER).is_in(delisted)
+        & (pl.col(DATE) == pl.col(DATE).max().over(by))
+        & (pl.col(DATE) == pl.col(DATE).max().over(TICKER))
     )
-    exiting = pl.col(DATE) == pl.col("exit_date")
     return (
         positions.sort(*by, DATE)
-        .join(exit_dates, on=TICKER, how="left", maintain_order="left")
         .with_columns(
             (pl.col(POSITION) - pl.col(POSITION).shift(1, fill_value=0.0).over(by)).abs().alias(TURNOVER),
             (pl.col(POSITION) * pl.col(ASSET_RETURN)).alias(GROSS),
         )
         .with_columns(
-            pl.when(exiting.fill_null(False))
+            pl.when(exiting)
             .then(pl.col(TURNOVER) + pl.col(POSITION).abs())
             .otherwise(pl.col(TURNOVER))
             .alias(TURNOVER)

@@ -101,3 +101,31 @@ def test_a_bad_price_in_a_new_tickers_history_fails_before_anything_is_written(
     text = failure_text(ingest(defs, "2022-12-12", "2022-12-16"))
     assert "MSFT 2022-11-15" in text and "adj_close" in text
     assert stored(warehouse_path).height == 0
+
+
+def test_a_ticker_whose_data_stop_gets_advice_to_declare_its_last_session(tmp_path, warehouse_path):
+    """A delisting: KO's rows end on 2022-11-15 while the others go on. The run fails naming KO
+    and saying how to declare its last session; declared, the same file ingests, and KO has no
+    rows (and no missing sessions) after it."""
+    full = synthetic_prices(TICKERS, HISTORY_START, dt.date(2022, 12, 30)).select(TICKER, DATE, ADJ_CLOSE)
+    csv = tmp_path / "delisted.csv"
+    full.filter((pl.col(TICKER) != "KO") | (pl.col(DATE) <= dt.date(2022, 11, 15))).write_csv(csv)
+    source = {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()}
+    undeclared = with_overrides(TINY_CONFIG, {"source": source})
+    defs = defs_on(warehouse_path, write_config(tmp_path / "undeclared.toml", undeclared))
+    text = failure_text(ingest(defs, HISTORY_START.isoformat(), "2022-12-09"))
+    assert "KO 2022-11-16" in text and "data stop early for KO (last row 2022-11-15" in text
+    assert "declare its last session" in text and '[universe.membership] KO = { last = "2022-11-15" }' in text
+    # A range after the last row (the nightly run): nothing at all for KO, the same advice.
+    text = failure_text(ingest(defs, "2022-12-05", "2022-12-09"))
+    assert "KO came back empty" in text and "declare their last session" in text
+    assert not warehouse_path.exists() or stored(warehouse_path).height == 0
+
+    universe = {**TINY_CONFIG["universe"], "membership": {"KO": {"last": "2022-11-15"}}}
+    declared = with_overrides(TINY_CONFIG, {"source": source, "universe": universe})
+    defs = defs_on(warehouse_path, write_config(tmp_path / "declared.toml", declared))
+    result = ingest(defs, HISTORY_START.isoformat(), "2022-12-09")
+    assert result.success
+    rows = stored(warehouse_path)
+    assert rows.filter(pl.col(TICKER) == "KO")[DATE].max() == dt.date(2022, 11, 15)
+    assert rows.filter(pl.col(TICKER) == "AAPL")[DATE].max() == dt.date(2022, 12, 9)

@@ -24,9 +24,11 @@ TINY_CONFIG: dict[str, Any] = {
 
 
 def _toml_value(value: Any) -> str:
-    # Strings, numbers, booleans and flat lists of them are spelled the same in JSON and TOML.
+    # Strings, numbers, booleans and lists of them are spelled the same in JSON and TOML.
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: { "GE" = { last = "2020-06-30" } }
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value)
 
 
