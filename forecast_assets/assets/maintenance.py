@@ -1,11 +1,7 @@
 """warehouse_maintenance: the warehouse compacted and its old snapshots expired, weekly.
 
-Not in `build_defs` yet: register it there with
-
-    from forecast_assets.assets import maintenance
-    assets=[..., maintenance.warehouse_maintenance]
-    jobs: maintenance.maintenance_job()  (name `maintenance_job`)
-    schedules=[..., maintenance.maintenance_schedule(jobs["maintenance_job"], cfg.calendar)]
+Registered by `forecast_assets.definitions.build_defs` with `maintenance_job` and the weekly
+`maintenance_schedule` (off by default, like every schedule).
 
 It writes no table and changes no row (`warehouse.maintenance.maintain`: on DuckLake, merge small
 files, rewrite mostly-deleted ones, expire snapshots older than `keep_days`, delete unreferenced
@@ -17,6 +13,7 @@ import datetime as dt
 
 import dagster as dg
 
+from forecast_assets.metadata import OWNERS
 from forecast_assets.resources import WarehouseResource
 from forecast_core.data import calendar
 from warehouse.maintenance import DEFAULT_KEEP, maintain
@@ -29,7 +26,13 @@ class MaintenanceConfig(dg.Config):
     keep_days: float = DEFAULT_KEEP.days
 
 
-@dg.asset(group_name="maintenance", kinds={"duckdb"}, pool="warehouse_write")
+@dg.asset(
+    group_name="maintenance",
+    kinds={"duckdb"},
+    pool="warehouse_write",
+    owners=OWNERS,
+    tags={"layer": "maintenance"},
+)
 def warehouse_maintenance(
     context: dg.AssetExecutionContext, config: MaintenanceConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:

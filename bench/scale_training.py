@@ -1,0 +1,112 @@
+"""Item 7: one retrain month and one walk-forward fold for N synthetic tickers x 20 years.
+
+`python -m bench.scale_training N [--chunk C]` (one size per process, for its peak memory) prints
+JSON: the panel built C tickers at a time (features, targets, prices: what `panel_known_at`
+reads), then `train_period_model` for the last month (the LSTM, every baseline on validation, the
+gate: what `lstm_model` does) and `evaluate_fold` on the last fold (every model fitted and scored:
+one of the `fold_evaluation` asset's parallel steps; the asset runs one such step per fold), each
+with its seconds and the process's peak memory after it. The demo's configuration otherwise
+(lookback 30, 25 epochs at most of 100 steps of 256 windows, so the LSTM's cost does not grow
+with the universe; the per-ticker GARCH fits and the panel do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import time
+
+from bench._subprocess import emit
+
+YEARS = 20
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def chunked_panel(prices, cfg, chunk: int):
+    """The modelling panel (features, targets, price) built `chunk` tickers at a time, every chunk
+    with the exogenous tickers (their market features are joined by date)."""
+    import polars as pl
+
+    from forecast_core.columns import TICKER
+    from forecast_core.data.features import build_features, build_targets, feature_columns
+    from forecast_core.data.panel import assemble_panel
+
+    tickers, exogenous = list(cfg.universe.tickers), list(cfg.universe.exogenous)
+    parts, columns = [], ()
+    for i in range(0, len(tickers), chunk):
+        names = tickers[i : i + chunk]
+        part = prices.filter(pl.col(TICKER).is_in(names + exogenous))
+        feats = build_features(part, cfg)
+        columns = feature_columns(feats)
+        targets = build_targets(part.filter(pl.col(TICKER).is_in(names)), cfg.horizons)
+        parts.append(assemble_panel(feats.filter(pl.col(TICKER).is_in(names)), targets, part))
+    return pl.concat(parts), columns
+
+
+def measure(n_tickers: int, chunk: int) -> dict:
+    import polars as pl
+
+    from bench.synthetic import config_for, synthetic_prices
+    from forecast_core.columns import DATE
+    from forecast_core.evaluation.folds import walk_forward_folds
+    from forecast_core.evaluation.walk_forward import evaluate_fold
+    from forecast_core.models.baselines import make_baselines
+    from forecast_core.models.forecaster import ForecastTask
+    from forecast_core.models.lstm.forecaster import LSTMForecaster
+    from forecast_core.serving.periods import train_period_model
+
+    cfg = config_for(n_tickers)
+    prices = synthetic_prices(n_tickers, YEARS)
+    out: dict = {"tickers": n_tickers, "years": YEARS, "price_rows": prices.height, "chunk": chunk}
+    t = time.perf_counter()
+    panel, columns = chunked_panel(prices, cfg, chunk)
+    del prices
+    out |= {"panel_rows": panel.height, "panel_s": round(time.perf_counter() - t, 2), "panel_peak_mb": _peak_mb()}
+    task = ForecastTask(columns, cfg.horizons, cfg.quantiles)
+
+    last = panel[DATE].max()
+    period_start = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # a month with data
+    t = time.perf_counter()
+    pm = train_period_model(panel.filter(pl.col(DATE) < period_start), task, cfg, period_start)
+    out |= {
+        "retrain_month": period_start.isoformat(),
+        "retrain_s": round(time.perf_counter() - t, 2),
+        "retrain_lstm_s": round(pm.lstm.result.seconds, 2),
+        "retrain_epochs": len(pm.lstm.result.train_losses),
+        "retrain_serving": pm.serving_model,
+        "retrain_peak_mb": _peak_mb(),
+    }
+    del pm
+
+    sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
+    fold = walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)[-1]
+    forecasters = [LSTMForecaster(task, cfg), *make_baselines(task, cfg)]
+    t = time.perf_counter()
+    result = evaluate_fold(panel, fold, task, forecasters)
+    out |= {
+        "fold": fold.fold,
+        "fold_test": f"{fold.test_start}..{fold.test_end}",
+        "fold_s": round(time.perf_counter() - t, 2),
+        "fold_model_s": {k: round(v, 2) for k, v in result.seconds.items()},
+        "fold_prediction_rows": result.predictions.height,
+        "fold_peak_mb": _peak_mb(),
+        "n_folds": cfg.folds.n_folds,
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("tickers", type=int)
+    parser.add_argument("--chunk", type=int, default=250, help="tickers per feature chunk (default 250)")
+    args = parser.parse_args(argv)
+    emit(measure(args.tickers, args.chunk))
+
+
+if __name__ == "__main__":
+    main()
+
