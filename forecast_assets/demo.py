@@ -336,7 +336,7 @@ def print_summary(path: Path, say: Say) -> None:
     say.plain(str(scores))
     replica = replica_path(path)
     say.plain(
-        f"\nWarehouse: {path.resolve()}\nRead replica for queries (safe while the job runs): {replica.resolve()}"
+        f"\nWarehouse: {path.resolve()}\nRead replica for queries (safe while the job runs): {replica.absolute()}"
     )
     say.plain(
         "Try:\n  .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
