@@ -41,7 +41,9 @@ def _config(tmp_path: Path, tickers: list[str]) -> str:
 def _store(path: Path, frame: pl.DataFrame, tickers: list[str], since: dt.date) -> None:
     stamped = frame.with_columns(pl.lit(NOW, pl.Datetime("us", "UTC")).alias(INGESTED_AT))
     with transaction(path) as w:
-        w.store_prices(stamped, "date >= ? AND list_contains(?::VARCHAR[], ticker)", [since, tickers], "test", NOW)
+        w.store_prices(
+            stamped, "date >= ? AND list_contains(?::VARCHAR[], ticker)", [since, tickers], "test", NOW
+        )
 
 
 def _run(path: Path, config: str) -> dict:
@@ -62,7 +64,9 @@ def _stored(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _split(prices: pl.DataFrame) -> pl.DataFrame:
     """AAA's closes before 2014 halved (a split the source now adjusts for)."""
     hit = (pl.col(TICKER) == "AAA") & (pl.col(DATE) < dt.date(2014, 1, 1))
-    return prices.with_columns(pl.when(hit).then(pl.col(ADJ_CLOSE) / 2).otherwise(pl.col(ADJ_CLOSE)).alias(ADJ_CLOSE))
+    return prices.with_columns(
+        pl.when(hit).then(pl.col(ADJ_CLOSE) / 2).otherwise(pl.col(ADJ_CLOSE)).alias(ADJ_CLOSE)
+    )
 
 
 @pytest.fixture(scope="module")
