@@ -7,6 +7,10 @@ machine has), and `chunked_s` with `chunk_peak_rss_mb` for the same work done C 
 (every chunk with the exogenous tickers, whose market features are joined by date, so a
 ticker's features do not depend on its chunk: checked on the first chunk against the whole
 computation when it runs). Chunking bounds the peak to one chunk's frames plus the prices.
+
+`blocked`: the features computed as the asset stores them (`forecast_core.data.blocks`: 4-year
+blocks, each from a 4-year warm-up) against the unblocked computation, side by side on the same
+chunks, alternating, medians of `REPEATS` (one repeat at 5,000 tickers): `blocked_over_unblocked`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from bench._subprocess import emit
 
 YEARS = 20
 WHOLE_UP_TO = 500
+REPEATS = 3
 
 
 def _rss_mb() -> float:
@@ -82,7 +87,40 @@ def measure(n_tickers: int, chunk: int) -> dict:
     out["chunked_feature_rows"] = rows
     out["prices_rss_mb"] = round(base_rss, 1)
     out["chunk_peak_rss_mb"] = round(chunk_peak, 1)
+    out["blocked"] = _blocked_against_unblocked(
+        prices, cfg, chunk, REPEATS if n_tickers <= WHOLE_UP_TO else 1
+    )
     return out
+
+
+def _blocked_against_unblocked(prices, cfg, chunk: int, repeats: int) -> dict:
+    """Seconds for the features of every chunk, unblocked and blocked, alternating; medians."""
+    import polars as pl
+
+    from forecast_core.columns import TICKER
+    from forecast_core.data.blocks import blocked_features
+    from forecast_core.data.features import available_inputs, build_features
+
+    inputs = available_inputs(prices)
+    tickers, exogenous = list(cfg.universe.tickers), list(cfg.universe.exogenous)
+    parts = [
+        prices.filter(pl.col(TICKER).is_in(tickers[i : i + chunk] + exogenous))
+        for i in range(0, len(tickers), chunk)
+    ]
+    times: dict[str, list[float]] = {"unblocked": [], "blocked": []}
+    for _ in range(repeats):
+        for name, fn in (("unblocked", build_features), ("blocked", blocked_features)):
+            t = time.perf_counter()
+            for part in parts:
+                fn(part, cfg, inputs)
+            times[name].append(time.perf_counter() - t)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {
+        "repeats": repeats,
+        "unblocked_s": round(med["unblocked"], 3),
+        "blocked_s": round(med["blocked"], 3),
+        "blocked_over_unblocked": round(med["blocked"] / med["unblocked"], 2),
+    }
 
 
 if __name__ == "__main__":

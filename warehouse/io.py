@@ -36,6 +36,7 @@ WRITABLE_TABLES = frozenset(
         "price_vintages",
         "targets",
         "features",
+        "features_state",
         "folds",
         "fold_predictions",
         "fold_metrics",
@@ -82,6 +83,11 @@ class Writer:
         self.retries = 0
         #: What each `store_prices` changed, in order (the latest replay's on DuckLake).
         self.vintage_changes: list[VintageChange] = []
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        """A query inside the transaction (it sees the block's own writes), as polars."""
+        self.con.complete()  # finish a previous write's pending result, which `sql` refuses
+        return self.con.sql(sql, params=list(params) or None).pl()
 
     def replace(
         self, table: str, frame: pl.DataFrame, where: str = "TRUE", params: Sequence[Any] = ()

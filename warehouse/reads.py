@@ -9,12 +9,12 @@ import polars as pl
 
 from forecast_core.columns import TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.data.features import build_features, build_targets, feature_columns
+from forecast_core.data.features import Inputs, build_features, build_targets, feature_columns
 from forecast_core.data.panel import assemble_panel, targets_wide
 from forecast_core.data.universe import within_membership
 from forecast_core.evaluation.folds import Fold, folds_from_frame
 from warehouse.db import WarehouseError
-from warehouse.io import read_sql, read_table, table_exists
+from warehouse.io import Writer, read_sql, read_table, table_exists
 
 Path = str | os.PathLike[str] | None
 
@@ -115,3 +115,71 @@ def model(path: Path, model_version: str) -> dict | None:
     """The `models` row of `model_version` (with its artifact), or None."""
     rows = read_sql(_MODEL_WITH_ARTIFACT + "WHERE m.model_version = ?", [model_version], path)
     return rows.row(0, named=True) if rows.height else None
+
+
+# Reads inside the features asset's transaction (`Writer.read`): what it must recompute, and the
+# bounded slices of prices it recomputes from (`forecast_core.data.refresh`, `.blocks`).
+
+#: A bound parameter holding a list of tickers, as a predicate (a hash semi-join, not a list scan).
+IN_TICKERS = "ticker IN (SELECT unnest(?::VARCHAR[]))"
+
+
+def _exists(w: Writer, table: str) -> bool:
+    found = w.read(
+        "SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = current_schema() AND table_name = ?",
+        [table],
+    )
+    return bool(found["n"][0])
+
+
+def features_state(w: Writer) -> pl.DataFrame | None:
+    """features_state rows, or None where the features table does not exist (nothing built)."""
+    if not _exists(w, "features") or not _exists(w, "features_state"):
+        return None
+    return w.read("SELECT ticker, prices_vintage, membership, signature FROM features_state ORDER BY ticker")
+
+
+def has_prices(w: Writer) -> bool:
+    return bool(w.read("SELECT count(*) AS n FROM (SELECT 1 FROM raw_prices LIMIT 1)")["n"][0])
+
+
+def current_vintage(w: Writer) -> int:
+    return int(w.read("SELECT coalesce(max(vintage), 0) AS v FROM price_vintages")["v"][0])
+
+
+def prices_stored_after(w: Writer, vintage: int, tickers: list[str]) -> pl.DataFrame:
+    """(ticker, first_date): the first date of each ticker's price rows stored by a later vintage."""
+    return w.read(
+        f"SELECT ticker, min(date) AS first_date FROM raw_prices WHERE vintage > ? AND {IN_TICKERS} "
+        "GROUP BY ticker ORDER BY ticker",
+        [vintage, tickers],
+    )
+
+
+def tickers_rewritten_after(w: Writer, vintage: int) -> set[str]:
+    """Tickers whose stored history a vintage newer than `vintage` rewrote or removed."""
+    rows = w.read(
+        "SELECT DISTINCT unnest(tickers_changed) AS ticker FROM price_vintages WHERE vintage > ?", [vintage]
+    )
+    return set(rows["ticker"].to_list()) if rows.height else set()
+
+
+def price_inputs(w: Writer, tickers: list[str]) -> Inputs:
+    """Which optional price columns hold values for these tickers (`features.Inputs`)."""
+    n = w.read(
+        "SELECT count(volume) AS volume, count(high) AS high, count(low) AS low, count(open) AS open, "
+        f"count(close) AS close FROM raw_prices WHERE {IN_TICKERS}",
+        [tickers],
+    ).row(0, named=True)
+    return Inputs(
+        volume=n["volume"] > 0, range=n["high"] > 0 and n["low"] > 0, open=n["open"] > 0 and n["close"] > 0
+    )
+
+
+def prices_slice(w: Writer, tickers: list[str], since: dt.date | None) -> pl.DataFrame:
+    """raw_prices rows of `tickers` dated >= since (all where None), sorted by ticker and date."""
+    where, params = (
+        (IN_TICKERS, [tickers]) if since is None else (f"{IN_TICKERS} AND date >= ?", [tickers, since])
+    )
+    return w.read(f"SELECT * EXCLUDE (vintage) FROM raw_prices WHERE {where} ORDER BY ticker, date", params)

@@ -77,6 +77,17 @@ CREATE TABLE IF NOT EXISTS targets (
 );
 COMMENT ON TABLE targets IS 'Forward log return log(price[t+h] / price[t]) per ticker, date and horizon (sessions); null until t+h is known. Labels only, never model inputs.';
 
+CREATE TABLE IF NOT EXISTS features_state (
+    ticker         VARCHAR PRIMARY KEY,
+    prices_vintage BIGINT NOT NULL,
+    membership     VARCHAR NOT NULL,
+    signature      VARCHAR NOT NULL
+);
+COMMENT ON TABLE features_state IS 'What the stored features and targets were built from, per configured ticker: the features asset recomputes only what changed since (new sessions, a new ticker, a rewritten history, another configuration).';
+COMMENT ON COLUMN features_state.prices_vintage IS 'The price vintage (price_vintages.vintage) the ticker''s features were brought up to; price rows of a later vintage are recomputed.';
+COMMENT ON COLUMN features_state.membership IS 'The ticker''s membership (first..last session, empty where open) when built; a change recomputes its whole history.';
+COMMENT ON COLUMN features_state.signature IS 'Digest of the feature configuration, optional source columns and block layout; a change rebuilds every feature.';
+
 CREATE TABLE IF NOT EXISTS folds (
     fold        INTEGER PRIMARY KEY,
     train_start DATE NOT NULL,

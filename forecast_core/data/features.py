@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -60,6 +61,27 @@ def _ret(window: int) -> pl.Expr:
 
 def _has_values(prices: pl.DataFrame, column: str) -> bool:
     return column in prices.columns and prices[column].null_count() < prices.height
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Which optional source columns the features use (volume, high/low range, open and close).
+
+    Decided once for the whole universe (`available_inputs`), so that every chunk and every block
+    of a blocked computation produces the same columns."""
+
+    volume: bool = False
+    range: bool = False
+    open: bool = False
+
+
+def available_inputs(prices: pl.DataFrame) -> Inputs:
+    """The optional columns that hold at least one value in `prices`."""
+    return Inputs(
+        volume=_has_values(prices, VOLUME),
+        range=_has_values(prices, HIGH) and _has_values(prices, LOW),
+        open=_has_values(prices, OPEN) and _has_values(prices, CLOSE),
+    )
 
 
 def price_feature_exprs(cfg: FeatureConfig, ewma_lambda: float) -> list[pl.Expr]:
@@ -151,17 +173,20 @@ def _exogenous_features(prices: pl.LazyFrame, ticker: str) -> pl.LazyFrame:
     )
 
 
-def build_features(prices: pl.DataFrame, cfg: ForecastConfig) -> pl.DataFrame:
+def build_features(prices: pl.DataFrame, cfg: ForecastConfig, inputs: Inputs | None = None) -> pl.DataFrame:
     """Features per (ticker, date) for the target tickers; one column per feature.
 
     Warm-up rows (where a rolling window is not yet full) keep nulls; `feature_columns` names the
     columns and `complete_rows` drops the warm-up. Exogenous features are joined by date (a target
     session without an exogenous price gets nulls there, never a value from another day).
+    `inputs` (default: what `prices` holds) says which optional source columns to use.
+
+    This is the computation over the whole of `prices`; the features asset stores it computed by
+    calendar blocks (`forecast_core.data.blocks`), equal to it to rounding.
     """
     lazy = with_price(prices)
-    has_volume = _has_values(prices, VOLUME)
-    has_range = _has_values(prices, HIGH) and _has_values(prices, LOW)
-    has_open = _has_values(prices, OPEN) and _has_values(prices, CLOSE)
+    inputs = available_inputs(prices) if inputs is None else inputs
+    has_volume, has_range, has_open = inputs.volume, inputs.range, inputs.open
     targets = lazy.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
     out = targets.select(
         TICKER,
