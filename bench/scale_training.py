@@ -65,7 +65,11 @@ def measure(n_tickers: int, chunk: int) -> dict:
     t = time.perf_counter()
     panel, columns = chunked_panel(prices, cfg, chunk)
     del prices
-    out |= {"panel_rows": panel.height, "panel_s": round(time.perf_counter() - t, 2), "panel_peak_mb": _peak_mb()}
+    out |= {
+        "panel_rows": panel.height,
+        "panel_s": round(time.perf_counter() - t, 2),
+        "panel_peak_mb": _peak_mb(),
+    }
     task = ForecastTask(columns, cfg.horizons, cfg.quantiles)
 
     last = panel[DATE].max()
@@ -109,4 +113,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
