@@ -41,6 +41,7 @@ SQL_ARGS = {
     "replace": ((0, "table"), (2, "where")),
     "replace_table": ((0, "table"),),
     "store_prices": ((1, "where"),),
+    "read": ((0, "sql"),),
 }
 #: (function, parameter) -> why that parameter may appear in SQL text.
 SQL_PARAMETERS = {
@@ -48,6 +49,7 @@ SQL_PARAMETERS = {
     ("replace", "where"): "a SQL fragment; its callers are checked here like any SQL argument",
     ("replace_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
     ("store_prices", "where"): "a SQL fragment; its callers are checked here like any SQL argument",
+    ("read", "sql"): "Writer.read's query; its callers (`w.read(...)`) are checked here like any SQL argument",
     ("_insert", "table"): "only called by replace, after _check_table",
     ("_execute_with_frame", "sql"): "built by replace_table/_insert from checked table names",
     ("read_sql", "sql"): "the SQL argument; its callers are checked here",
@@ -62,6 +64,7 @@ SQL_FILES = {"_sql"}
 TRUSTED = {
     ("_replace", "table"): "checked against WRITABLE_TABLES by replace's _check_table first",
     ("_replace", "where"): "a SQL fragment; replace's callers are checked here like any SQL argument",
+    ("features", "reads.IN_TICKERS"): "the constant predicate warehouse.reads.IN_TICKERS (tickers bound)",
     ("_store", "where"): "store_prices' where; its callers are checked here like any SQL argument",
     ("_replace_table", "table"): "checked against WRITABLE_TABLES by replace_table first",
     ("load_extensions", "_extension(package, name)"): "an extension file found by importlib in site-packages",
