@@ -49,7 +49,7 @@ SQL_PARAMETERS = {
     ("replace", "where"): "a SQL fragment; its callers are checked here like any SQL argument",
     ("replace_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
     ("store_prices", "where"): "a SQL fragment; its callers are checked here like any SQL argument",
-    ("read", "sql"): "Writer.read's query; its callers (`w.read(...)`) are checked here like any SQL argument",
+    ("read", "sql"): "Writer.read's query; its callers are checked here like any SQL argument",
     ("_insert", "table"): "only called by replace, after _check_table",
     ("_execute_with_frame", "sql"): "built by replace_table/_insert from checked table names",
     ("read_sql", "sql"): "the SQL argument; its callers are checked here",
