@@ -74,7 +74,17 @@ class UniverseConfig:
     membership: tuple[tuple[str, str | None, str | None], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "membership", _membership_entries(self.membership))
+        entries = _membership_entries(self.membership)
+        object.__setattr__(self, "membership", entries)
+        # ticker -> (first, last) as dates, for `listing` in O(1) (not a field: not compared or saved).
+        spans = {
+            t: (
+                dt.date.fromisoformat(first) if first else None,
+                dt.date.fromisoformat(last) if last else None,
+            )
+            for t, first, last in entries
+        }
+        object.__setattr__(self, "_spans", spans)
 
     @property
     def all_tickers(self) -> tuple[str, ...]:
@@ -82,13 +92,7 @@ class UniverseConfig:
 
     def listing(self, ticker: str) -> tuple[dt.date | None, dt.date | None]:
         """`ticker`'s first and last session as a member (None: open on that side)."""
-        for t, first, last in self.membership:
-            if t == ticker:
-                return (
-                    dt.date.fromisoformat(first) if first else None,
-                    dt.date.fromisoformat(last) if last else None,
-                )
-        return None, None
+        return self._spans.get(ticker, (None, None))
 
     def is_member(self, ticker: str, day: dt.date) -> bool:
         """Whether `ticker` is a member of the universe on session `day`."""
