@@ -86,7 +86,11 @@ class Writer:
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
         """A query inside the transaction (it sees the block's own writes), as polars."""
-        self.con.complete()  # finish a previous write's pending result, which `sql` refuses
+        # DuckDB 2.0 keeps a write's result pending and refuses `sql` until it is completed; 1.x
+        # (the DuckLake environment's) has no pending results and no `complete`.
+        complete = getattr(self.con, "complete", None)
+        if complete is not None:
+            complete()
         return self.con.sql(sql, params=list(params) or None).pl()
 
     def replace(
