@@ -105,6 +105,28 @@ def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
     assert [seq for seq, *_ in log(db)] == [6]
 
 
+def test_a_large_whole_table_rewrite_reseeds_the_slot_by_a_file_copy(db: Path, monkeypatch) -> None:
+    """Past COPY_FILE_ROWS, a whole-table rewrite is published by copying the warehouse file (a
+    new inode) rather than through one transaction holding every row; slices still go in place."""
+    write_prices(db, ("AAA", "BBB"), 1.0)
+    write_prices(db, ("AAA",), 2.0)
+    inodes = [slot_path(db, k).stat().st_ino for k in (0, 1)]
+    monkeypatch.setattr(replica, "COPY_FILE_ROWS", 3)
+    with transaction(db) as w:
+        w.replace_table("features", features(("AAA", "BBB")))  # 6 rows: past the threshold
+    assert_replica_equals_warehouse(db)
+    copied = [slot_path(db, k).stat().st_ino for k in (0, 1)]
+    assert sum(a != b for a, b in zip(copied, inodes)) == 1
+    write_prices(db, ("BBB",), 3.0)  # the other slot catches up the same rewrite: copied too
+    assert_replica_equals_warehouse(db)
+    both = [slot_path(db, k).stat().st_ino for k in (0, 1)]
+    assert all(a != b for a, b in zip(both, inodes))
+    for close in (4.0, 5.0):  # slices only from now on: both slots are updated in place
+        write_prices(db, ("BBB",), close)
+        assert_replica_equals_warehouse(db)
+    assert [slot_path(db, k).stat().st_ino for k in (0, 1)] == both
+
+
 def test_a_reader_in_another_process_keeps_its_snapshot_and_never_blocks_the_writer(db: Path) -> None:
     write_prices(db, ("AAA",), 1.0)
     held = replica_path(db).resolve()
