@@ -14,29 +14,11 @@ import dagster as dg
 import pytest
 
 from forecast_assets.definitions import build_defs
+from tests.support.config import PROCESS_TOML
 from warehouse import read_sql
 
 ROOT = Path(__file__).resolve().parents[2]
 NIGHT = "2022-12-28"
-TINY = """
-[universe]
-tickers = ["AAPL", "KO"]
-exogenous = ["^GSPC"]
-[source]
-start_date = "2019-01-02"
-[folds]
-n_folds = 2
-test_sessions = 40
-val_sessions = 40
-min_train_sessions = 250
-[model]
-lookback = 8
-hidden_size = 8
-[train]
-steps_per_epoch = 5
-max_epochs = 2
-batch_size = 32
-"""
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +39,7 @@ def prepared(tmp_path_factory):
     the sessions before NIGHT (so the nightly run has forecasts that mature on NIGHT)."""
     home = tmp_path_factory.mktemp("dagster_home")
     config = home / "tiny.toml"
-    config.write_text(TINY)
+    config.write_text(PROCESS_TOML)
     path = home / "w.duckdb"
     # The definitions the server will load from $FORECAST_CONFIG and $FORECAST_WAREHOUSE, built here.
     defs = build_defs(str(config), str(path))

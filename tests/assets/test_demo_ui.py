@@ -19,30 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.config import PROCESS_TOML
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "forecast_assets.definitions"
 REPOSITORY = "__repository__"
 FIRST, LAST = "2019-01-02", "2022-12-28"
-#: Two tickers and the index from 2019, two small folds, a tiny LSTM: the whole demo in a minute or two.
-TINY = """
-[universe]
-tickers = ["AAPL", "KO"]
-exogenous = ["^GSPC"]
-[source]
-start_date = "2019-01-02"
-[folds]
-n_folds = 2
-test_sessions = 40
-val_sessions = 40
-min_train_sessions = 250
-[model]
-lookback = 8
-hidden_size = 8
-[train]
-steps_per_epoch = 5
-max_epochs = 2
-batch_size = 32
-"""
 JOBS = ["ingest_job", "evaluation_job", "retrain_job", "forecast_job", "decision_job"]
 ASSETS = [
     "raw_prices",
@@ -83,7 +65,7 @@ def demo(tmp_path_factory):
     home = tmp_path_factory.mktemp("demo_home")
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     config = home / "tiny.toml"
-    config.write_text(TINY)
+    config.write_text(PROCESS_TOML)
     env = os.environ | {
         "DAGSTER_HOME": str(home),
         "FORECAST_CONFIG": str(config),

@@ -30,6 +30,7 @@ import pytest
 
 from forecast_assets.definitions import build_defs
 from tests.support import postgres
+from tests.support.config import PROCESS_TOML
 from warehouse import read_sql
 
 pytestmark = pytest.mark.slow
@@ -38,25 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_YAML = ROOT / "deploy" / "postgres" / "dagster.yaml"
 NIGHT = "2022-12-28"
 BACKFILL = ["2022-12-23", "2022-12-27"]  # daily_forecasts for two sessions, one run
-TINY = """
-[universe]
-tickers = ["AAPL", "KO"]
-exogenous = ["^GSPC"]
-[source]
-start_date = "2019-01-02"
-[folds]
-n_folds = 2
-test_sessions = 40
-val_sessions = 40
-min_train_sessions = 250
-[model]
-lookback = 8
-hidden_size = 8
-[train]
-steps_per_epoch = 5
-max_epochs = 2
-batch_size = 32
-"""
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -90,7 +72,7 @@ def deployment(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_pg_home")
     shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
     config, path = home / "tiny.toml", home / "w.duckdb"
-    config.write_text(TINY)
+    config.write_text(PROCESS_TOML)
     defs = build_defs(str(config), str(path))
     for asset, tags, partition_key in [
         ("raw_prices", _range("2022-12-01", "2022-12-27"), None),

@@ -23,6 +23,18 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
+#: For the tests that start Dagster processes (`dagster dev`, an instance on PostgreSQL, run
+#: launchers beside each other): two tickers and the index from 2019, two small folds, a tiny
+#: LSTM, so the whole pipeline takes a minute or two in a subprocess.
+PROCESS_CONFIG: dict[str, Any] = {
+    "universe": {"tickers": ["AAPL", "KO"], "exogenous": ["^GSPC"]},
+    "source": {"start_date": "2019-01-02"},
+    "folds": {"n_folds": 2, "test_sessions": 40, "val_sessions": 40, "min_train_sessions": 250},
+    "model": {"lookback": 8, "hidden_size": 8},
+    "train": {"steps_per_epoch": 5, "max_epochs": 2, "batch_size": 32},
+}
+
+
 def _toml_value(value: Any) -> str:
     # Strings, numbers, booleans and lists of them are spelled the same in JSON and TOML.
     if isinstance(value, (list, tuple)):
@@ -32,15 +44,20 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def write_toml(path: Path, values: dict[str, Any]) -> Path:
-    """Write `values` (nested like `TINY_CONFIG`) as a TOML file of overrides, unchecked."""
+def toml_text(values: dict[str, Any]) -> str:
+    """`values` (nested like `TINY_CONFIG`) as the text of a TOML file of overrides, unchecked."""
     top = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
     sections = [
         f"[{name}]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in table.items())
         for name, table in values.items()
         if isinstance(table, dict)
     ]
-    path.write_text("\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n")
+    return "\n".join(top) + "\n\n" + "\n\n".join(sections) + "\n"
+
+
+def write_toml(path: Path, values: dict[str, Any]) -> Path:
+    """Write `values` (nested like `TINY_CONFIG`) as a TOML file of overrides, unchecked."""
+    path.write_text(toml_text(values))
     return path
 
 
@@ -60,3 +77,7 @@ def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
         else:
             merged[k] = v
     return merged
+
+
+#: `PROCESS_CONFIG` as TOML text, for a configuration file a subprocess reads.
+PROCESS_TOML = toml_text(PROCESS_CONFIG)

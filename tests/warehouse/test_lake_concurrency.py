@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 
 from forecast_core.data import calendar
+from tests.support.config import PROCESS_TOML
 from tests.support.lake import KEYS, KINDS, duplicates, new_lake, requires_ducklake, slice_frames
 from warehouse import connect, read_sql, transaction
 
@@ -98,25 +99,6 @@ def test_two_writers_replacing_their_slices_while_two_readers_read(tmp_path, kin
 
 # --- the pipeline: a backfill and the nightly job at once ------------------------------------------
 
-TINY = """
-[universe]
-tickers = ["AAPL", "KO"]
-exogenous = ["^GSPC"]
-[source]
-start_date = "2019-01-02"
-[folds]
-n_folds = 2
-test_sessions = 40
-val_sessions = 40
-min_train_sessions = 250
-[model]
-lookback = 8
-hidden_size = 8
-[train]
-steps_per_epoch = 5
-max_epochs = 2
-batch_size = 32
-"""
 N_TICKERS, N_PRICE_TICKERS, N_HORIZONS = 2, 3, 2
 PREPARED_UNTIL = "2022-12-22"
 BACKFILL = ("2022-12-01", "2022-12-22")  # re-run: every forecast of these sessions replaced
@@ -139,7 +121,7 @@ def test_a_backfill_and_the_nightly_job_write_at_once_while_readers_query(tmp_pa
 
     settings = str(new_lake(tmp_path / "lake", "postgres"))
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    config.write_text(PROCESS_TOML)
     defs = build_defs(str(config), settings)
     for asset, tags, partition_key in [
         ("raw_prices", _range("2022-12-01", PREPARED_UNTIL), None),
