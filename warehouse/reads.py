@@ -13,7 +13,8 @@ from forecast_core.data.features import Inputs, build_features, build_targets, f
 from forecast_core.data.panel import assemble_panel, targets_wide
 from forecast_core.data.universe import within_membership
 from forecast_core.evaluation.folds import Fold, folds_from_frame
-from warehouse.db import WarehouseError
+from warehouse import vintages
+from warehouse.db import WarehouseError, connect
 from warehouse.io import Writer, read_sql, read_table, table_exists
 
 Path = str | os.PathLike[str] | None
@@ -29,7 +30,8 @@ def prices_vintage(path: Path) -> int:
     """The price vintage every read of raw_prices sees now (`warehouse.vintages`; 0 before any)."""
     if not table_exists("price_vintages", path):
         return 0
-    return int(read_sql("SELECT coalesce(max(vintage), 0) AS v FROM price_vintages", path=path)["v"][0])
+    with connect(path, read_only=True) as con:
+        return vintages.current_vintage(con)
 
 
 def prices_as_of(path: Path, vintage: int, until: dt.date | None = None) -> pl.DataFrame:
@@ -145,7 +147,8 @@ def has_prices(w: Writer) -> bool:
 
 
 def current_vintage(w: Writer) -> int:
-    return int(w.read("SELECT coalesce(max(vintage), 0) AS v FROM price_vintages")["v"][0])
+    """`prices_vintage` inside an open transaction."""
+    return vintages.current_vintage(w.con)
 
 
 def prices_stored_after(w: Writer, vintage: int, tickers: list[str]) -> pl.DataFrame:
