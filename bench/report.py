@@ -3,9 +3,10 @@
 
     python -m bench.report [--json bench/results/bench.json] [--docs docs/] [--sections bench,universe]
 
-Item 6 (the universe's scale) goes to its own section, `<!-- universe:start -->`, so that it can
-be re-measured (`python -m bench --items 6`) without re-running the rest; `--sections` picks
-the sections to write (default: those the JSON has).
+Items 6 (the universe's scale) and 7 (training at that scale) go to their own sections,
+`<!-- universe:start -->` and `<!-- training-scale:start -->`, so that they can be re-measured
+(`python -m bench --items 6,7`) without re-running the rest; `--sections` picks the sections to
+write (default: those the JSON has).
 """
 
 from __future__ import annotations
@@ -348,6 +349,81 @@ def _nightly(rows: list[dict]) -> list[str]:
     ]
 
 
+def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]:
+    """Item 7: a retrain month and one fold at each universe size."""
+    base = rows[0]
+
+    def per_ticker(r: dict, what: str, key: str) -> str:
+        ratio = (r[what][key] / base[what][key]) / (r["tickers"] / base["tickers"])
+        return f"{ratio:.2f}"
+
+    table, models = [], []
+    for r in rows:
+        t, f = r["retrain"], r["fold"]
+        table.append(
+            [
+                f"{r['tickers']:,}",
+                _n(t["panel_rows"]),
+                _n(t["panel_mb"]),
+                f"**{_n(t['retrain_s'], 1)}** ({_n(t['retrain_lstm_s'], 1)}, {t['retrain_epochs']} epochs)",
+                _n(t["peak_rss_mb"]),
+                f"**{_n(f['fold_s'], 1)}** ({_n(f['fold_model_s']['lstm'], 1)})",
+                _n(f["peak_rss_mb"]),
+                per_ticker(r, "retrain", "retrain_s"),
+                per_ticker(r, "fold", "fold_s"),
+                t["retrain_serving"],
+            ]
+        )
+        models.append([f"{r['tickers']:,}", *(_n(v, 1) for v in f["fold_model_s"].values())])
+    last = rows[-1]["fold"]
+    return [
+        "### A retrain month and one fold at scale (item 7)",
+        "",
+        "Reproduce with `.venv/bin/python -m bench --items 7 --tickers "
+        + ",".join(str(r["tickers"]) for r in rows)
+        + "`"
+        + (f" ({seconds:.0f} s on this machine)" if seconds else "")
+        + ", then `.venv/bin/python -m bench.report --docs docs/ --sections training-scale`. Each "
+        "measurement is a fresh process (`python -m bench.scale_training {retrain,fold} N`) on "
+        "the demo's configuration: the modelling panel built 250 tickers at a time (what "
+        "`panel_known_at` reads), then `train_period_model` for the last whole month (the LSTM, "
+        "every baseline on validation, the gate: what `lstm_model` does), or `evaluate_fold` on "
+        f"the last of the {last['n_folds']} folds (one of `fold_evaluation`'s steps, which run in "
+        "parallel processes). Peak memory is the process's `ru_maxrss`, the panel and the "
+        "synthetic prices it was built from included.",
+        "",
+        _table(
+            [
+                "tickers (x 20 years)",
+                "panel rows",
+                "panel in memory, MB",
+                "retrain month, s (the LSTM's, epochs)",
+                "retrain peak RSS, MB",
+                "one fold, s (the LSTM's)",
+                "fold peak RSS, MB",
+                "retrain cost / linear",
+                "fold cost / linear",
+                "serving model (validation)",
+            ],
+            table,
+        ),
+        "",
+        "Seconds of each model in the fold (fit on the training slice, predict the test slice):",
+        "",
+        _table(["tickers", *last["fold_model_s"]], models),
+        "",
+        "What keeps the memory to the panel plus a few of its columns: every model narrows the "
+        "panel to the columns it reads before it filters or sorts (`panel_columns`), sorts only "
+        "what is out of order (`in_key_order`), and ridge solves from sufficient statistics "
+        "accumulated a million rows at a time. What keeps the time linear: per-ticker work runs "
+        "over each ticker's run of rows, never a mask over the whole panel per ticker, and a "
+        "GJR fit of the same returns (the LSTM's blend prior, `gjr_garch` and `vol_blend` all fit "
+        "the same tickers up to the same day) is done once (`fit_gjr_remembered`). The LSTM's "
+        "cost grows slowly: a fixed number of steps per epoch, but a validation pass over every "
+        "ticker's validation windows each epoch.",
+    ]
+
+
 def _item_runs(record: dict) -> dict:
     runs = dict(record.get("item_runs", {}))
     if "1" not in runs and "training" in record:  # records written before item_runs existed
@@ -398,13 +474,19 @@ def render_text(record: dict) -> str:
         text += "\n\n" + "\n".join(
             _universe(record["universe"], record.get("item_runs", {}).get("6", {}).get("seconds"))
         )
+    if "training_scale" in record:
+        text += "\n\n" + "\n".join(
+            _training_scale(record["training_scale"], record.get("item_runs", {}).get("7", {}).get("seconds"))
+        )
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "bench.json"))
-    parser.add_argument("--sections", help="comma-separated: bench, universe (default: what the JSON has)")
+    parser.add_argument(
+        "--sections", help="comma-separated: bench, universe, training-scale (default: what the JSON has)"
+    )
     add_docs_argument(parser)
     args = parser.parse_args(argv)
     import json
@@ -419,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     if "universe" in record:
         sections["universe"] = "\n".join(
             _universe(record["universe"], record.get("item_runs", {}).get("6", {}).get("seconds"))
+        )
+    if "training_scale" in record:
+        sections["training-scale"] = "\n".join(
+            _training_scale(record["training_scale"], record.get("item_runs", {}).get("7", {}).get("seconds"))
         )
     if args.sections:
         wanted = [s.strip() for s in args.sections.split(",") if s.strip()]

@@ -1,11 +1,11 @@
 """Item 7: one retrain month and one walk-forward fold for N synthetic tickers x 20 years.
 
-`python -m bench.scale_training N [--chunk C]` (one size per process, for its peak memory) prints
-JSON: the panel built C tickers at a time (features, targets, prices: what `panel_known_at`
-reads), then `train_period_model` for the last month (the LSTM, every baseline on validation, the
-gate: what `lstm_model` does) and `evaluate_fold` on the last fold (every model fitted and scored:
-one of the `fold_evaluation` asset's parallel steps; the asset runs one such step per fold), each
-with its seconds and the process's peak memory after it. The demo's configuration otherwise
+`python -m bench.scale_training {retrain,fold} N [--chunk C]` (one measurement per process, for
+its peak memory) prints JSON: the panel built C tickers at a time (features, targets, prices: what
+`panel_known_at` reads), then either `train_period_model` for the last month (the LSTM, every
+baseline on validation, the gate: what `lstm_model` does) or `evaluate_fold` on the last fold
+(every model fitted and scored: one of the `fold_evaluation` asset's parallel steps; the asset
+runs one such step per fold), with its seconds and the process's peak memory. The demo's configuration otherwise
 (lookback 30, 25 epochs at most of 100 steps of 256 windows, so the LSTM's cost does not grow
 with the universe; the per-ticker GARCH fits and the panel do).
 """
@@ -44,20 +44,12 @@ def chunked_panel(prices, cfg, chunk: int):
         columns = feature_columns(feats)
         targets = build_targets(part.filter(pl.col(TICKER).is_in(names)), cfg.horizons)
         parts.append(assemble_panel(feats.filter(pl.col(TICKER).is_in(names)), targets, part))
-    return pl.concat(parts), columns
+    return pl.concat(parts, rechunk=False), columns
 
 
-def measure(n_tickers: int, chunk: int) -> dict:
-    import polars as pl
-
+def _panel(n_tickers: int, chunk: int):
     from bench.synthetic import config_for, synthetic_prices
-    from forecast_core.columns import DATE
-    from forecast_core.evaluation.folds import walk_forward_folds
-    from forecast_core.evaluation.walk_forward import evaluate_fold
-    from forecast_core.models.baselines import make_baselines
     from forecast_core.models.forecaster import ForecastTask
-    from forecast_core.models.lstm.forecaster import LSTMForecaster
-    from forecast_core.serving.periods import train_period_model
 
     cfg = config_for(n_tickers)
     prices = synthetic_prices(n_tickers, YEARS)
@@ -67,48 +59,84 @@ def measure(n_tickers: int, chunk: int) -> dict:
     del prices
     out |= {
         "panel_rows": panel.height,
+        "panel_mb": round(panel.estimated_size() / 2**20, 1),
         "panel_s": round(time.perf_counter() - t, 2),
         "panel_peak_mb": _peak_mb(),
     }
-    task = ForecastTask(columns, cfg.horizons, cfg.quantiles)
+    return cfg, panel, ForecastTask(columns, cfg.horizons, cfg.quantiles), out
 
+
+def retrain(n_tickers: int, chunk: int) -> dict:
+    """`train_period_model` for the panel's last whole month, on the panel as known before it."""
+    import polars as pl
+
+    from forecast_core.columns import DATE
+    from forecast_core.serving.periods import train_period_model
+
+    cfg, panel, task, out = _panel(n_tickers, chunk)
     last = panel[DATE].max()
     period_start = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # a month with data
+    panel = panel.filter(pl.col(DATE) < period_start)  # what `panel_known_at` reads for it
     t = time.perf_counter()
-    pm = train_period_model(panel.filter(pl.col(DATE) < period_start), task, cfg, period_start)
-    out |= {
+    pm = train_period_model(panel, task, cfg, period_start)
+    return out | {
         "retrain_month": period_start.isoformat(),
         "retrain_s": round(time.perf_counter() - t, 2),
         "retrain_lstm_s": round(pm.lstm.result.seconds, 2),
         "retrain_epochs": len(pm.lstm.result.train_losses),
         "retrain_serving": pm.serving_model,
-        "retrain_peak_mb": _peak_mb(),
+        "retrain_val_pinball": pm.val_pinball,
     }
-    del pm
 
+
+def fold(n_tickers: int, chunk: int) -> dict:
+    """`evaluate_fold` on the last walk-forward fold: every model fitted, predicted, scored."""
+    from forecast_core.columns import DATE
+    from forecast_core.evaluation.folds import walk_forward_folds
+    from forecast_core.evaluation.walk_forward import evaluate_fold
+    from forecast_core.models.baselines import make_baselines
+    from forecast_core.models.lstm.forecaster import LSTMForecaster
+
+    cfg, panel, task, out = _panel(n_tickers, chunk)
     sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
-    fold = walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)[-1]
+    last = walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)[-1]
     forecasters = [LSTMForecaster(task, cfg), *make_baselines(task, cfg)]
     t = time.perf_counter()
-    result = evaluate_fold(panel, fold, task, forecasters)
-    out |= {
-        "fold": fold.fold,
-        "fold_test": f"{fold.test_start}..{fold.test_end}",
+    result = evaluate_fold(panel, last, task, forecasters)
+    return out | {
+        "fold": last.fold,
+        "fold_test": f"{last.test_start}..{last.test_end}",
         "fold_s": round(time.perf_counter() - t, 2),
         "fold_model_s": {k: round(v, 2) for k, v in result.seconds.items()},
         "fold_prediction_rows": result.predictions.height,
-        "fold_peak_mb": _peak_mb(),
         "n_folds": cfg.folds.n_folds,
     }
-    return out
+
+
+SIZES = (20, 500, 5000)
+
+
+def measure(sizes: tuple[int, ...] = SIZES, log=print) -> list[dict]:
+    """Item 7 of `python -m bench`: for each size, the retrain and the fold, a process each."""
+    from bench._subprocess import run_item
+
+    rows = []
+    for n in sizes:
+        row: dict = {"tickers": n}
+        for what in ("retrain", "fold"):
+            log(f"  bench.scale_training {what}: {n} tickers")
+            row[what] = run_item("bench.scale_training", what, str(n), timeout=3600)
+        rows.append(row)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("what", choices=("retrain", "fold"))
     parser.add_argument("tickers", type=int)
     parser.add_argument("--chunk", type=int, default=250, help="tickers per feature chunk (default 250)")
     args = parser.parse_args(argv)
-    emit(measure(args.tickers, args.chunk))
+    emit((retrain if args.what == "retrain" else fold)(args.tickers, args.chunk))
 
 
 if __name__ == "__main__":

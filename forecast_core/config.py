@@ -224,6 +224,10 @@ class TrainConfig:
     max_epochs: int = 25
     # Stop after this many epochs without a better validation pinball loss.
     patience: int = 4
+    # Validation windows scored after each epoch for early stopping: a larger validation slice
+    # (126 sessions x 5,000 tickers is 630,000) is scored on this many, drawn once with `seed`,
+    # so an epoch's cost does not grow with the universe. The gate scores every window.
+    max_val_windows: int = 100_000
     # Seed of every PRNG key (initialisation, dropout, batch sampling).
     seed: int = 0
 
@@ -398,7 +402,7 @@ def validate(cfg: ForecastConfig) -> None:
     _require(m.median in ("learned", "zero"), "model.median", m.median, "learned or zero")
 
     t = cfg.train
-    for name in ("batch_size", "steps_per_epoch", "max_epochs", "patience"):
+    for name in ("batch_size", "steps_per_epoch", "max_epochs", "patience", "max_val_windows"):
         _positive_ints((getattr(t, name),), f"train.{name}")
     _require(
         t.learning_rate > 0 and math.isfinite(t.learning_rate),

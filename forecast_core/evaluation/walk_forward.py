@@ -18,7 +18,7 @@ import polars as pl
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER, target_column
 from forecast_core.evaluation import metrics
 from forecast_core.evaluation.folds import Fold
-from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
+from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, rows_between
 
 METRIC = "metric"
 VALUE = "value"
@@ -111,7 +111,7 @@ def evaluate_fold(
     pinball, a conservative reference), and the spread of its ensemble members' single-seed
     pinball (`pinball_seed_min`, `_max`, `_std`, `n_seeds`), so a difference smaller than seed
     noise is visible beside it."""
-    rows = rows_between(panel, fold.test_start, fold.test_end)
+    rows = rows_between(panel_columns(panel, task, PRICE), fold.test_start, fold.test_end)
     preds, seconds, members = [], {}, {}
     for model in forecasters:
         started = time.perf_counter()

@@ -27,19 +27,26 @@ from itertools import pairwise
 
 import numpy as np
 import polars as pl
-from sklearn.linear_model import Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+import scipy.linalg
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between, training_rows
+from forecast_core.models.forecaster import (
+    Forecaster,
+    ForecastTask,
+    in_key_order,
+    panel_columns,
+    rows_between,
+    training_rows,
+)
 from forecast_core.models.garch import GjrGarch, VolBlend
-from forecast_core.models.volatility import ewma_variance, standardised_quantiles  # noqa: F401 - ewma_variance re-exported
-
-#: The daily log-return column `EwmaVol` reads (also a feature of the panel).
-RETURN_COLUMN = "ret_1"
+from forecast_core.models.volatility import (  # noqa: F401 - ewma_variance re-exported
+    RETURN_COLUMN,
+    ewma_variance,
+    standardised_quantiles,
+    ticker_bounds,
+)
 
 
 def _targets(frame: pl.DataFrame, task: ForecastTask) -> np.ndarray:
@@ -75,6 +82,10 @@ class PointBaseline(Forecaster):
     def fitted(self) -> bool:
         return hasattr(self, "pooled_offsets_")
 
+    def _reads(self) -> tuple[str, ...]:
+        """The panel columns `_point` reads besides the keys and targets."""
+        return ()
+
     @abc.abstractmethod
     def _fit_point(self, train: pl.DataFrame) -> None: ...
 
@@ -82,7 +93,7 @@ class PointBaseline(Forecaster):
     def _point(self, rows: pl.DataFrame) -> np.ndarray: ...
 
     def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
-        return training_rows(panel, train_end, self.task)
+        return training_rows(panel_columns(panel, self.task, *self._reads()), train_end, self.task)
 
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
@@ -94,17 +105,18 @@ class PointBaseline(Forecaster):
         resid = _targets(train, self.task) - self._point(train)
         tau = np.asarray(self.task.quantiles)
         self.pooled_offsets_ = np.quantile(resid, tau, axis=0).T
+        # `train` is sorted by (ticker, date): each ticker's residuals are one run of rows.
         tickers = train[TICKER].to_numpy()
         self.band_offsets_ = {
-            t: np.quantile(resid[tickers == t], tau, axis=0).T
-            for t in np.unique(tickers)
-            if (tickers == t).sum() >= self.MIN_RESIDUALS
+            str(tickers[a]): np.quantile(resid[a:b], tau, axis=0).T
+            for a, b in ticker_bounds(tickers)
+            if b - a >= self.MIN_RESIDUALS
         }
         return self
 
     def _rows_and_point(self, panel: pl.DataFrame, start: dt.date, end: dt.date):
         self.require_fitted()
-        rows = rows_between(panel, start, end)
+        rows = rows_between(panel_columns(panel, self.task, *self._reads()), start, end)
         if rows.height == 0:
             return rows, np.empty((0, len(self.task.horizons)))
         return rows, self._point(rows)
@@ -156,15 +168,21 @@ class HistoricalMean(PointBaseline):
 
 
 class RidgeBaseline(PointBaseline):
-    """Per horizon, `Pipeline(StandardScaler, Ridge(alpha))` on the task's feature columns.
+    """Per horizon, ridge regression (penalty `alpha`) on the task's feature columns standardised
+    by their training mean and population standard deviation: sklearn's
+    `Pipeline(StandardScaler(), Ridge(alpha))`, solved from sufficient statistics accumulated
+    `CHUNK_ROWS` rows at a time (two passes: means, then centred cross-products), so its memory
+    does not grow with the panel; `tests/models/test_baselines.py` checks it against that pipeline.
 
-    The scaler is fitted on training rows only, inside the pipeline (`pipelines_[h]`). Training rows
-    with a null or non-finite feature are left out of the fit; at predict time such a row raises
+    After `fit`: `mean_`, `scale_` `<float64>[F]` (the scaler, training rows only), `coef_`
+    `[F, H]` (on standardised features) and `intercept_` `[H]`. Training rows with a null or
+    non-finite feature are left out of the fit; at predict time such a row raises
     `InsufficientDataError` (a ValueError) naming its ticker and date: dropping warm-up rows is the
     caller's job. Bands come from in-sample residuals, so they are slightly narrow.
     """
 
     name = "ridge"
+    CHUNK_ROWS = 1_000_000
 
     def __init__(self, task: ForecastTask, alpha: float = 10.0) -> None:
         super().__init__(task)
@@ -174,29 +192,49 @@ class RidgeBaseline(PointBaseline):
     def from_config(cls, task: ForecastTask, cfg: ForecastConfig) -> RidgeBaseline:
         return cls(task, alpha=cfg.ridge_alpha)
 
-    def _features(self, rows: pl.DataFrame) -> np.ndarray:
-        return rows.select(pl.col(self.task.feature_columns).cast(pl.Float64)).to_numpy()
+    def _reads(self) -> tuple[str, ...]:
+        return self.task.feature_columns
+
+    def _chunks(self, rows: pl.DataFrame):
+        """`(features <float64>[n, F], targets [n, H])` of consecutive slices of `rows`."""
+        for i in range(0, rows.height, self.CHUNK_ROWS):
+            part = rows.slice(i, self.CHUNK_ROWS)
+            yield part.select(pl.col(self.task.feature_columns).cast(pl.Float64)).to_numpy(), part
 
     def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
-        train = super()._training_frame(panel, train_end)
-        return train.filter(pl.Series(np.isfinite(self._features(train)).all(axis=1)))
+        finite = [pl.col(c).cast(pl.Float64).is_finite().fill_null(False) for c in self.task.feature_columns]
+        rows = panel_columns(panel, self.task, *self._reads())
+        return training_rows(rows, train_end, self.task, pl.all_horizontal(finite))
 
     def _fit_point(self, train: pl.DataFrame) -> None:
-        x, y = self._features(train), _targets(train, self.task)
-        self.pipelines_ = [
-            Pipeline([("scale", StandardScaler()), ("ridge", Ridge(alpha=self.alpha))]).fit(x, y[:, j])
-            for j in range(y.shape[1])
-        ]
+        n, f = train.height, len(self.task.feature_columns)
+        x_sum, y_sum = np.zeros(f), np.zeros(len(self.task.horizons))
+        for x, part in self._chunks(train):
+            x_sum += x.sum(axis=0)
+            y_sum += _targets(part, self.task).sum(axis=0)
+        mean, y_mean = x_sum / n, y_sum / n
+        xtx, xty = np.zeros((f, f)), np.zeros((f, y_sum.size))
+        for x, part in self._chunks(train):
+            x -= mean
+            xtx += x.T @ x
+            xty += x.T @ (_targets(part, self.task) - y_mean)
+        scale = np.sqrt(np.diag(xtx) / n)
+        scale[scale < 10 * np.finfo(np.float64).eps] = 1.0  # a constant feature: as StandardScaler
+        gram = xtx / np.outer(scale, scale) + self.alpha * np.eye(f)
+        self.mean_, self.scale_, self.intercept_ = mean, scale, y_mean
+        self.coef_ = scipy.linalg.solve(gram, xty / scale[:, None], assume_a="pos")
 
     def _point(self, rows: pl.DataFrame) -> np.ndarray:
-        x = self._features(rows)
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            raise InsufficientDataError(
-                f"ridge: null or non-finite feature for {_first_bad_row(rows, bad)}; "
-                f"features {list(self.task.feature_columns)} need their warm-up rows dropped"
-            )
-        return np.column_stack([p.predict(x) for p in self.pipelines_])
+        out = []
+        for x, part in self._chunks(rows):
+            bad = ~np.isfinite(x).all(axis=1)
+            if bad.any():
+                raise InsufficientDataError(
+                    f"ridge: null or non-finite feature for {_first_bad_row(part, bad)}; "
+                    f"features {list(self.task.feature_columns)} need their warm-up rows dropped"
+                )
+            out.append(((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_)
+        return np.concatenate(out) if out else np.empty((0, len(self.task.horizons)))
 
 
 class EwmaVol(Forecaster):
@@ -225,8 +263,9 @@ class EwmaVol(Forecaster):
         return hasattr(self, "z_")
 
     def with_sigma(self, panel: pl.DataFrame) -> pl.DataFrame:
-        """The panel sorted by (ticker, date) with a `sigma` column (NaN during warm-up)."""
-        panel = panel.sort(TICKER, DATE)
+        """The panel's keys, targets and `ret_1`, sorted by (ticker, date), with a `sigma` column
+        (NaN during warm-up)."""
+        panel = in_key_order(panel_columns(panel, self.task, RETURN_COLUMN))
         r = panel[RETURN_COLUMN].cast(pl.Float64).fill_null(np.nan).to_numpy()
         tickers = panel[TICKER].to_numpy()
         bounds = np.r_[np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1]]), len(r)]

@@ -54,15 +54,23 @@ import polars as pl
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.models.forecaster import Forecaster, ForecastTask, training_rows
+from forecast_core.models.forecaster import (
+    Forecaster,
+    ForecastTask,
+    in_key_order,
+    panel_columns,
+    training_rows,
+)
 from forecast_core.models.volatility import (  # noqa: F401 - re-exported: the GJR arithmetic
     MIN_RETURNS,
+    RETURN_COLUMN,
     STATIONARITY_TOL,
     WARMUP,
     Params,
     daily_returns,
     ewma_horizon_variance,
     fit_gjr,
+    fit_gjr_remembered,
     gjr_conditional_variance,
     gjr_horizon_variance,
     gjr_variance,
@@ -115,6 +123,15 @@ def _check_warm(model: str, rows: pl.DataFrame, var: np.ndarray) -> None:
             f"{model}: variance still in warm-up (< {WARMUP} returns) for "
             f"{_baselines()._first_bad_row(rows, bad)}"
         )
+
+
+def _history(panel: pl.DataFrame, task: ForecastTask, until: dt.date | None = None) -> pl.DataFrame:
+    """The keys, targets and daily returns of the panel's rows dated <= `until` (all without it),
+    sorted by (ticker, date): the rows and columns a volatility model reads."""
+    history = panel_columns(panel, task, RETURN_COLUMN)
+    if until is not None:
+        history = history.filter(pl.col(DATE) <= until)
+    return in_key_order(history)
 
 
 def _in_range(frame: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
@@ -171,12 +188,12 @@ class GjrGarch(Forecaster):
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> GjrGarch:
-        history = panel.filter(pl.col(DATE) <= train_end).sort(TICKER, DATE)
+        history = _history(panel, self.task, train_end)
         r, tickers = daily_returns(history), history[TICKER].to_numpy()
         params: dict[str, Params] = {}
         fallback: dict[str, str] = {}
         for a, b in ticker_bounds(tickers):
-            p, reason = fit_gjr(r[a:b], self.MIN_RETURNS)
+            p, reason = fit_gjr_remembered(r[a:b], self.MIN_RETURNS)
             if p is None:
                 fallback[str(tickers[a])] = reason
             else:
@@ -214,11 +231,11 @@ class GjrGarch(Forecaster):
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sqrt(var_h)` `<float64>[rows, H]` of the panel's rows in (ticker, date)
         order (NaN in warm-up); what the LSTM's `gjr` prior standardises by."""
-        return np.sqrt(self.horizon_variance(panel.sort(TICKER, DATE)))
+        return np.sqrt(self.horizon_variance(_history(panel, self.task)))
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()
-        history = panel.filter(pl.col(DATE) <= end).sort(TICKER, DATE)
+        history = _history(panel, self.task, end)
         keep = _in_range(history, start, end)
         if not keep.any():
             return np.empty((0, *self.z_.shape), dtype=np.float32)
@@ -302,7 +319,7 @@ class VolBlend(Forecaster):
         self.ewma.fit(panel, train_end, val)
         self.garch.fit(panel, train_end, val)
         if self.mode == "variance":
-            history = panel.filter(pl.col(DATE) <= train_end).sort(TICKER, DATE)
+            history = _history(panel, self.task, train_end)
             z = _standardised_targets(history, self.blended_variance(history), train_end, self.task)
             self.z_ = standardised_quantiles(z, self.task.quantiles)
         return self
@@ -310,7 +327,7 @@ class VolBlend(Forecaster):
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sqrt(blended variance)` `<float64>[rows, H]` of the panel's rows in
         (ticker, date) order (NaN in warm-up); what the LSTM's `blend` prior standardises by."""
-        return np.sqrt(self.blended_variance(panel.sort(TICKER, DATE)))
+        return np.sqrt(self.blended_variance(_history(panel, self.task)))
 
     def blended_variance(self, sorted_panel: pl.DataFrame) -> np.ndarray:
         """`(s2_ewma * h + var_gjr_h) / 2` `[rows, H]` for a panel sorted by (ticker, date)."""
@@ -325,7 +342,7 @@ class VolBlend(Forecaster):
                 + self.garch.predict(panel, start, end).astype(np.float64)
             )
             return q.astype(np.float32)
-        history = panel.filter(pl.col(DATE) <= end).sort(TICKER, DATE)
+        history = _history(panel, self.task, end)
         keep = _in_range(history, start, end)
         if not keep.any():
             return np.empty((0, *self.z_.shape), dtype=np.float32)

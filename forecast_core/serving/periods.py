@@ -31,7 +31,7 @@ from forecast_core.errors import InsufficientDataError
 from forecast_core.evaluation import metrics
 from forecast_core.evaluation.folds import train_and_validation
 from forecast_core.models.baselines import make_baseline, make_baselines
-from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
+from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, rows_between
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 
 
@@ -77,7 +77,7 @@ def period_slices(sessions: list[dt.date], period_start: dt.date, cfg: ForecastC
 
 def validation_pinball(model: Forecaster, panel: pl.DataFrame, s: PeriodSlices, task: ForecastTask) -> float:
     """Mean pinball loss of a fitted model on the validation rows (all horizons)."""
-    rows = rows_between(panel, s.val_start, s.val_end)
+    rows = rows_between(panel_columns(panel, task), s.val_start, s.val_end)
     q = model.predict(panel, s.val_start, s.val_end)
     y = rows.select(task.target_columns).to_numpy()
     return float(np.mean([metrics.pinball(y[:, i], q[:, i, :], task.quantiles) for i in range(y.shape[1])]))
@@ -119,7 +119,9 @@ def _against_previous(
     have grown since it was trained); None without a previous model or rows it can forecast."""
     if previous is None:
         return None
-    shared = panel.filter(pl.col(TICKER).is_in(list(previous.tickers)))
+    known = pl.col(TICKER).is_in(list(previous.tickers))
+    # Filtered (a copy) only when the universe has grown since the previous model.
+    shared = panel if panel.select(known.all()).item() else panel.filter(known)
     try:
         prev_score = validation_pinball(previous, shared, s, task)
     except InsufficientDataError:
@@ -137,7 +139,7 @@ def train_period_model(
     on_epoch=None,
 ) -> PeriodModel:
     """Train the LSTM for a period, score it and the baselines on validation, apply the gate."""
-    sessions = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
+    sessions = sessions_before(panel, period_start)
     s = period_slices(sessions, period_start, cfg)
     lstm = LSTMForecaster(task, cfg, on_epoch=on_epoch).fit(panel, s.train_end, s.val)
     scores = {"lstm": validation_pinball(lstm, panel, s, task)}
@@ -214,7 +216,7 @@ def serving_forecaster(
     deterministic and cheap, so they are refitted, not stored)."""
     if serving_model == "lstm":
         return lstm
-    sessions = panel.filter(pl.col(DATE) < period_start)[DATE].unique().sort().to_list()
+    sessions = sessions_before(panel, period_start)
     s = period_slices(sessions, period_start, cfg)
     return make_baseline(serving_model, task, cfg).fit(panel, s.train_end, s.val)
 
@@ -244,6 +246,12 @@ def serving_plan(
     if unseen:
         plan.append((serving_forecaster(stand_in, lstm, panel, task, cfg, period_start), unseen))
     return [(forecaster, served) for forecaster, served in plan if served]
+
+
+def sessions_before(panel: pl.DataFrame, day: dt.date) -> list[dt.date]:
+    """The panel's distinct dates before `day`, sorted (read from the date column alone)."""
+    dates = panel.get_column(DATE)
+    return dates.filter(dates < day).unique().sort().to_list()
 
 
 def period_start_of(day: dt.date) -> dt.date:

@@ -205,8 +205,30 @@ def test_ridge_recovers_linear_relation(panel):
     assert np.all((width > 0.09) & (width < 0.17))
     # The scaler is fitted on training rows with known features only.
     train = training_rows(data, TRAIN_END, TASK).drop_nulls(list(TASK.feature_columns))
-    scaler = model.pipelines_[0].named_steps["scale"]
-    np.testing.assert_allclose(scaler.mean_, train.select(TASK.feature_columns).to_numpy().mean(0))
+    np.testing.assert_allclose(model.mean_, train.select(TASK.feature_columns).to_numpy().mean(0))
+
+
+@pytest.mark.parametrize("chunk_rows", [97, 1_000_000])
+def test_ridge_equals_sklearns_scaler_and_ridge_pipeline(panel, monkeypatch, chunk_rows):
+    """The ridge solved from chunked sufficient statistics is sklearn's
+    `Pipeline(StandardScaler(), Ridge(alpha))` fitted per horizon on the same rows (to rounding),
+    whether the rows come in one chunk or in many of 97 rows."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = _ridge_panel(panel).with_columns(x2=pl.col("x2") * 1e3 + 50.0)  # scales far apart
+    monkeypatch.setattr(RidgeBaseline, "CHUNK_ROWS", chunk_rows)
+    model = RidgeBaseline(TASK, alpha=3.0).fit(data, TRAIN_END)
+    train = training_rows(data, TRAIN_END, TASK).drop_nulls(list(TASK.feature_columns))
+    x, y = train.select(TASK.feature_columns).to_numpy(), train.select(TASK.target_columns).to_numpy()
+    test = rows_between(data, TEST_START, TEST_END).select(TASK.feature_columns).to_numpy()
+    expected = np.column_stack(
+        [make_pipeline(StandardScaler(), Ridge(alpha=3.0)).fit(x, y[:, j]).predict(test) for j in range(2)]
+    )
+    point = model._rows_and_point(data, TEST_START, TEST_END)[1]
+    np.testing.assert_allclose(point, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.scale_, x.std(axis=0), rtol=1e-12)
 
 
 def test_ridge_ignores_targets_after_train_end(panel):
@@ -349,3 +371,23 @@ def test_no_leakage_from_rows_after_train_end(panel, name):
 def test_zero_return_is_a_point_baseline():
     assert issubclass(ZeroReturn, PointBaseline) and issubclass(RidgeBaseline, PointBaseline)
     assert not issubclass(EwmaVol, PointBaseline)
+
+
+# --- the panel helpers every model uses ----------------------------------------------------------
+
+
+def test_in_key_order_keeps_a_sorted_frame_and_sorts_any_other(panel):
+    """A frame already in (ticker, date) order comes back as the same object (no copy); shuffled,
+    reversed within a ticker, or with a repeated key, it comes back sorted."""
+    from forecast_core.models.forecaster import in_key_order, panel_columns
+
+    ordered = panel.sort(TICKER, DATE)
+    assert in_key_order(ordered) is ordered
+    for other in (
+        ordered.sample(fraction=1.0, shuffle=True, seed=1),
+        ordered.sort(TICKER, DATE, descending=[False, True]),
+        pl.concat([ordered.head(3), ordered.head(3)]),
+    ):
+        assert in_key_order(other).select(TICKER, DATE).equals(other.sort(TICKER, DATE).select(TICKER, DATE))
+    narrow = panel_columns(ordered, TASK, "x1", "not_a_column")
+    assert narrow.columns == [TICKER, DATE, "target_h1", "target_h5", "x1"]

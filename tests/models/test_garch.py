@@ -24,6 +24,7 @@ from forecast_core.config import ForecastConfig, UniverseConfig
 from forecast_core.data.features import build_features, build_targets, feature_columns
 from forecast_core.data.panel import assemble_panel, targets_long, targets_wide
 from forecast_core.errors import InsufficientDataError, NotFittedError
+from forecast_core.models import volatility
 from forecast_core.models.baselines import BASELINES, EwmaVol, make_baselines
 from forecast_core.models.forecaster import ForecastTask, rows_between
 from forecast_core.models.garch import (
@@ -32,6 +33,7 @@ from forecast_core.models.garch import (
     GjrGarch,
     VolBlend,
     fit_gjr,
+    fit_gjr_remembered,
     gjr_conditional_variance,
     gjr_horizon_variance,
     gjr_variance,
@@ -292,6 +294,24 @@ def test_unusable_fits_are_refused_with_their_reason(monkeypatch, panel, result,
     monkeypatch.setattr(arch, "arch_model", _Model)
     params, why = fit_gjr(_returns(panel, "KO", TRAIN_END))
     assert params is None and re.search(reason, why)
+
+
+def test_a_repeated_fit_is_remembered_and_a_new_input_is_fitted(monkeypatch, panel):
+    """`fit_gjr_remembered` returns the earlier fit of the same returns without fitting again
+    (arch is broken below, so a refit would fail), and fits returns it has not seen."""
+    monkeypatch.setattr(volatility, "_remembered", type(volatility._remembered)())
+    r = _returns(panel, "KO", TRAIN_END)
+    first = fit_gjr_remembered(r)
+    assert first == fit_gjr(r) and first[0] is not None and len(volatility._remembered) == 1
+
+    class _Broken:
+        def __init__(self, *args, **kwargs):
+            raise ValueError("refitted")
+
+    monkeypatch.setattr(arch, "arch_model", _Broken)
+    assert fit_gjr_remembered(r.copy()) == first
+    assert fit_gjr_remembered(r[1:])[1] == "arch raised ValueError: refitted"
+    assert len(volatility._remembered) == 2
 
 
 def test_state_round_trip_gives_identical_predictions(panel, task):

@@ -18,7 +18,8 @@ import polars as pl
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError, NotFittedError
-from forecast_core.models.forecaster import Forecaster, ForecastTask, training_rows
+from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, training_rows
+from forecast_core.models.lstm.inputs import input_columns
 from forecast_core.models.lstm.prior import ScaleModel, make_prior, sorted_panel, standardised_quantiles
 from forecast_core.models.lstm.train import TrainResult, fit, model_from_config, predict_scaled
 from forecast_core.models.lstm.windows import Scalers, WindowData, fit_scalers, make_windows, raw_inputs
@@ -69,8 +70,12 @@ class LSTMForecaster(Forecaster):
     def windows(self, panel: pl.DataFrame) -> WindowData:
         """The arrays of `panel`'s rows (sorted by ticker, date) with the fitted prior and scaler."""
         self.require_fitted()
-        panel = sorted_panel(panel)
+        panel = sorted_panel(self._narrow(panel))
         return make_windows(panel, self.task, self.scalers, self.cfg.model.lookback, self.prior.scales(panel))
+
+    def _narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
+        """The keys, targets and the columns the inputs read: what windows are built from."""
+        return panel_columns(panel, self.task, *input_columns(panel))
 
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
@@ -78,8 +83,11 @@ class LSTMForecaster(Forecaster):
         if val is None:
             raise ValueError("the LSTM needs a validation slice for early stopping")
         lookback = self.cfg.model.lookback
-        train = training_rows(panel, train_end, self.task)
+        panel = self._narrow(panel)
+        # The tickers with training rows, read from the key column alone (no copy of the rows).
+        train = training_rows(panel.select(TICKER, DATE, *self.task.target_columns), train_end, self.task)
         tickers = train[TICKER].unique().to_list()
+        del train
         # Only tickers seen in training can be windowed; rows after val_end are never read.
         visible = sorted_panel(panel.filter(pl.col(DATE) <= val[1], pl.col(TICKER).is_in(tickers)))
         self.prior = make_prior(self.cfg.model.sigma_prior, self.task, self.cfg).fit(visible, train_end)
@@ -87,7 +95,8 @@ class LSTMForecaster(Forecaster):
         names, raw = raw_inputs(visible, scales, self.task)
         in_train = (visible[DATE] <= train_end).to_numpy()
         self.scalers = fit_scalers(tickers, names, raw[in_train])
-        data = make_windows(visible, self.task, self.scalers, lookback, scales)
+        data = make_windows(visible, self.task, self.scalers, lookback, scales, raw)
+        del raw
         first = data.dates.min() if len(data.dates) else train_end
         train_rows = data.rows_where(first, train_end, need_target=True)
         val_rows = data.rows_where(val[0], val[1], need_target=True)

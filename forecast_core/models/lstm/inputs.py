@@ -51,6 +51,14 @@ def input_names(panel: pl.DataFrame) -> tuple[str, ...]:
     return tuple(names)
 
 
+def input_columns(panel: pl.DataFrame) -> tuple[str, ...]:
+    """The panel columns `volatility_inputs` may read (those of them the panel has): the daily
+    return, the market index's and the range features."""
+    market = _market_return_column(panel)
+    wanted = (DAILY_RETURN, *([market] if market else []), *RANGE_COLUMNS)
+    return tuple(c for c in wanted if c in panel.columns)
+
+
 def _slow_ratio(var: pl.Expr, by: str | None) -> pl.Expr:
     slow = var.ewm_mean(half_life=LONG_HALFLIFE, adjust=False, ignore_nulls=True)
     slow = slow.over(by) if by else slow

@@ -23,9 +23,8 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.models.forecaster import ForecastTask
+from forecast_core.models.forecaster import ForecastTask, in_key_order
 from forecast_core.models.volatility import standardised_quantiles  # noqa: F401 - the head's start
 
 #: `model.sigma_prior` -> the baseline whose scale the LSTM standardises by.
@@ -62,4 +61,4 @@ def prior_from_state(kind: str, task: ForecastTask, cfg: ForecastConfig, state: 
 
 def sorted_panel(panel: pl.DataFrame) -> pl.DataFrame:
     """The panel in (ticker, date) order, the order every `scales` array follows."""
-    return panel.sort(TICKER, DATE)
+    return in_key_order(panel)

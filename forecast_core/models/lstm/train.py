@@ -274,6 +274,14 @@ def _val_pinball(pred_z: np.ndarray, scale: np.ndarray, target: np.ndarray, q: n
     return np.maximum(q * diff, (q - 1.0) * diff).mean(axis=(1, 2, 3))
 
 
+def early_stopping_rows(val_rows: np.ndarray, at_most: int, seed: int) -> np.ndarray:
+    """The validation rows early stopping scores: all of them, or `at_most` drawn without
+    replacement by `seed` (sorted) where there are more, so an epoch's cost is bounded."""
+    if len(val_rows) <= at_most:
+        return val_rows
+    return np.sort(np.random.default_rng(seed).choice(val_rows, at_most, replace=False))
+
+
 def fit(
     cfg: ForecastConfig,
     model: QuantileLSTM,
@@ -286,7 +294,8 @@ def fit(
     """Train the ensemble with early stopping on the validation pinball loss (log-return units).
 
     `data` is a `windows.WindowData`; train_rows / val_rows index its window-complete rows with
-    known targets. Deterministic for a given seed and device.
+    known targets (at most `train.max_val_windows` of the validation rows are scored each epoch:
+    `early_stopping_rows`). Deterministic for a given seed and device.
     """
     t, lookback = cfg.train, cfg.model.lookback
     started = time.perf_counter()
@@ -299,6 +308,7 @@ def fit(
     xd, tid = jnp.asarray(data.x), jnp.asarray(data.ticker_id)
     yd, wd = jnp.asarray(np.nan_to_num(data.y)), jnp.asarray(weight.astype(np.float32))
     train_rows_d = jnp.asarray(train_rows)
+    val_rows = early_stopping_rows(val_rows, t.max_val_windows, t.seed)
     val_scale = data.target_scale[val_rows].astype(np.float64)
     val_target = data.y[val_rows].astype(np.float64) * val_scale
 

@@ -46,7 +46,7 @@ class Scalers:
             raise InsufficientDataError(
                 f"tickers {unknown} have no training rows for this model (known: {list(self.tickers)})"
             )
-        return np.asarray([vocab[t] for t in tickers.to_list()], dtype=np.int32)
+        return tickers.replace_strict(vocab, return_dtype=pl.Int32).to_numpy()
 
 
 def fit_scalers(tickers: list[str], names: tuple[str, ...], x_train: np.ndarray) -> Scalers:
@@ -99,11 +99,18 @@ def raw_inputs(
 
 
 def make_windows(
-    panel: pl.DataFrame, task: ForecastTask, scalers: Scalers, lookback: int, scales: np.ndarray
+    panel: pl.DataFrame,
+    task: ForecastTask,
+    scalers: Scalers,
+    lookback: int,
+    scales: np.ndarray,
+    raw: np.ndarray | None = None,
 ) -> WindowData:
-    """Arrays for `panel` (sorted by ticker, date) with the prior's `scales <float64>[rows, H]`."""
+    """Arrays for `panel` (sorted by ticker, date) with the prior's `scales <float64>[rows, H]`
+    (and its `raw_inputs`, when the caller has them already)."""
     ids = scalers.ticker_ids(panel[TICKER])
-    _, raw = raw_inputs(panel, scales, task, scalers.inputs)
+    if raw is None:
+        _, raw = raw_inputs(panel, scales, task, scalers.inputs)
     known = np.isfinite(raw).all(axis=1) & np.isfinite(scales).all(axis=1) & (scales > 0).all(axis=1)
     x = np.where(np.isfinite(raw), (raw - scalers.input_mean) / scalers.input_std, 0.0).astype(np.float32)
     targets = panel.select(task.target_columns).fill_null(np.nan).to_numpy().astype(np.float64)

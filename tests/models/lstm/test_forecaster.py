@@ -126,8 +126,9 @@ def assert_same_fit(a: LSTMForecaster, b: LSTMForecaster) -> None:
 def ewma_scales(panel: pl.DataFrame, task: ForecastTask) -> tuple[pl.DataFrame, np.ndarray]:
     """The panel in (ticker, date) order and the `ewma_vol` baseline's h-session scales of its rows,
     `sigma_t * sqrt(h)` `[rows, H]` (NaN in warm-up), computed apart from the LSTM."""
-    rows = EwmaVol(task, lam=CFG.ewma_lambda).with_sigma(panel)
-    return rows, rows["sigma"].to_numpy()[:, None] * np.sqrt(np.asarray(task.horizons, dtype=np.float64))
+    rows = panel.sort(TICKER, DATE)
+    sigma = EwmaVol(task, lam=CFG.ewma_lambda).with_sigma(panel)["sigma"].to_numpy()
+    return rows, sigma[:, None] * np.sqrt(np.asarray(task.horizons, dtype=np.float64))
 
 
 @pytest.mark.parametrize("which", ["lstm", "scrambled"])

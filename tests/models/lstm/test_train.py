@@ -21,6 +21,7 @@ from forecast_core.models.lstm.train import (
     _accumulated_step,
     accumulate_gradients,
     create_states,
+    early_stopping_rows,
     ensemble_apply,
     fit,
     gather_windows,
@@ -392,6 +393,25 @@ def assert_best_epoch_rule(result, cfg: ForecastConfig = FIT_CFG) -> None:
             expected = epoch + 1
             break
     assert len(losses) == expected
+
+
+def test_early_stopping_scores_at_most_max_val_windows_rows(windows, learnable):
+    """Beyond `train.max_val_windows` validation rows, early stopping scores a seeded sample of
+    that many (sorted, distinct, the same every time): the prior's loss is then its pinball on
+    exactly those rows; below the cap every row is scored."""
+    _, train_rows, val_rows = windows
+    data = learnable[0]
+    assert early_stopping_rows(val_rows, len(val_rows), 0) is val_rows
+    picked = early_stopping_rows(val_rows, 25, FIT_CFG.train.seed)
+    assert len(picked) == len(np.unique(picked)) == 25 and np.all(np.diff(picked) > 0)
+    assert np.isin(picked, val_rows).all()
+    np.testing.assert_array_equal(picked, early_stopping_rows(val_rows, 25, FIT_CFG.train.seed))
+    capped = with_settings(FIT_CFG, train={"max_epochs": 1, "max_val_windows": 25})
+    result = run_fit(capped, data, train_rows, val_rows)
+    z, scale = prior_z(data, train_rows), data.target_scale[picked].astype(np.float64)
+    expected = metrics.pinball(data.y[picked] * scale, z[None] * scale[:, :, None], CFG.quantiles)
+    assert result.prior_val_loss == pytest.approx(expected, rel=1e-5)
+    assert result.prior_val_loss != pytest.approx(learnable[1].prior_val_loss, rel=1e-3)
 
 
 def test_fit_learns_and_reports_every_epoch(windows, learnable):
