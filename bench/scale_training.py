@@ -47,12 +47,19 @@ def chunked_panel(prices, cfg, chunk: int):
     return pl.concat(parts, rechunk=False), columns
 
 
-def _panel(n_tickers: int, chunk: int):
+def _panel(n_tickers: int, chunk: int, before: dt.date | None = None):
+    """The panel of the synthetic prices (those dated before `before`, as `panel_known_at` reads
+    them for a retrain month: targets known then)."""
+    import polars as pl
+
     from bench.synthetic import config_for, synthetic_prices
+    from forecast_core.columns import DATE
     from forecast_core.models.forecaster import ForecastTask
 
     cfg = config_for(n_tickers)
     prices = synthetic_prices(n_tickers, YEARS)
+    if before is not None:
+        prices = prices.filter(pl.col(DATE) < before)
     out: dict = {"tickers": n_tickers, "years": YEARS, "price_rows": prices.height, "chunk": chunk}
     t = time.perf_counter()
     panel, columns = chunked_panel(prices, cfg, chunk)
@@ -68,15 +75,12 @@ def _panel(n_tickers: int, chunk: int):
 
 def retrain(n_tickers: int, chunk: int) -> dict:
     """`train_period_model` for the panel's last whole month, on the panel as known before it."""
-    import polars as pl
-
-    from forecast_core.columns import DATE
+    from bench.synthetic import SESSIONS_PER_YEAR, synthetic_sessions
     from forecast_core.serving.periods import train_period_model
 
-    cfg, panel, task, out = _panel(n_tickers, chunk)
-    last = panel[DATE].max()
+    last = synthetic_sessions(YEARS * SESSIONS_PER_YEAR)[-1]
     period_start = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # a month with data
-    panel = panel.filter(pl.col(DATE) < period_start)  # what `panel_known_at` reads for it
+    cfg, panel, task, out = _panel(n_tickers, chunk, before=period_start)
     t = time.perf_counter()
     pm = train_period_model(panel, task, cfg, period_start)
     return out | {

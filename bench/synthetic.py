@@ -26,13 +26,20 @@ def ticker_names(n: int) -> tuple[str, ...]:
     return tuple(f"S{i:04d}" for i in range(n))
 
 
+def synthetic_sessions(n: int) -> list[dt.date]:
+    """The last `n` sessions of the sample: the dates of every synthetic ticker."""
+    source = SampleSource()
+    stock = next(t for t in source.tickers() if not t.startswith("^"))
+    return source.fetch([stock], dt.date(1990, 1, 2), source.last_date())[DATE].to_list()[-n:]
+
+
 def synthetic_prices(n_tickers: int, years: int = 20, seed: int = 0) -> pl.DataFrame:
     """raw_prices-shaped frame: `n_tickers` bootstrapped tickers plus the real `^GSPC`."""
     source = SampleSource()
     last = source.last_date()
     sample = source.fetch(source.tickers(), dt.date(1990, 1, 2), last)
     stocks = [t for t in source.tickers() if not t.startswith("^")]
-    sessions = sample.filter(pl.col(TICKER) == stocks[0])[DATE].to_list()[-years * SESSIONS_PER_YEAR :]
+    sessions = synthetic_sessions(years * SESSIONS_PER_YEAR)
     returns = {t: np.diff(np.log(sample.filter(pl.col(TICKER) == t)[ADJ_CLOSE].to_numpy())) for t in stocks}
     rng = np.random.default_rng(seed)
     n, blocks = len(sessions), -(-len(sessions) // BLOCK)

@@ -262,10 +262,13 @@ class EwmaVol(Forecaster):
     def fitted(self) -> bool:
         return hasattr(self, "z_")
 
-    def with_sigma(self, panel: pl.DataFrame) -> pl.DataFrame:
-        """The panel's keys, targets and `ret_1`, sorted by (ticker, date), with a `sigma` column
-        (NaN during warm-up)."""
-        panel = in_key_order(panel_columns(panel, self.task, RETURN_COLUMN))
+    def with_sigma(self, panel: pl.DataFrame, until: dt.date | None = None) -> pl.DataFrame:
+        """The keys, targets and `ret_1` of the panel's rows (dated <= `until`, all without it),
+        sorted by (ticker, date), with a `sigma` column (NaN during warm-up)."""
+        panel = panel_columns(panel, self.task, RETURN_COLUMN)
+        if until is not None:
+            panel = panel.filter(pl.col(DATE) <= until)
+        panel = in_key_order(panel)
         r = panel[RETURN_COLUMN].cast(pl.Float64).fill_null(np.nan).to_numpy()
         tickers = panel[TICKER].to_numpy()
         bounds = np.r_[np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1]]), len(r)]
@@ -276,7 +279,7 @@ class EwmaVol(Forecaster):
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> EwmaVol:
-        history = self.with_sigma(panel.filter(pl.col(DATE) <= train_end))
+        history = self.with_sigma(panel, until=train_end)
         train = training_rows(history, train_end, self.task)
         sigma = train["sigma"].to_numpy()
         train = train.filter(pl.Series(np.isfinite(sigma) & (sigma > 0)))
@@ -306,7 +309,7 @@ class EwmaVol(Forecaster):
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()
-        rows = rows_between(self.with_sigma(panel.filter(pl.col(DATE) <= end)), start, end)
+        rows = rows_between(self.with_sigma(panel, until=end), start, end)
         sigma = rows["sigma"].to_numpy()
         if not np.isfinite(sigma).all():
             bad = ~np.isfinite(sigma)

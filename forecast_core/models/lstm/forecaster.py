@@ -70,10 +70,10 @@ class LSTMForecaster(Forecaster):
     def windows(self, panel: pl.DataFrame) -> WindowData:
         """The arrays of `panel`'s rows (sorted by ticker, date) with the fitted prior and scaler."""
         self.require_fitted()
-        panel = sorted_panel(self._narrow(panel))
+        panel = sorted_panel(self.narrow(panel))
         return make_windows(panel, self.task, self.scalers, self.cfg.model.lookback, self.prior.scales(panel))
 
-    def _narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
+    def narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
         """The keys, targets and the columns the inputs read: what windows are built from."""
         return panel_columns(panel, self.task, *input_columns(panel))
 
@@ -83,7 +83,7 @@ class LSTMForecaster(Forecaster):
         if val is None:
             raise ValueError("the LSTM needs a validation slice for early stopping")
         lookback = self.cfg.model.lookback
-        panel = self._narrow(panel)
+        panel = self.narrow(panel)
         # The tickers with training rows, read from the key column alone (no copy of the rows).
         train = training_rows(panel.select(TICKER, DATE, *self.task.target_columns), train_end, self.task)
         tickers = train[TICKER].unique().to_list()
@@ -96,7 +96,7 @@ class LSTMForecaster(Forecaster):
         in_train = (visible[DATE] <= train_end).to_numpy()
         self.scalers = fit_scalers(tickers, names, raw[in_train])
         data = make_windows(visible, self.task, self.scalers, lookback, scales, raw)
-        del raw
+        del raw, scales, visible, in_train  # training needs only the arrays of `data`
         first = data.dates.min() if len(data.dates) else train_end
         train_rows = data.rows_where(first, train_end, need_target=True)
         val_rows = data.rows_where(val[0], val[1], need_target=True)
@@ -116,7 +116,7 @@ class LSTMForecaster(Forecaster):
         self.require_fitted()
         lookback = self.cfg.model.lookback
         # History before `start` feeds the first windows; nothing after `end` is read.
-        data = self.windows(panel.filter(pl.col(DATE) <= end))
+        data = self.windows(self.narrow(panel).filter(pl.col(DATE) <= end))
         in_range = (data.dates >= np.datetime64(start)) & (data.dates <= np.datetime64(end))
         short = in_range & ~data.window_ok
         if short.any():

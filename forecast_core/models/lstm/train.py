@@ -307,6 +307,7 @@ def fit(
     weight = data.target_scale / float(data.target_scale[train_rows].mean())
     xd, tid = jnp.asarray(data.x), jnp.asarray(data.ticker_id)
     yd, wd = jnp.asarray(np.nan_to_num(data.y)), jnp.asarray(weight.astype(np.float32))
+    del weight
     train_rows_d = jnp.asarray(train_rows)
     val_rows = early_stopping_rows(val_rows, t.max_val_windows, t.seed)
     val_scale = data.target_scale[val_rows].astype(np.float64)
