@@ -365,6 +365,7 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
                 f"{r['tickers']:,}",
                 _n(t["panel_rows"]),
                 _n(t["panel_mb"]),
+                _n(t["panel_peak_mb"]),
                 f"**{_n(t['retrain_s'], 1)}** ({_n(t['retrain_lstm_s'], 1)}, {t['retrain_epochs']} epochs)",
                 _n(t["peak_rss_mb"]),
                 f"**{_n(f['fold_s'], 1)}** ({_n(f['fold_model_s']['lstm'], 1)})",
@@ -390,13 +391,15 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
         "every baseline on validation, the gate: what `lstm_model` does), or `evaluate_fold` on "
         f"the last of the {last['n_folds']} folds (one of `fold_evaluation`'s steps, which run in "
         "parallel processes). Peak memory is the process's `ru_maxrss`, the panel and the "
-        "synthetic prices it was built from included.",
+        "synthetic prices it was built from included (the bench builds the panel from prices it "
+        "generates; the assets read it from the warehouse).",
         "",
         _table(
             [
                 "tickers (x 20 years)",
                 "panel rows",
                 "panel in memory, MB",
+                "peak RSS once the panel is built, MB",
                 "retrain month, s (the LSTM's, epochs)",
                 "retrain peak RSS, MB",
                 "one fold, s (the LSTM's)",

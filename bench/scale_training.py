@@ -95,6 +95,8 @@ def retrain(n_tickers: int, chunk: int) -> dict:
 
 def fold(n_tickers: int, chunk: int) -> dict:
     """`evaluate_fold` on the last walk-forward fold: every model fitted, predicted, scored."""
+    import polars as pl
+
     from forecast_core.columns import DATE
     from forecast_core.evaluation.folds import walk_forward_folds
     from forecast_core.evaluation.walk_forward import evaluate_fold
@@ -102,7 +104,9 @@ def fold(n_tickers: int, chunk: int) -> dict:
     from forecast_core.models.lstm.forecaster import LSTMForecaster
 
     cfg, panel, task, out = _panel(n_tickers, chunk)
-    sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
+    # Sessions with complete rows (as `walk_forward_folds` lays the folds out), read lazily so
+    # that only the date column is gathered.
+    sessions = panel.lazy().drop_nulls().select(pl.col(DATE).unique().sort()).collect()[DATE].to_list()
     last = walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)[-1]
     forecasters = [LSTMForecaster(task, cfg), *make_baselines(task, cfg)]
     t = time.perf_counter()
