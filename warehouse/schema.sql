@@ -191,6 +191,12 @@ CREATE TABLE IF NOT EXISTS forecast_scores (
 );
 COMMENT ON TABLE forecast_scores IS 'Forecasts whose target date has passed: error = pred_close - actual_close, covered_80 = actual inside [q10_close, q90_close], pinball = mean quantile loss in log-return space.';
 
+CREATE TABLE IF NOT EXISTS forecast_scores_state (
+    prices_vintage       BIGINT NOT NULL,
+    forecasts_created_at TIMESTAMPTZ
+);
+COMMENT ON TABLE forecast_scores_state IS 'What forecast_scores was last brought up to (one row): every forecast created up to forecasts_created_at scored against the prices of vintage prices_vintage. The next run rescores only what changed since (warehouse.scores); without a row it rebuilds in full.';
+
 CREATE TABLE IF NOT EXISTS backtest_returns (
     strategy     VARCHAR NOT NULL,
     ticker       VARCHAR NOT NULL,

@@ -20,7 +20,8 @@ from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.data import calendar
 from forecast_core.serving.forecasts import score_forecasts
-from warehouse import read_table, reads, transaction
+from warehouse import reads, transaction
+from warehouse import scores as scores_store
 
 
 def daily_forecasts_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -145,31 +146,38 @@ def forecast_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:
     """Every forecast whose target date has a realised price, scored: the realised close, the
-    error, whether it fell inside the 80% band, and the pinball loss. Rebuilt in full from
-    `forecasts` and `raw_prices` (so a price correction re-scores), in one transaction."""
+    error, whether it fell inside the 80% band, and the pinball loss. Incremental, in one
+    transaction (`warehouse.scores`): the forecasts written since the last run, those that have
+    no score yet and those of tickers whose history a price vintage since rewrote (a correction
+    re-scores) are (re)scored; every other score stays as it is, which is what a full rebuild would
+    write for it. Rebuilt in full where nothing says what was scored (a new or upgraded warehouse)."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
-    forecasts = read_table("forecasts", path=path)
-    scores = score_forecasts(forecasts, reads.prices(path), cfg.quantiles, dt.datetime.now(dt.UTC))
     with transaction(path) as w:
-        w.replace("forecast_scores", scores)
-    context.log.info(f"scored {scores.height:,} forecasts whose target date has a price")
-    by_horizon = (
-        scores.group_by("horizon")
-        .agg(
-            pl.len().alias("scored"),
-            pl.col("covered_80").cast(pl.Float64).mean().alias("coverage_80"),
-            pl.col("pinball").mean().alias("pinball"),
-        )
-        .sort("horizon")
+        plan = scores_store.plan(w)
+        forecasts, prices = scores_store.to_score(w, plan)
+        scored = score_forecasts(forecasts, prices, cfg.quantiles, dt.datetime.now(dt.UTC))
+        written = scores_store.write(w, plan, scored)
+        totals, by_horizon = scores_store.summary(w)
+    total = totals["scores"]
+    rewritten = (
+        f", {len(plan.rewritten)} ticker(s) re-scored after a history rewrite" if plan.rewritten else ""
+    )
+    context.log.info(
+        f"scores ({plan.mode}): {written:,} of {forecasts.height:,} forecasts looked at scored{rewritten}; "
+        f"{total:,} forecasts whose target date has a price"
     )
     return dg.MaterializeResult(
         metadata={
-            **row_count(scores.height),
+            **row_count(total),
             "by_horizon": frame_table(by_horizon),
-            "scored_rows": dg.MetadataValue.int(scores.height),
-            "pending_rows": dg.MetadataValue.int(forecasts.height - scores.height),
-            "coverage_80": float(scores["covered_80"].mean()) if scores.height else float("nan"),
-            "mean_pinball": float(scores["pinball"].mean()) if scores.height else float("nan"),
+            "scored_rows": dg.MetadataValue.int(total),
+            "pending_rows": dg.MetadataValue.int(totals["forecasts"] - total),
+            "mode": dg.MetadataValue.text(plan.mode),
+            "rows_written": dg.MetadataValue.int(written),
+            "forecasts_looked_at": dg.MetadataValue.int(forecasts.height),
+            "tickers_rewritten": dg.MetadataValue.int(len(plan.rewritten)),
+            "coverage_80": float(totals["coverage_80"]),
+            "mean_pinball": float(totals["pinball"]),
         }
     )
