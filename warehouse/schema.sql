@@ -144,6 +144,9 @@ COMMENT ON TABLE models IS 'Production models, one per retrain period, with line
 ALTER TABLE models ADD COLUMN IF NOT EXISTS prices_vintage BIGINT;
 COMMENT ON COLUMN models.prices_vintage IS 'The price vintage the model was trained on (price_vintages.vintage; 0: prices stored before vintages were recorded).';
 
+ALTER TABLE models ADD COLUMN IF NOT EXISTS baseline_state JSON;
+COMMENT ON COLUMN models.baseline_state IS 'The fitted state of the period''s best baseline ({"model": name, "state": ...}) where it has one (ewma_vol, gjr_garch, vol_blend) and may serve (the gate refused the LSTM, or a configured ticker has no LSTM embedding); daily_forecasts restores it instead of refitting while the configuration and the stored prices are those it was fitted on. Null: refitted when it serves.';
+
 CREATE TABLE IF NOT EXISTS model_artifacts (
     model_version VARCHAR PRIMARY KEY,
     artifact      BLOB NOT NULL

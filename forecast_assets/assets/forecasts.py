@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from forecast_assets.charts import fan_chart
+from forecast_assets.charts import fan_chart, fan_chart_tickers
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.metadata import (
     OWNERS,
@@ -54,7 +54,7 @@ def daily_forecasts(
     sessions = calendar.sessions(start, end, cfg.calendar)
     created = dt.datetime.now(dt.UTC)
     frames, served, stand_ins = [], {}, {}
-    for batch in batches_by_period(path, cfg, sessions):
+    for batch in batches_by_period(path, cfg, sessions, lean=True):
         row, period = batch.model_row, batch.period
         if row["serving_model"] != "lstm":
             context.log.warning(f"{period}: serving {row['serving_model']} ({row['decision']})")
@@ -78,7 +78,8 @@ def daily_forecasts(
     )
     _session_metadata(context, forecasts)
     fallback = forecasts.filter(pl.col("model") != "lstm").height
-    chart = fan_chart(reads.prices(path, until=end), forecasts)
+    # The chart draws a few tickers: only their prices are read.
+    chart = fan_chart(reads.prices(path, until=end, tickers=fan_chart_tickers(forecasts)), forecasts)
     # The range's summary and the fan chart are recorded once, on the range's last session.
     context.add_asset_metadata(
         {
