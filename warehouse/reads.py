@@ -23,9 +23,9 @@ Path = str | os.PathLike[str] | None
 
 def prices(path: Path, until: dt.date | None = None, tickers: list[str] | None = None) -> pl.DataFrame:
     """raw_prices rows dated <= until (of `tickers`; None: all), sorted by ticker and date."""
-    where, params = ("date <= ?", [until]) if until else ("TRUE", [])
-    if tickers is not None:
-        where, params = f"{where} AND {IN_TICKERS}", [*params, tickers]
+    dated = "date <= ?" if until else "TRUE"
+    where = f"{dated} AND {IN_TICKERS}" if tickers is not None else dated
+    params = [*([until] if until else []), *([tickers] if tickers is not None else [])]
     return read_table("raw_prices", where, params, path, order_by="ticker, date")
 
 
@@ -107,12 +107,10 @@ def serving_panel(
     if unknown:
         raise WarehouseError(f"the features table has no columns {unknown} (it has {list(names)})")
     picked = [c for c in names if c in columns]
-    complete = " AND ".join(f"{_quoted(c)} IS NOT NULL AND isfinite({_quoted(c)}::DOUBLE)" for c in names)
-    selected = "".join(f", f.{_quoted(c)}" for c in picked)
     panel = read_sql(
-        f"SELECT f.ticker, f.date{selected}, coalesce(p.adj_close, p.close) AS price "
+        f"SELECT f.ticker, f.date{_select_list(picked)}, coalesce(p.adj_close, p.close) AS price "
         f"FROM features f LEFT JOIN raw_prices p ON p.ticker = f.ticker AND p.date = f.date "
-        f"WHERE f.date <= ? AND {complete} ORDER BY f.ticker, f.date",
+        f"WHERE f.date <= ? AND {_all_finite(names)} ORDER BY f.ticker, f.date",
         [cutoff],
         path,
     )
@@ -126,6 +124,16 @@ def serving_panel(
     return panel.with_columns(targets).select(
         TICKER, DATE, *picked, *(target_column(h) for h in cfg.horizons), PRICE
     ), names
+
+
+def _select_list(columns: list[str]) -> str:
+    """`, f."a", f."b"` for feature columns of the features table (aliased f)."""
+    return "".join(f", f.{_quoted(c)}" for c in columns)
+
+
+def _all_finite(columns: tuple[str, ...]) -> str:
+    """The predicate `complete_rows` applies: every feature column present and finite."""
+    return " AND ".join(f"{_quoted(c)} IS NOT NULL AND isfinite({_quoted(c)}::DOUBLE)" for c in columns)
 
 
 def _quoted(column: str) -> str:
