@@ -106,7 +106,7 @@ def batches_by_period(
         batch = None
         if lean:
             columns = serving.serving_columns(reads.feature_table_columns(path))
-            panel, feature_cols = reads.serving_panel(path, cfg, days[-1], columns)
+            panel, feature_cols = reads.serving_panel(path, cfg, days[-1], columns, days[0])
             batch = PeriodBatch(period_start, days, row, lstm, panel, feature_cols, vintage, rewritten)
             task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
             if serving.needs_refit(row, lstm, task, cfg, batch.tickers(), rewritten):

@@ -93,25 +93,28 @@ def feature_table_columns(path: Path) -> tuple[str, ...]:
 
 
 def serving_panel(
-    path: Path, cfg: ForecastConfig, cutoff: dt.date, columns: tuple[str, ...]
+    path: Path, cfg: ForecastConfig, cutoff: dt.date, columns: tuple[str, ...], priced_from: dt.date
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The rows of `panel_known_at(path, cfg, cutoff)` with only the feature `columns` (in the
-    table's order) and `price`, the targets null, and every feature column's name.
+    table's order), `price` on the sessions from `priced_from` (null before), the targets null,
+    and every feature column's name.
 
-    For forecasting with fitted models that read no label and only these columns (the LSTM, a
-    volatility baseline): the same rows as `panel_known_at` (a row is kept when every feature is
-    present and finite, tested in the query), whose values are the same, without holding every
-    feature of the whole history or rebuilding the targets from every price."""
+    For forecasting the sessions priced_from..cutoff with fitted models that read no label, no
+    price and only these columns (the LSTM, a volatility baseline: `make_forecasts` reads the
+    price of the sessions it forecasts): the same rows as `panel_known_at` (a row is kept when
+    every feature is present and finite, tested in the query), whose values are the same, without
+    holding every feature of the whole history or rebuilding the targets from every price."""
     names = feature_table_columns(path)
     unknown = [c for c in columns if c not in names]
     if unknown:
         raise WarehouseError(f"the features table has no columns {unknown} (it has {list(names)})")
     picked = [c for c in names if c in columns]
     panel = read_sql(
-        f"SELECT f.ticker, f.date{_select_list(picked)}, coalesce(p.adj_close, p.close) AS price "
-        f"FROM features f LEFT JOIN raw_prices p ON p.ticker = f.ticker AND p.date = f.date "
-        f"WHERE f.date <= ? AND {_all_finite(names)} ORDER BY f.ticker, f.date",
-        [cutoff],
+        f"SELECT f.ticker, f.date{_select_list(picked)}, p.price FROM features f LEFT JOIN "
+        "(SELECT ticker, date, coalesce(adj_close, close) AS price FROM raw_prices WHERE date BETWEEN ? AND ?) p "
+        f"ON p.ticker = f.ticker AND p.date = f.date WHERE f.date <= ? AND {_all_finite(names)} "
+        "ORDER BY f.ticker, f.date",
+        [priced_from, cutoff, cutoff],
         path,
     )
     if cfg.universe.membership:

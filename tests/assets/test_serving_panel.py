@@ -37,9 +37,10 @@ def model(pipeline):
     return path, cfg, row, artifacts.from_bytes(row["artifact"])
 
 
-def lean_and_full(path, cfg, cutoff):
+def lean_and_full(path, cfg, cutoff, priced_from=DAYS[0]):
     columns = serving.serving_columns(reads.feature_table_columns(path))
-    return reads.serving_panel(path, cfg, cutoff, columns), reads.panel_known_at(path, cfg, cutoff)
+    lean = reads.serving_panel(path, cfg, cutoff, columns, priced_from)
+    return lean, reads.panel_known_at(path, cfg, cutoff)
 
 
 def forecasts(batch: PeriodBatch, cfg) -> pl.DataFrame:
@@ -67,15 +68,26 @@ def test_the_serving_panel_is_the_full_panel_with_fewer_columns(model, membershi
     if membership:
         universe = UniverseConfig(cfg.universe.tickers, cfg.universe.exogenous, membership)
         cfg = dataclasses.replace(cfg, universe=universe)
-    (lean, names), (full, full_names) = lean_and_full(path, cfg, LAST_SESSION)
+    priced_from = dt.date(2022, 10, 3)
+    (lean, names), (full, full_names) = lean_and_full(path, cfg, LAST_SESSION, priced_from)
     assert names == full_names and lean.height == full.height > 0
     assert lean[TICKER].n_unique() == len(cfg.universe.tickers)
-    shared = [c for c in lean.columns if not c.startswith("target_")]
+    shared = [c for c in lean.columns if not c.startswith("target_") and c != PRICE]
     assert_frame_equal(lean.select(shared), full.select(shared), check_exact=True)
     assert lean.select(pl.col("^target_.*$").is_null().all()).row(0) == (True, True)
+    # The price of the sessions from `priced_from` (those forecast), as in the full panel; none before.
+    priced = pl.col(DATE) >= priced_from
+    keyed = [TICKER, DATE, PRICE]
+    assert_frame_equal(lean.filter(priced).select(keyed), full.filter(priced).select(keyed), check_exact=True)
+    assert lean.filter(~priced)[PRICE].is_null().all()
     if membership:  # no price outside KO's membership, as in the full panel
         ko = lean.filter(pl.col(TICKER) == "KO", pl.col(DATE) > dt.date(2022, 10, 14))
         assert ko.height and ko[PRICE].is_null().all()
+        assert (
+            lean.filter(pl.col(TICKER) == "KO", priced, pl.col(DATE) <= dt.date(2022, 10, 14))[PRICE]
+            .is_not_null()
+            .all()
+        )
 
 
 def test_the_lstm_forecasts_bit_for_bit_from_the_serving_panel(model):
