@@ -19,7 +19,9 @@ every score rebuilt from all forecasts and prices.
 
 `build N DIR baseline` trains with `promotion_tolerance = 0`, so that the gate serves its best
 baseline unless the one-epoch LSTM beats it (at 500 tickers gjr_garch serves): the nights then
-forecast with the baseline restored from `models.baseline_state`.
+forecast with the baseline restored from `models.baseline_state`. `build N DIR features` stops
+after the features (no model: its nights store prices and run `features` only), what item 6
+(`bench.universe`) measures.
 """
 
 from __future__ import annotations
@@ -187,6 +189,16 @@ def build(n_tickers: int, folder: Path, serving: str | None = None) -> dict:
     t = time.perf_counter()
     meta = _run_features(folder, config)
     full_s = time.perf_counter() - t
+    out = {
+        "tickers": n_tickers,
+        "years": YEARS,
+        "store_prices_s": round(store_s, 2),
+        "full_s": round(full_s, 2),
+        "full_mode": meta["mode"],
+        "full_feature_rows": meta["dagster/row_count"],
+    }
+    if serving == "features":
+        return {**out, "warehouse_mb": round((folder / "w.duckdb").stat().st_size / 2**20, 1)}
     t = time.perf_counter()
     model = _run_model(folder, config, held[0].replace(day=1))
     model_s = time.perf_counter() - t
@@ -197,12 +209,7 @@ def build(n_tickers: int, folder: Path, serving: str | None = None) -> dict:
     t = time.perf_counter()
     scores = _run_scores(folder, config)
     return {
-        "tickers": n_tickers,
-        "years": YEARS,
-        "store_prices_s": round(store_s, 2),
-        "full_s": round(full_s, 2),
-        "full_mode": meta["mode"],
-        "full_feature_rows": meta["dagster/row_count"],
+        **out,
         "model_s": round(model_s, 2),
         "serving_model": model["serving_model"],
         "model_version": model["model_version"],
@@ -220,10 +227,12 @@ def night(n_tickers: int, folder: Path) -> dict:
     import polars as pl
 
     from bench._subprocess import peak_rss_mb
-    from warehouse import transaction
+    from warehouse import read_sql, transaction
 
     nights = pl.read_parquet(folder / "nights.parquet")
     config = str(folder / "config.toml")
+    # A `build ... features` warehouse has no model: its nights store prices and run `features` only.
+    forecast = bool(read_sql("SELECT count(*) AS n FROM models", [], folder / "w.duckdb")["n"][0])
     out: list[dict] = []
     for day in nights["date"].unique().sort().to_list():
         start = time.perf_counter()
@@ -235,10 +244,10 @@ def night(n_tickers: int, folder: Path) -> dict:
         meta = _run_features(folder, config)
         features_s, features_mb = time.perf_counter() - t, peak_rss_mb()
         t = time.perf_counter()
-        forecast_rows, failed = _run_forecasts(folder, config, day, day)
+        forecast_rows, failed = _run_forecasts(folder, config, day, day) if forecast else (0, [])
         forecasts_s, forecasts_mb = time.perf_counter() - t, peak_rss_mb()
         t = time.perf_counter()
-        scores = _run_scores(folder, config)
+        scores = _run_scores(folder, config) if forecast else {"scored_rows": 0}
         scores_s = time.perf_counter() - t
         out.append(
             {
