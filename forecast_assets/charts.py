@@ -36,13 +36,20 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def fan_chart_tickers(forecasts: pl.DataFrame, max_tickers: int = 12) -> list[str]:
+    """The tickers `fan_chart` draws: the first `max_tickers` by name of the latest as-of date's
+    (so a caller can read only their prices)."""
+    latest = forecasts.filter(pl.col("as_of_date") == pl.col("as_of_date").max())
+    return sorted(latest[TICKER].unique().to_list())[:max_tickers]
+
+
 def fan_chart(
     prices: pl.DataFrame, forecasts: pl.DataFrame, history: int = 40, max_tickers: int = 12
 ) -> bytes:
     """One panel per ticker (at most `max_tickers`): the last `history` closes and, at each
     horizon's target date, the median forecast and its 80% band from the latest as-of date."""
     latest = forecasts.filter(pl.col("as_of_date") == pl.col("as_of_date").max())
-    tickers = sorted(latest[TICKER].unique().to_list())[:max_tickers]
+    tickers = fan_chart_tickers(forecasts, max_tickers)
     as_of = latest["as_of_date"].max()
     closes = with_price(prices).filter(pl.col(DATE) <= as_of).collect()
     with plt.rc_context(STYLE):

@@ -44,6 +44,7 @@ WRITABLE_TABLES = frozenset(
         "model_artifacts",
         "forecasts",
         "forecast_scores",
+        "forecast_scores_state",
         "backtest_returns",
         "backtest_metrics",
         "forecast_explanations",

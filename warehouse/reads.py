@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+import numpy as np
 import polars as pl
 
-from forecast_core.columns import TICKER
+from forecast_core.columns import DATE, PRICE, TICKER, target_column
 from forecast_core.config import ForecastConfig
 from forecast_core.data.features import Inputs, build_features, build_targets, feature_columns
 from forecast_core.data.panel import assemble_panel, targets_wide
@@ -20,9 +21,11 @@ from warehouse.io import Writer, read_sql, read_table, table_exists
 Path = str | os.PathLike[str] | None
 
 
-def prices(path: Path, until: dt.date | None = None) -> pl.DataFrame:
-    """raw_prices rows (all tickers) dated <= until, sorted by ticker and date."""
-    where, params = ("date <= ?", [until]) if until else ("TRUE", [])
+def prices(path: Path, until: dt.date | None = None, tickers: list[str] | None = None) -> pl.DataFrame:
+    """raw_prices rows dated <= until (of `tickers`; None: all), sorted by ticker and date."""
+    dated = "date <= ?" if until else "TRUE"
+    where = f"{dated} AND {IN_TICKERS}" if tickers is not None else dated
+    params = [*([until] if until else []), *([tickers] if tickers is not None else [])]
     return read_table("raw_prices", where, params, path, order_by="ticker, date")
 
 
@@ -32,6 +35,19 @@ def prices_vintage(path: Path) -> int:
         return 0
     with connect(path, read_only=True) as con:
         return vintages.current_vintage(con)
+
+
+def history_rewritten_since(path: Path, vintage: int | None) -> bool:
+    """Whether a price vintage newer than `vintage` rewrote or removed stored prices (None: not
+    known, so it may have)."""
+    if vintage is None:
+        return True
+    rows = read_sql(
+        "SELECT count(*) AS n FROM price_vintages WHERE vintage > ? AND len(tickers_changed) > 0",
+        [vintage],
+        path,
+    )
+    return bool(rows["n"][0])
 
 
 def prices_as_of(path: Path, vintage: int, until: dt.date | None = None) -> pl.DataFrame:
@@ -67,6 +83,67 @@ def panel_known_at(path: Path, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl
     universe = stored.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
     panel = assemble_panel(feats, build_targets(universe, cfg.horizons), stored)
     return panel, feature_columns(feats)
+
+
+def feature_table_columns(path: Path) -> tuple[str, ...]:
+    """The feature columns of the stored `features` table, in its order (no row is read)."""
+    if not table_exists("features", path):
+        raise WarehouseError("the features table does not exist yet: materialize `features` first")
+    return feature_columns(read_sql("SELECT * FROM features LIMIT 0", [], path))
+
+
+def serving_panel(
+    path: Path, cfg: ForecastConfig, cutoff: dt.date, columns: tuple[str, ...], priced_from: dt.date
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """The rows of `panel_known_at(path, cfg, cutoff)` with only the feature `columns` (in the
+    table's order), `price` on the sessions from `priced_from` (null before), the targets null,
+    and every feature column's name.
+
+    For forecasting the sessions priced_from..cutoff with fitted models that read no label, no
+    price and only these columns (the LSTM, a volatility baseline: `make_forecasts` reads the
+    price of the sessions it forecasts): the same rows as `panel_known_at` (a row is kept when
+    every feature is present and finite, tested in the query), whose values are the same, without
+    holding every feature of the whole history or rebuilding the targets from every price."""
+    names = feature_table_columns(path)
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise WarehouseError(f"the features table has no columns {unknown} (it has {list(names)})")
+    picked = [c for c in names if c in columns]
+    panel = read_sql(
+        f"SELECT f.ticker, f.date{_select_list(picked)}, p.price FROM features f LEFT JOIN "
+        "(SELECT ticker, date, coalesce(adj_close, close) AS price FROM raw_prices WHERE date BETWEEN ? AND ?) p "
+        f"ON p.ticker = f.ticker AND p.date = f.date WHERE f.date <= ? AND {_all_finite(names)} "
+        "ORDER BY f.ticker, f.date",
+        [priced_from, cutoff, cutoff],
+        path,
+    )
+    if cfg.universe.membership:
+        # `panel_known_at` takes each row's price from the prices inside the ticker's membership.
+        inside = within_membership(panel.select(TICKER, DATE).with_row_index("_row"), cfg.universe)["_row"]
+        member = pl.Series(np.zeros(panel.height, dtype=bool))
+        member[inside.to_numpy()] = True
+        panel = panel.with_columns(pl.when(member).then(pl.col(PRICE)).alias(PRICE))
+    targets = [pl.lit(None, pl.Float64).alias(target_column(h)) for h in cfg.horizons]
+    return panel.with_columns(targets).select(
+        TICKER, DATE, *picked, *(target_column(h) for h in cfg.horizons), PRICE
+    ), names
+
+
+def _select_list(columns: list[str]) -> str:
+    """`, f."a", f."b"` for feature columns of the features table (aliased f)."""
+    return "".join(f", f.{_quoted(c)}" for c in columns)
+
+
+def _all_finite(columns: tuple[str, ...]) -> str:
+    """The predicate `complete_rows` applies: every feature column present and finite."""
+    return " AND ".join(f"{_quoted(c)} IS NOT NULL AND isfinite({_quoted(c)}::DOUBLE)" for c in columns)
+
+
+def _quoted(column: str) -> str:
+    """A feature column's name as a SQL identifier (the names come from the table's own schema)."""
+    if '"' in column:
+        raise WarehouseError(f"feature column {column!r} cannot be quoted as an identifier")
+    return f'"{column}"'
 
 
 def panel_from_vintage(

@@ -144,6 +144,9 @@ COMMENT ON TABLE models IS 'Production models, one per retrain period, with line
 ALTER TABLE models ADD COLUMN IF NOT EXISTS prices_vintage BIGINT;
 COMMENT ON COLUMN models.prices_vintage IS 'The price vintage the model was trained on (price_vintages.vintage; 0: prices stored before vintages were recorded).';
 
+ALTER TABLE models ADD COLUMN IF NOT EXISTS baseline_state JSON;
+COMMENT ON COLUMN models.baseline_state IS 'The fitted state of the period''s best baseline ({"model": name, "state": ...}) where it has one (ewma_vol, gjr_garch, vol_blend) and may serve (the gate refused the LSTM, or a configured ticker has no LSTM embedding); daily_forecasts restores it instead of refitting while the configuration and the stored prices are those it was fitted on. Null: refitted when it serves.';
+
 CREATE TABLE IF NOT EXISTS model_artifacts (
     model_version VARCHAR PRIMARY KEY,
     artifact      BLOB NOT NULL
@@ -190,6 +193,12 @@ CREATE TABLE IF NOT EXISTS forecast_scores (
     PRIMARY KEY (as_of_date, ticker, horizon, model_version)
 );
 COMMENT ON TABLE forecast_scores IS 'Forecasts whose target date has passed: error = pred_close - actual_close, covered_80 = actual inside [q10_close, q90_close], pinball = mean quantile loss in log-return space.';
+
+CREATE TABLE IF NOT EXISTS forecast_scores_state (
+    prices_vintage       BIGINT NOT NULL,
+    forecasts_created_at TIMESTAMPTZ
+);
+COMMENT ON TABLE forecast_scores_state IS 'What forecast_scores was last brought up to (one row): every forecast created up to forecasts_created_at scored against the prices of vintage prices_vintage. The next run rescores only what changed since (warehouse.scores); without a row it rebuilds in full.';
 
 CREATE TABLE IF NOT EXISTS backtest_returns (
     strategy     VARCHAR NOT NULL,

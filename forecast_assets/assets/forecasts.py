@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from forecast_assets.charts import fan_chart
+from forecast_assets.charts import fan_chart, fan_chart_tickers
 from forecast_assets.checks import FORECAST_CHECKS, forecast_check_results
 from forecast_assets.metadata import (
     OWNERS,
@@ -20,7 +20,8 @@ from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.data import calendar
 from forecast_core.serving.forecasts import score_forecasts
-from warehouse import read_table, reads, transaction
+from warehouse import reads, transaction
+from warehouse import scores as scores_store
 
 
 def daily_forecasts_asset(trading_days: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -53,7 +54,7 @@ def daily_forecasts(
     sessions = calendar.sessions(start, end, cfg.calendar)
     created = dt.datetime.now(dt.UTC)
     frames, served, stand_ins = [], {}, {}
-    for batch in batches_by_period(path, cfg, sessions):
+    for batch in batches_by_period(path, cfg, sessions, lean=True):
         row, period = batch.model_row, batch.period
         if row["serving_model"] != "lstm":
             context.log.warning(f"{period}: serving {row['serving_model']} ({row['decision']})")
@@ -77,7 +78,8 @@ def daily_forecasts(
     )
     _session_metadata(context, forecasts)
     fallback = forecasts.filter(pl.col("model") != "lstm").height
-    chart = fan_chart(reads.prices(path, until=end), forecasts)
+    # The chart draws a few tickers: only their prices are read.
+    chart = fan_chart(reads.prices(path, until=end, tickers=fan_chart_tickers(forecasts)), forecasts)
     # The range's summary and the fan chart are recorded once, on the range's last session.
     context.add_asset_metadata(
         {
@@ -145,31 +147,38 @@ def forecast_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, pipeline: PipelineConfig
 ) -> dg.MaterializeResult:
     """Every forecast whose target date has a realised price, scored: the realised close, the
-    error, whether it fell inside the 80% band, and the pinball loss. Rebuilt in full from
-    `forecasts` and `raw_prices` (so a price correction re-scores), in one transaction."""
+    error, whether it fell inside the 80% band, and the pinball loss. Incremental, in one
+    transaction (`warehouse.scores`): the forecasts written since the last run, those that have
+    no score yet and those of tickers whose history a price vintage since rewrote (a correction
+    re-scores) are (re)scored; every other score stays as it is, which is what a full rebuild would
+    write for it. Rebuilt in full where nothing says what was scored (a new or upgraded warehouse)."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
-    forecasts = read_table("forecasts", path=path)
-    scores = score_forecasts(forecasts, reads.prices(path), cfg.quantiles, dt.datetime.now(dt.UTC))
     with transaction(path) as w:
-        w.replace("forecast_scores", scores)
-    context.log.info(f"scored {scores.height:,} forecasts whose target date has a price")
-    by_horizon = (
-        scores.group_by("horizon")
-        .agg(
-            pl.len().alias("scored"),
-            pl.col("covered_80").cast(pl.Float64).mean().alias("coverage_80"),
-            pl.col("pinball").mean().alias("pinball"),
-        )
-        .sort("horizon")
+        plan = scores_store.plan(w)
+        forecasts, prices = scores_store.to_score(w, plan)
+        scored = score_forecasts(forecasts, prices, cfg.quantiles, dt.datetime.now(dt.UTC))
+        written = scores_store.write(w, plan, scored)
+        totals, by_horizon = scores_store.summary(w)
+    total = totals["scores"]
+    rewritten = (
+        f", {len(plan.rewritten)} ticker(s) re-scored after a history rewrite" if plan.rewritten else ""
+    )
+    context.log.info(
+        f"scores ({plan.mode}): {written:,} of {forecasts.height:,} forecasts looked at scored{rewritten}; "
+        f"{total:,} forecasts whose target date has a price"
     )
     return dg.MaterializeResult(
         metadata={
-            **row_count(scores.height),
+            **row_count(total),
             "by_horizon": frame_table(by_horizon),
-            "scored_rows": dg.MetadataValue.int(scores.height),
-            "pending_rows": dg.MetadataValue.int(forecasts.height - scores.height),
-            "coverage_80": float(scores["covered_80"].mean()) if scores.height else float("nan"),
-            "mean_pinball": float(scores["pinball"].mean()) if scores.height else float("nan"),
+            "scored_rows": dg.MetadataValue.int(total),
+            "pending_rows": dg.MetadataValue.int(totals["forecasts"] - total),
+            "mode": dg.MetadataValue.text(plan.mode),
+            "rows_written": dg.MetadataValue.int(written),
+            "forecasts_looked_at": dg.MetadataValue.int(forecasts.height),
+            "tickers_rewritten": dg.MetadataValue.int(len(plan.rewritten)),
+            "coverage_80": float(totals["coverage_80"]),
+            "mean_pinball": float(totals["pinball"]),
         }
     )

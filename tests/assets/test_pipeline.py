@@ -27,6 +27,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from forecast_assets.checks import PRICE_CHECKS, forecasts_reproducible
+from forecast_assets.serving import STATEFUL
 from forecast_core.columns import DATE
 from forecast_core.data import calendar
 from forecast_core.models.baselines import BASELINES
@@ -401,6 +402,10 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
     assert not model["promoted"] and model["serving_model"] in BASELINES
     assert model["decision"].startswith(f"serving {model['serving_model']}: ")
     assert "zero_return" in model["decision"] and "(1 + 0)" in model["decision"]
+    # The serving baseline's fitted state is stored with the model where it has one.
+    stored = json.loads(model["baseline_state"]) if model["baseline_state"] else None
+    assert (stored is not None) == (model["serving_model"] in STATEFUL)
+    assert stored is None or stored["model"] == model["serving_model"]
 
     forecasted = materialize(["daily_forecasts"], defs, start=BACKFILL[0], end=BACKFILL[-1])
     assert all(e.passed for e in forecasted.get_asset_check_evaluations())
@@ -411,6 +416,11 @@ def test_a_refused_model_falls_back_to_a_baseline(pipeline, tmp_path):
     assert set(served["model"]) == {model["serving_model"]}
     assert set(served["model_version"]) == {model["model_version"]}
     assert ((served["q10"] <= served["q50"]) & (served["q50"] <= served["q90"])).all()
+    # Refitted from the full panel of the forecasts' vintage, the baseline forecasts the same bits.
+    reproduced = materialize(
+        dg.AssetSelection.checks(forecasts_reproducible), defs, checks=(forecasts_reproducible,)
+    )
+    assert reproduced.get_asset_check_evaluations()[0].passed
 
 
 # --- the documented SQL -------------------------------------------------------------------------

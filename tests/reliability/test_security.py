@@ -87,6 +87,14 @@ TRUSTED = {
     ): "the logged predicates of replace calls, which are checked here; the log is the warehouse's own table",
     ("_attach", "slot"): "a slot path beside the warehouse, validated by warehouse_path (no quotes)",
     ("_call", "sql"): "the SQL argument; its callers are checked here",
+    (
+        "serving_panel",
+        "_select_list(picked)",
+    ): "names of the features table's own columns (its schema), double-quoted by _quoted, which refuses a quote",
+    (
+        "serving_panel",
+        "_all_finite(names)",
+    ): "names of the features table's own columns (its schema), double-quoted by _quoted, which refuses a quote",
 }
 
 
