@@ -21,11 +21,23 @@ from warehouse.io import Writer, read_sql, read_table, table_exists
 Path = str | os.PathLike[str] | None
 
 
-def prices(path: Path, until: dt.date | None = None, tickers: list[str] | None = None) -> pl.DataFrame:
-    """raw_prices rows dated <= until (of `tickers`; None: all), sorted by ticker and date."""
+#: Tickers each panel read assembles at a time (`panel_known_at`, `labelled_panel`,
+#: `panel_from_vintage`): beside the panel itself, only one chunk's prices, features and targets
+#: are held (about 1.5 GB at 500 tickers x 20 years), whatever the universe.
+PANEL_CHUNK_TICKERS = 500
+
+
+def _dated(until: dt.date | None, tickers: list[str] | None) -> tuple[str, list]:
+    """The predicate and parameters of rows dated <= until (any date without it) of `tickers`
+    (every ticker without them)."""
     dated = "date <= ?" if until else "TRUE"
     where = f"{dated} AND {IN_TICKERS}" if tickers is not None else dated
-    params = [*([until] if until else []), *([tickers] if tickers is not None else [])]
+    return where, [*([until] if until else []), *([tickers] if tickers is not None else [])]
+
+
+def prices(path: Path, until: dt.date | None = None, tickers: list[str] | None = None) -> pl.DataFrame:
+    """raw_prices rows dated <= until (of `tickers`; None: all), sorted by ticker and date."""
+    where, params = _dated(until, tickers)
     return read_table("raw_prices", where, params, path, order_by="ticker, date")
 
 
@@ -50,10 +62,12 @@ def history_rewritten_since(path: Path, vintage: int | None) -> bool:
     return bool(rows["n"][0])
 
 
-def prices_as_of(path: Path, vintage: int, until: dt.date | None = None) -> pl.DataFrame:
+def prices_as_of(
+    path: Path, vintage: int, until: dt.date | None = None, tickers: list[str] | None = None
+) -> pl.DataFrame:
     """The prices exactly as price vintage `vintage` stored them (the `prices_as_of` macro), dated
-    <= until, sorted by ticker and date."""
-    where, params = ("date <= ?", [until]) if until else ("TRUE", [])
+    <= until (of `tickers`; None: all), sorted by ticker and date."""
+    where, params = _dated(until, tickers)
     return read_sql(
         f"SELECT * EXCLUDE (vintage) FROM prices_as_of(?) WHERE {where} ORDER BY ticker, date",
         [vintage, *params],
@@ -61,28 +75,56 @@ def prices_as_of(path: Path, vintage: int, until: dt.date | None = None) -> pl.D
     )
 
 
-def features(path: Path, until: dt.date | None = None) -> pl.DataFrame:
+def features(path: Path, until: dt.date | None = None, tickers: list[str] | None = None) -> pl.DataFrame:
     if not table_exists("features", path):
         raise WarehouseError("the features table does not exist yet: materialize `features` first")
-    where, params = ("date <= ?", [until]) if until else ("TRUE", [])
+    where, params = _dated(until, tickers)
     return read_table("features", where, params, path, order_by="ticker, date")
 
 
-def targets(path: Path, horizons: tuple[int, ...], until: dt.date | None = None) -> pl.DataFrame:
+def targets(
+    path: Path, horizons: tuple[int, ...], until: dt.date | None = None, tickers: list[str] | None = None
+) -> pl.DataFrame:
     """Wide targets (`target_h{h}`) for the configured horizons."""
-    where, params = ("date <= ?", [until]) if until else ("TRUE", [])
+    where, params = _dated(until, tickers)
     return targets_wide(read_table("targets", where, params, path), horizons)
+
+
+def _ticker_chunks(tickers) -> list[list[str] | None]:
+    """`tickers` sorted, `PANEL_CHUNK_TICKERS` at a time; [None] (every ticker, one read) when
+    there are none, so that an empty table still gives its frame's columns."""
+    names = sorted(tickers)
+    if not names:
+        return [None]
+    return [names[i : i + PANEL_CHUNK_TICKERS] for i in range(0, len(names), PANEL_CHUNK_TICKERS)]
+
+
+def _feature_tickers(path: Path, until: dt.date | None) -> list[str]:
+    if not table_exists("features", path):
+        raise WarehouseError("the features table does not exist yet: materialize `features` first")
+    where, params = _dated(until, None)
+    return read_sql(f"SELECT DISTINCT ticker FROM features WHERE {where}", params, path)[TICKER].to_list()
+
+
+def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The chunks' panels, in ticker order (each chunk's tickers sort after the previous')."""
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
 
 
 def panel_known_at(path: Path, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The modelling panel as it was known after the close of `cutoff`, and its feature columns:
     features up to it, and targets recomputed from prices up to it (a label whose horizon ends
-    later is null, not peeked at). What training and forecasting read."""
-    stored = within_membership(prices(path, until=cutoff), cfg.universe)
-    feats = features(path, until=cutoff)
-    universe = stored.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
-    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), stored)
-    return panel, feature_columns(feats)
+    later is null, not peeked at). What training and forecasting read. Assembled
+    `PANEL_CHUNK_TICKERS` tickers at a time (a ticker's rows depend on its own prices only)."""
+    universe = list(cfg.universe.tickers)
+    parts, columns = [], ()
+    for names in _ticker_chunks(_feature_tickers(path, cutoff)):
+        stored = within_membership(prices(path, until=cutoff, tickers=names), cfg.universe)
+        feats = features(path, until=cutoff, tickers=names)
+        targets_of = build_targets(stored.filter(pl.col(TICKER).is_in(universe)), cfg.horizons)
+        parts.append(assemble_panel(feats, targets_of, stored))
+        columns = feature_columns(feats)
+    return _concat(parts), columns
 
 
 def feature_table_columns(path: Path) -> tuple[str, ...]:
@@ -152,11 +194,16 @@ def panel_from_vintage(
     """`panel_known_at` rebuilt from the prices of price vintage `vintage` (features recomputed
     from them; a feature at t uses prices up to t only, so this is what the features asset
     stored from that vintage). For reproducing a forecast after history was rewritten."""
-    stored = within_membership(prices_as_of(path, vintage, until=cutoff), cfg.universe)
-    feats = build_features(stored, cfg)
-    universe = stored.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
-    panel = assemble_panel(feats, build_targets(universe, cfg.horizons), stored)
-    return panel, feature_columns(feats)
+    parts, columns = [], ()
+    for names in _ticker_chunks(cfg.universe.tickers):
+        # Each chunk with the exogenous tickers, whose features every ticker's rows join by date.
+        read = None if names is None else [*names, *cfg.universe.exogenous]
+        stored = within_membership(prices_as_of(path, vintage, until=cutoff, tickers=read), cfg.universe)
+        feats = build_features(stored, cfg)
+        chunk = stored.filter(pl.col(TICKER).is_in(names or list(cfg.universe.tickers)))
+        parts.append(assemble_panel(feats, build_targets(chunk, cfg.horizons), stored))
+        columns = feature_columns(feats)
+    return _concat(parts), columns
 
 
 def labelled_panel(
@@ -166,10 +213,15 @@ def labelled_panel(
 
     Not point in time: a row's label may be realised after `until` (up to the longest horizon
     later). For scoring test slices whose outcomes are known (walk-forward evaluation) and for
-    laying out folds; training and forecasting read `panel_known_at`.
+    laying out folds; training and forecasting read `panel_known_at`. Assembled
+    `PANEL_CHUNK_TICKERS` tickers at a time.
     """
-    f = features(path, until)
-    return assemble_panel(f, targets(path, horizons, until), prices(path, until)), feature_columns(f)
+    parts, columns = [], ()
+    for names in _ticker_chunks(_feature_tickers(path, until)):
+        f = features(path, until, names)
+        parts.append(assemble_panel(f, targets(path, horizons, until, names), prices(path, until, names)))
+        columns = feature_columns(f)
+    return _concat(parts), columns
 
 
 def folds(path: Path) -> list[Fold]:

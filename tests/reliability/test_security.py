@@ -65,6 +65,17 @@ TRUSTED = {
     ("_replace", "table"): "checked against WRITABLE_TABLES by replace's _check_table first",
     ("_replace", "where"): "a SQL fragment; replace's callers are checked here like any SQL argument",
     ("features", "reads.IN_TICKERS"): "the constant predicate warehouse.reads.IN_TICKERS (tickers bound)",
+    ("prices", "where"): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
+    (
+        "prices_as_of",
+        "where",
+    ): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
+    ("features", "where"): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
+    ("targets", "where"): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
+    (
+        "_feature_tickers",
+        "where",
+    ): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
     ("_store", "where"): "store_prices' where; its callers are checked here like any SQL argument",
     ("_replace_table", "table"): "checked against WRITABLE_TABLES by replace_table first",
     ("load_extensions", "_extension(package, name)"): "an extension file found by importlib in site-packages",
