@@ -28,6 +28,7 @@ from forecast_core.models.baselines import BASELINES
 from forecast_core.models.forecaster import Forecaster, ForecastTask
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.models.lstm.inputs import RANGE_COLUMNS
+from forecast_core.serving import periods
 from forecast_core.serving.periods import best_baseline, serving_forecaster
 
 #: Baselines whose fitted state is stored with the period's model (the rest are refitted).
@@ -95,17 +96,12 @@ def serving_plan(
 ) -> list[tuple[Forecaster, list[str]]]:
     """`forecast_core.serving.periods.serving_plan` with the stored baseline restored where it can
     be (`restored`) and refitted on `panel` (the full panel) otherwise."""
-    stand_in = best_baseline(json.loads(model_row["metrics"])["val_pinball"])
 
     def baseline(name: str) -> Forecaster:
         found = restored(model_row, name, task, cfg, rewritten_since)
         return found or serving_forecaster(name, lstm, panel, task, cfg, period_start)
 
-    if model_row["serving_model"] != "lstm":
-        return [(baseline(model_row["serving_model"]), tickers)]
-    seen = set(lstm.tickers)
-    plan: list[tuple[Forecaster, list[str]]] = [(lstm, [t for t in tickers if t in seen])]
-    unseen = [t for t in tickers if t not in seen]
-    if unseen:
-        plan.append((baseline(stand_in), unseen))
-    return [(forecaster, served) for forecaster, served in plan if served]
+    stand_in = best_baseline(json.loads(model_row["metrics"])["val_pinball"])
+    return periods.serving_plan(
+        model_row["serving_model"], stand_in, lstm, panel, task, cfg, period_start, tickers, baseline
+    )

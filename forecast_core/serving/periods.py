@@ -19,7 +19,7 @@ served by the best baseline until the next retrain (`serving_plan`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,6 +230,7 @@ def serving_plan(
     cfg: ForecastConfig,
     period_start: dt.date,
     tickers: list[str],
+    baseline: Callable[[str], Forecaster] | None = None,
 ) -> list[tuple[Forecaster, list[str]]]:
     """Which forecaster serves which of `tickers` in the period starting `period_start`.
 
@@ -237,14 +238,21 @@ def serving_plan(
     not trained on (added to the universe after the period's model was trained: it has no
     embedding and no scalers for it) is served by the `stand_in` baseline (the period's best on
     validation) until the next retrain, instead of leaving the whole universe without forecasts.
+    `baseline(name)` gives a fitted baseline (default: `serving_forecaster`, refitted on `panel`;
+    the job restores a stored one where it can, `forecast_assets.serving`).
     """
+    if baseline is None:
+
+        def baseline(name: str) -> Forecaster:
+            return serving_forecaster(name, lstm, panel, task, cfg, period_start)
+
     if serving_model != "lstm":
-        return [(serving_forecaster(serving_model, lstm, panel, task, cfg, period_start), tickers)]
+        return [(baseline(serving_model), tickers)]
     seen = set(lstm.tickers)
     unseen = [t for t in tickers if t not in seen]
     plan: list[tuple[Forecaster, list[str]]] = [(lstm, [t for t in tickers if t in seen])]
     if unseen:
-        plan.append((serving_forecaster(stand_in, lstm, panel, task, cfg, period_start), unseen))
+        plan.append((baseline(stand_in), unseen))
     return [(forecaster, served) for forecaster, served in plan if served]
 
 
