@@ -24,7 +24,7 @@ from forecast_core.config import load_config
 from forecast_core.data.features import build_features
 from forecast_core.data.universe import within_membership
 from tests.support.config import TINY_CONFIG, with_overrides, write_config
-from tests.support.pipeline import checks_passed, defs_on, materialize, table
+from tests.support.pipeline import checks_passed, defs_on, file_source_job, materialize, table
 from tests.support.synthetic import synthetic_prices
 from warehouse import reads
 
@@ -54,17 +54,7 @@ def source_file(path: Path, restated: bool) -> Path:
 def split(tmp_path_factory: pytest.TempPathFactory):
     """The warehouse before and after the restatement (and what each step returned)."""
     directory = tmp_path_factory.mktemp("vintages")
-    csv = directory / "prices.csv"
-    config = with_overrides(
-        TINY_CONFIG,
-        {
-            "source": {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()},
-            "promotion_tolerance": 10.0,
-        },
-    )
-    config_file = write_config(directory / "file.toml", config)
-    warehouse = directory / "w.duckdb"
-    defs = defs_on(warehouse, config_file)
+    csv, config_file, warehouse, defs = file_source_job(directory, HISTORY_START)
     source_file(csv, restated=False)
     first = dt.date(2022, 12, 1)
     materialize(["raw_prices"], defs, start=dt.date(2022, 11, 1), end=BEFORE_SPLIT)

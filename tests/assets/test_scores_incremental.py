@@ -21,8 +21,7 @@ from polars.testing import assert_frame_equal
 from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
 from forecast_core.config import load_config
 from forecast_core.serving.forecasts import score_forecasts
-from tests.support.config import TINY_CONFIG, with_overrides, write_config
-from tests.support.pipeline import defs_on, materialize, table
+from tests.support.pipeline import file_source_job, materialize, table
 from tests.support.synthetic import synthetic_prices
 from warehouse import read_table, reads, transaction
 
@@ -74,17 +73,7 @@ def scored(result) -> dict:
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("scores")
-    csv = directory / "prices.csv"
-    config = with_overrides(
-        TINY_CONFIG,
-        {
-            "source": {"kind": "file", "path": str(csv), "start_date": HISTORY_START.isoformat()},
-            "promotion_tolerance": 10.0,
-        },
-    )
-    config_file = write_config(directory / "file.toml", config)
-    warehouse = directory / "w.duckdb"
-    defs = defs_on(warehouse, config_file)
+    csv, config_file, warehouse, defs = file_source_job(directory, HISTORY_START)
     source_file(csv, SECOND)
     materialize(["raw_prices"], defs, start=dt.date(2022, 11, 1), end=SECOND)
     materialize(["features"], defs)

@@ -40,6 +40,22 @@ def defs_on(warehouse: Path, config_file: Path) -> dg.Definitions:
     return build_defs(str(config_file), str(warehouse))
 
 
+def file_source_job(directory: Path, history_start: dt.date) -> tuple[Path, Path, Path, dg.Definitions]:
+    """`TINY_CONFIG` reading `directory/prices.csv` (the file source, from `history_start`) with
+    the LSTM always served (`promotion_tolerance = 10`): (csv, config file, warehouse, defs)."""
+    csv = directory / "prices.csv"
+    config = with_overrides(
+        TINY_CONFIG,
+        {
+            "source": {"kind": "file", "path": str(csv), "start_date": history_start.isoformat()},
+            "promotion_tolerance": 10.0,
+        },
+    )
+    config_file = write_config(directory / "file.toml", config)
+    warehouse = directory / "w.duckdb"
+    return csv, config_file, warehouse, defs_on(warehouse, config_file)
+
+
 def materialize(
     selection: list[str] | dg.AssetSelection,
     defs: dg.Definitions,
