@@ -84,7 +84,7 @@ class LSTMForecaster(Forecaster):
             raise ValueError("the LSTM needs a validation slice for early stopping")
         lookback = self.cfg.model.lookback
         panel = self.narrow(panel)
-        # The tickers with training rows, read from the key column alone (no copy of the rows).
+        # The tickers with training rows, from the keys and targets alone (not every column).
         train = training_rows(panel.select(TICKER, DATE, *self.task.target_columns), train_end, self.task)
         tickers = train[TICKER].unique().to_list()
         del train
