@@ -256,8 +256,8 @@ def _universe(rows: list[dict], seconds: float | None = None) -> list[str]:
         "--docs docs/ --sections universe` renders this section from `bench/results/bench.json`. "
         "Peak memory is each process's `ru_maxrss` (the synthetic prices included): the "
         "features process peaks with the whole universe's prices held, whatever the chunk. "
-        "The nightly run end to end, a retrain month and the fold evaluation at these sizes are "
-        "not in this item yet.",
+        "A retrain month and one fold at these sizes are item 7 (below); the nightly run end "
+        "to end is `bench.universe_nightly` (its section below).",
         "",
         _table(
             [
