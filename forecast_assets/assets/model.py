@@ -20,13 +20,7 @@ from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig
 from forecast_core.models.forecaster import ForecastTask
 from forecast_core.models.lstm import artifacts
-from forecast_core.serving.periods import (
-    PeriodModel,
-    best_baseline,
-    period_key,
-    serving_forecaster,
-    train_period_model,
-)
+from forecast_core.serving.periods import PeriodModel, best_baseline, period_key, train_period_model
 from warehouse import reads, transaction
 
 
@@ -62,19 +56,18 @@ def code_version() -> str:
     return f"{version}+{sha}{'.dirty' if dirty else ''}"
 
 
-def _baseline_state(
-    pm: PeriodModel, panel: pl.DataFrame, task: ForecastTask, cfg: ForecastConfig, period_start: dt.date
-) -> str | None:
+def _baseline_state(pm: PeriodModel, cfg: ForecastConfig) -> str | None:
     """The fitted state of the period's best baseline (`serving.stored_state`), where it may serve:
-    the gate refused the LSTM, or a configured ticker has no LSTM embedding (its stand-in). Fitted
-    as `serving_forecaster` refits it, so that serving can restore it instead."""
+    the gate refused the LSTM, or a configured ticker has no LSTM embedding (its stand-in). It is
+    the gate's fit, on the period's training slice: what `serving_forecaster` would refit, so that
+    serving can restore it instead."""
     best = best_baseline(pm.val_pinball)
     unseen = set(cfg.universe.tickers) - set(pm.lstm.tickers)
     if pm.serving_model == "lstm" and not unseen:
         return None
     if best not in STATEFUL:
         return None
-    return stored_state(serving_forecaster(best, pm.lstm, panel, task, cfg, period_start))
+    return stored_state(pm.baselines[best])
 
 
 def lstm_model_asset(retrain_months: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -157,9 +150,7 @@ def lstm_model(
             "serving_model": [pm.serving_model],
             "decision": [pm.decision],
             "prices_vintage": [vintage],
-            "baseline_state": pl.Series(
-                [_baseline_state(pm, panel, task, cfg, period_start)], dtype=pl.String
-            ),
+            "baseline_state": pl.Series([_baseline_state(pm, cfg)], dtype=pl.String),
         }
     )
     with transaction(path) as w:

@@ -201,10 +201,14 @@ class RidgeBaseline(PointBaseline):
             part = rows.slice(i, self.CHUNK_ROWS)
             yield part.select(pl.col(self.task.feature_columns).cast(pl.Float64)).to_numpy(), part
 
-    def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
+    def _all_finite(self) -> pl.Expr:
+        """Per row: every feature column present and finite."""
         finite = [pl.col(c).cast(pl.Float64).is_finite().fill_null(False) for c in self.task.feature_columns]
+        return pl.all_horizontal(finite)
+
+    def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
         rows = panel_columns(panel, self.task, *self._reads())
-        return training_rows(rows, train_end, self.task, pl.all_horizontal(finite))
+        return training_rows(rows, train_end, self.task, self._all_finite())
 
     def _fit_point(self, train: pl.DataFrame) -> None:
         n, f = train.height, len(self.task.feature_columns)
@@ -225,14 +229,14 @@ class RidgeBaseline(PointBaseline):
         self.coef_ = scipy.linalg.solve(gram, xty / scale[:, None], assume_a="pos")
 
     def _point(self, rows: pl.DataFrame) -> np.ndarray:
+        bad = ~rows.select(self._all_finite()).to_series().to_numpy()
+        if bad.any():
+            raise InsufficientDataError(
+                f"ridge: null or non-finite feature for {_first_bad_row(rows, bad)}; "
+                f"features {list(self.task.feature_columns)} need their warm-up rows dropped"
+            )
         out = []
-        for x, part in self._chunks(rows):
-            bad = ~np.isfinite(x).all(axis=1)
-            if bad.any():
-                raise InsufficientDataError(
-                    f"ridge: null or non-finite feature for {_first_bad_row(part, bad)}; "
-                    f"features {list(self.task.feature_columns)} need their warm-up rows dropped"
-                )
+        for x, _ in self._chunks(rows):
             out.append(((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_)
         return np.concatenate(out) if out else np.empty((0, len(self.task.horizons)))
 

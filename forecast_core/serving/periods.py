@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -94,6 +94,9 @@ class PeriodModel:
     serving_model: str
     decision: str
     previous_val_pinball: float | None = None
+    #: Every baseline as the gate fitted it (on the period's training slice), by name: what
+    #: `serving_forecaster` would refit for the period.
+    baselines: dict[str, Forecaster] = field(default_factory=dict)
 
 
 def best_baseline(val_pinball: Mapping[str, float]) -> str:
@@ -143,8 +146,9 @@ def train_period_model(
     s = period_slices(sessions, period_start, cfg)
     lstm = LSTMForecaster(task, cfg, on_epoch=on_epoch).fit(panel, s.train_end, s.val)
     scores = {"lstm": validation_pinball(lstm, panel, s, task)}
+    baselines = {}
     for baseline in make_baselines(task, cfg):
-        baseline.fit(panel, s.train_end, s.val)
+        baselines[baseline.name] = baseline.fit(panel, s.train_end, s.val)
         scores[baseline.name] = validation_pinball(baseline, panel, s, task)
     against = _against_previous(previous, lstm, panel, s, task)
     serving, promoted, decision = gate(scores, against, cfg.promotion_tolerance, cfg.previous_model_tolerance)
@@ -156,6 +160,7 @@ def train_period_model(
         serving_model=serving,
         decision=decision,
         previous_val_pinball=against.previous if against is not None else None,
+        baselines=baselines,
     )
 
 
