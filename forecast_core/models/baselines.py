@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -44,6 +43,7 @@ from forecast_core.models.garch import GjrGarch, VolBlend
 from forecast_core.models.volatility import (  # noqa: F401 - ewma_variance re-exported
     RETURN_COLUMN,
     ewma_variance,
+    panel_variance,
     standardised_quantiles,
     ticker_bounds,
 )
@@ -273,11 +273,7 @@ class EwmaVol(Forecaster):
         if until is not None:
             panel = panel.filter(pl.col(DATE) <= until)
         panel = in_key_order(panel)
-        r = panel[RETURN_COLUMN].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        tickers = panel[TICKER].to_numpy()
-        bounds = np.r_[np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1]]), len(r)]
-        per_ticker = [ewma_variance(r[a:b], self.lam, self.WARMUP) for a, b in pairwise(bounds)]
-        s2 = np.concatenate(per_ticker) if len(r) else np.empty(0)
+        s2 = panel_variance(panel, self.lam, (1,), warmup=self.WARMUP)[:, 0]
         return panel.with_columns(sigma=pl.Series(np.sqrt(s2), dtype=pl.Float64))
 
     def fit(

@@ -5,8 +5,8 @@ daily log returns `ret_1` dated <= train_end,
 
     s2_t = omega + (alpha + gamma * I(r_{t-1} < 0)) * r_{t-1}^2 + beta * s2_{t-1},
 
-then filtered forward with those fixed parameters over the whole panel history (`gjr_variance`:
-a linear first-order recursion, run by `scipy.signal.lfilter`). The variance of the h-session
+then filtered forward with those fixed parameters over the whole panel history (`panel_variance`:
+a linear first-order recursion, stepped in time across a chunk of tickers at once). The variance of the h-session
 return at t is the sum of the h one-step-ahead forecasts; with a symmetric innovation,
 E[I(r < 0) r^2] = s2 / 2, so the k-step forecast follows s_{k+1} = omega + phi * s_k with
 persistence phi = alpha + gamma / 2 + beta (`gjr_horizon_variance`, as `arch`'s analytic forecast).
@@ -75,6 +75,7 @@ from forecast_core.models.volatility import (  # noqa: F401 - re-exported: the G
     gjr_horizon_variance,
     gjr_variance,
     panel_ewma_variance,
+    panel_variance,
     standardised_quantiles,
     ticker_bounds,
 )  # fmt: skip
@@ -213,20 +214,15 @@ class GjrGarch(Forecaster):
         tickers unseen at fit time; NaN in warm-up."""
         if not hasattr(self, "params_"):
             self.require_fitted()
-        r, tickers = daily_returns(sorted_panel), sorted_panel[TICKER].to_numpy()
-        out = np.full((r.size, len(self.task.horizons)), np.nan)
-        unseen = {}
-        for a, b in ticker_bounds(tickers):
-            t = str(tickers[a])
-            if t in self.params_:
-                out[a:b] = gjr_variance(r[a:b], self.params_[t], self.task.horizons, self.WARMUP)
-            else:
-                if t not in self.fallback_tickers_:
-                    unseen[t] = "unseen at fit time"
-                out[a:b] = ewma_horizon_variance(r[a:b], self.lam, self.task.horizons, self.WARMUP)
+        known = self.params_.keys() | self.fallback_tickers_.keys()
+        unseen = {
+            t: "unseen at fit time"
+            for t in sorted_panel[TICKER].unique(maintain_order=True).to_list()
+            if t not in known
+        }
         if unseen:
             _warn_fallback(self.name, unseen, "(predict)")
-        return out
+        return panel_variance(sorted_panel, self.lam, self.task.horizons, self.params_, self.WARMUP)
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sqrt(var_h)` `<float64>[rows, H]` of the panel's rows in (ticker, date)

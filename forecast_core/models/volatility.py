@@ -18,6 +18,7 @@ import hashlib
 import math
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -44,26 +45,17 @@ STATIONARITY_TOL = 1e-6
 _CONSTRAINT_TOL = 1e-9
 
 
-def ewma_variance(returns: np.ndarray, lam: float, warmup: int = 20) -> np.ndarray:
+def ewma_variance(returns: np.ndarray, lam: float, warmup: int = WARMUP) -> np.ndarray:
     """RiskMetrics variance of one ticker's daily log returns `[n]` (time order) -> `[n]`.
 
     Over the finite returns r_1, r_2, ...: `s2_w = mean(r_1^2 .. r_w^2)` (zero-mean variance of the
     first w = `warmup` returns), then `s2_t = lam * s2_{t-1} + (1 - lam) * r_t^2`. Causal: s2_t uses
     returns up to and including t. NaN before the w-th return (warm-up); a row whose return is
-    missing carries the last value forward.
+    missing carries the last value forward. (`aligned_ewma_variance` on a one-ticker panel.)
     """
     r = np.asarray(returns, dtype=np.float64)
-    valid = np.isfinite(r)
-    x = r[valid] ** 2
-    s2 = np.full(x.size, np.nan)
-    if x.size >= warmup:
-        s2[warmup - 1] = x[:warmup].mean()
-        if x.size > warmup:
-            # y_t = lam * y_{t-1} + (1 - lam) * x_t, started from y_{w-1} = s2_w via zi.
-            zi = [lam * s2[warmup - 1]]
-            s2[warmup:] = lfilter([1.0 - lam], [1.0, -lam], x[warmup:], zi=zi)[0]
-    last = np.cumsum(valid) - 1  # index into x of the last finite return at or before each row
-    return np.where(last >= 0, s2[np.maximum(last, 0)] if x.size else np.nan, np.nan)
+    aligned = AlignedReturns.of(r, np.array([r.size]))
+    return aligned.to_rows(aligned_ewma_variance(aligned.x, lam, warmup))
 
 
 def standardised_quantiles(z: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
@@ -89,51 +81,45 @@ def daily_returns(panel: pl.DataFrame) -> np.ndarray:
 # --- the variance recursions ---------------------------------------------------------------------
 
 
-def gjr_conditional_variance(returns: np.ndarray, params: Params, backcast: float) -> np.ndarray:
-    """GJR(1,1) conditional variances of finite returns `r [n]` (time order) -> `[n + 1]`.
+def gjr_conditional_variance(returns: np.ndarray, params, backcast) -> np.ndarray:
+    """GJR(1,1) conditional variances of finite returns `r [T]` (time order), or of n tickers'
+    `[T, n]` with per-ticker parameters and backcasts `[n]` -> `[T + 1]` (`[T + 1, n]`).
 
-    Element t < n is Var(r_t | r_0..r_{t-1}), `arch`'s `conditional_volatility ** 2` for the same
-    backcast (its pre-sample r^2 and s2, with I(r < 0) taken as 1/2); element n is the forecast of
-    the next return's variance. Vectorised: s2_{t+1} = x_t + beta * s2_t is a linear filter.
+    Element t < T is Var(r_t | r_0..r_{t-1}), `arch`'s `conditional_volatility ** 2` for the same
+    backcast (its pre-sample r^2 and s2, with I(r < 0) taken as 1/2); element T is the forecast of
+    the next return's variance. s2_{t+1} = x_t + beta * s2_t, stepped in time across the tickers
+    at once (the arithmetic of `scipy.signal.lfilter([1], [1, -beta])`, to the last bit).
     """
     omega, alpha, gamma, beta = params
     r = np.asarray(returns, dtype=np.float64)
-    out = np.empty(r.size + 1)
+    out = np.empty((r.shape[0] + 1, *r.shape[1:]))
     out[0] = omega + (alpha + 0.5 * gamma + beta) * backcast
-    if r.size:
-        x = omega + (alpha + gamma * (r < 0)) * r**2
-        out[1:] = lfilter([1.0], [1.0, -beta], x, zi=[beta * out[0]])[0]
+    x = omega + (alpha + gamma * (r < 0)) * r**2
+    carry = beta * out[0]
+    for t in range(r.shape[0]):
+        out[t + 1] = x[t] + carry
+        carry = beta * out[t + 1]
     return out
 
 
-def gjr_horizon_variance(next_variance: np.ndarray, params: Params, horizons: tuple[int, ...]) -> np.ndarray:
-    """Variance of the h-session return, the sum of the h one-step-ahead forecasts: `[n] -> [n, H]`.
+def gjr_horizon_variance(next_variance: np.ndarray, params, horizons: tuple[int, ...]) -> np.ndarray:
+    """Variance of the h-session return, the sum of the h one-step-ahead forecasts: `[T, ...] ->
+    [T, ..., H]` (parameters scalars, or `[n]` for `[T, n]`).
 
     `next_variance` is s2_{t+1|t}; later steps follow s2_{t+k+1|t} = omega + phi * s2_{t+k|t} with
     phi = alpha + gamma / 2 + beta (symmetric innovations).
     """
     omega, alpha, gamma, beta = params
     phi = alpha + 0.5 * gamma + beta
-    s = np.asarray(next_variance, dtype=np.float64)
+    s = np.array(next_variance, dtype=np.float64)  # a copy, stepped in place
     total = np.zeros_like(s)
-    out = {}
+    out = np.empty((*s.shape, len(horizons)))
     for k in range(1, max(horizons) + 1):
-        total = total + s
+        total += s
         if k in horizons:
-            out[k] = total
-        s = omega + phi * s
-    return np.column_stack([out[h] for h in horizons]) if s.size else np.empty((0, len(horizons)))
-
-
-def _by_last_return(r: np.ndarray, per_return: np.ndarray, width: int) -> np.ndarray:
-    """Rows `[n]` of a series with gaps -> `[n, width]`: each row takes the value of the last finite
-    return at or before it (NaN before the first), as `ewma_variance` carries missing returns."""
-    valid = np.isfinite(r)
-    last = np.cumsum(valid) - 1
-    out = np.full((r.size, width), np.nan)
-    if per_return.shape[0]:
-        ok = last >= 0
-        out[ok] = per_return[last[ok]]
+            out[..., horizons.index(k)] = total
+        s *= phi
+        s += omega
     return out
 
 
@@ -145,15 +131,12 @@ def gjr_variance(
     Over the finite returns, the filter starts from `backcast = mean(r_1^2 .. r_w^2)` (w = `warmup`)
     and row t forecasts from returns up to and including t (causal once past the warm-up). NaN
     before the w-th return; a row whose return is missing carries the last value forward.
+    (`aligned_gjr_variance` on a one-ticker panel.)
     """
     r = np.asarray(returns, dtype=np.float64)
-    x = r[np.isfinite(r)]
-    per_return = np.full((x.size, len(horizons)), np.nan)
-    if x.size >= warmup:
-        s2 = gjr_conditional_variance(x, params, float(np.mean(x[:warmup] ** 2)))
-        per_return = gjr_horizon_variance(s2[1:], params, horizons)
-        per_return[: warmup - 1] = np.nan
-    return _by_last_return(r, per_return, len(horizons))
+    aligned = AlignedReturns.of(r, np.array([r.size]))
+    per_return = aligned_gjr_variance(aligned.x, np.array([params], dtype=np.float64), horizons, warmup)
+    return aligned.to_rows(per_return)
 
 
 def ewma_horizon_variance(
@@ -164,12 +147,128 @@ def ewma_horizon_variance(
     return s2[:, None] * np.asarray(horizons, dtype=np.float64)
 
 
+def panel_variance(
+    sorted_panel: pl.DataFrame,
+    lam: float,
+    horizons: tuple[int, ...],
+    gjr: dict[str, Params] | None = None,
+    warmup: int = WARMUP,
+) -> np.ndarray:
+    """h-session variance `[rows, H]` of every row of a panel sorted by (ticker, date): GJR with
+    `gjr[ticker]`'s parameters for the tickers there, `EwmaVol`'s `s2_ewma * h` for the rest
+    (every ticker without `gjr`). A chunk of `CHUNK_TICKERS` tickers at a time, vectorised across
+    them; the same values as `gjr_variance` / `ewma_horizon_variance` ticker by ticker."""
+    r = daily_returns(sorted_panel)
+    h = np.asarray(horizons, dtype=np.float64)
+    out = np.full((r.size, len(horizons)), np.nan)
+    for a, b, names, lengths in ticker_chunks(sorted_panel):
+        aligned = AlignedReturns.of(r[a:b], lengths)
+        var = aligned_ewma_variance(aligned.x, lam, warmup)[:, :, None] * h
+        has = np.array([t in (gjr or {}) for t in names], dtype=bool)
+        if has.any():
+            params = np.array([gjr[t] for t, ok in zip(names, has, strict=True) if ok], dtype=np.float64)
+            var[has] = aligned_gjr_variance(aligned.x[has], params, horizons, warmup)
+        out[a:b] = aligned.to_rows(var)
+    return out
+
+
 def panel_ewma_variance(sorted_panel: pl.DataFrame, lam: float, horizons: tuple[int, ...]) -> np.ndarray:
     """`ewma_horizon_variance` of every ticker of a panel sorted by (ticker, date): `[rows, H]`."""
-    r = daily_returns(sorted_panel)
-    out = np.full((r.size, len(horizons)), np.nan)
-    for a, b in ticker_bounds(sorted_panel[TICKER].to_numpy()):
-        out[a:b] = ewma_horizon_variance(r[a:b], lam, horizons)
+    return panel_variance(sorted_panel, lam, horizons)
+
+
+# --- the variance recursions, a chunk of tickers at a time ---------------------------------------
+
+#: Tickers whose recursions run together as one `[returns, tickers]` matrix (about 40 MB each at
+#: 20 years of sessions): vectorised across tickers, with memory bounded whatever the universe.
+CHUNK_TICKERS = 1024
+
+
+@dataclass(frozen=True)
+class AlignedReturns:
+    """The finite daily returns of consecutive tickers of a (ticker, date)-sorted panel, aligned on
+    their own count: `x <float64>[n, T]` holds ticker j's k-th finite return at [j, k] (NaN past
+    its last; T = the most finite returns of any of them). `row_index <int64>[rows]` gives each
+    panel row the flat index j * T + k of the last finite return at or before it (-1 before the
+    first): a row whose return is missing carries the last value forward."""
+
+    x: np.ndarray
+    row_index: np.ndarray
+
+    @classmethod
+    def of(cls, returns: np.ndarray, lengths: np.ndarray) -> AlignedReturns:
+        """From the rows' returns `[rows]` of tickers holding consecutive runs of `lengths [n]` rows."""
+        r = np.asarray(returns, dtype=np.float64)
+        n = lengths.size
+        ticker = np.repeat(np.arange(n), lengths)
+        valid = np.isfinite(r)
+        seen = np.r_[0, np.cumsum(valid)]
+        ends = np.cumsum(lengths)
+        before = seen[ends - lengths]  # finite returns of earlier tickers
+        width = int((seen[ends] - before).max()) if n else 0
+        last = seen[1:] - before[ticker] - 1
+        index = np.where(last >= 0, ticker * width + last, -1)
+        x = np.full(n * width, np.nan)
+        x[index[valid]] = r[valid]
+        return cls(x.reshape(n, width), index)
+
+    def to_rows(self, per_return: np.ndarray) -> np.ndarray:
+        """Values per finite return `[n, T, ...]` -> per panel row `[rows, ...]` (NaN before a
+        ticker's first finite return)."""
+        flat = per_return.reshape(-1, *per_return.shape[2:])
+        out = np.take(flat, np.maximum(self.row_index, 0), axis=0) if flat.shape[0] else None
+        if out is None:
+            return np.full((self.row_index.size, *per_return.shape[2:]), np.nan)
+        out[self.row_index < 0] = np.nan
+        return out
+
+
+def ticker_chunks(sorted_panel: pl.DataFrame, size: int = CHUNK_TICKERS):
+    """`(start, stop, names, lengths)` per run of up to `size` tickers of a panel sorted by
+    (ticker, date): its rows [start, stop), the tickers' names and row counts `<int64>[n]`."""
+    runs = sorted_panel[TICKER].rle().struct.unnest()
+    names, lengths = runs["value"].cast(pl.String).to_list(), runs["len"].to_numpy().astype(np.int64)
+    ends = np.cumsum(lengths)
+    for i in range(0, len(names), size):
+        part = lengths[i : i + size]
+        stop = int(ends[i + part.size - 1])
+        yield stop - int(part.sum()), stop, names[i : i + size], part
+
+
+def _warmup_mean_square(x: np.ndarray, warmup: int) -> np.ndarray:
+    """Mean of each ticker's first `warmup` squared returns `x [n, T]` -> `[n]` (NaN with fewer),
+    reduced along contiguous rows as a single series' `np.mean` is (the same rounding)."""
+    if x.shape[1] < warmup:
+        return np.full(x.shape[0], np.nan)
+    return np.mean(x[:, :warmup] ** 2, axis=1)
+
+
+def aligned_ewma_variance(x: np.ndarray, lam: float, warmup: int = WARMUP) -> np.ndarray:
+    """RiskMetrics variance per finite return `[n, T] -> [n, T]`: `s2` of the w-th return
+    (w = `warmup`) is the mean of the first w squares, then `s2_k = lam * s2_{k-1} + (1 - lam) *
+    r_k^2`; NaN before the w-th return."""
+    s2 = np.full(x.shape, np.nan)
+    if x.shape[1] >= warmup:
+        s2[:, warmup - 1] = _warmup_mean_square(x, warmup)
+        if x.shape[1] > warmup:
+            # y_k = lam * y_{k-1} + (1 - lam) * x_k^2, started from y_{w-1} via zi.
+            zi = lam * s2[:, warmup - 1 : warmup]
+            s2[:, warmup:] = lfilter([1.0 - lam], [1.0, -lam], x[:, warmup:] ** 2, axis=1, zi=zi)[0]
+    return s2
+
+
+def aligned_gjr_variance(
+    x: np.ndarray, params: np.ndarray, horizons: tuple[int, ...], warmup: int = WARMUP
+) -> np.ndarray:
+    """h-session GJR variance per finite return `[n, T] -> [n, T, H]` with each ticker's
+    parameters `params <float64>[n, 4]`: the filter starts from `backcast = mean(r_1^2 .. r_w^2)`
+    and return k's value forecasts from returns up to and including k; NaN before the w-th."""
+    p = tuple(params[:, i] for i in range(4))
+    # The recursion steps in time: run it on [T, n] rows, contiguous per step.
+    s2 = gjr_conditional_variance(np.ascontiguousarray(x.T), p, _warmup_mean_square(x, warmup))
+    next_variance = np.ascontiguousarray(s2[1:].T)
+    out = gjr_horizon_variance(next_variance, tuple(v[:, None] for v in p), horizons)
+    out[:, : warmup - 1] = np.nan
     return out
 
 

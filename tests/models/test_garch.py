@@ -37,7 +37,9 @@ from forecast_core.models.garch import (
     gjr_conditional_variance,
     gjr_horizon_variance,
     gjr_variance,
+    panel_variance,
 )
+from forecast_core.models.volatility import ewma_variance
 from forecast_core.sources import SampleSource
 
 TICKERS = ("KO", "MSFT")
@@ -125,6 +127,29 @@ def test_variance_carries_over_missing_returns_and_warms_up(panel, garch):
     x = np.delete(r, 100)
     expected = gjr_variance(x, garch.params_["KO"], (1, 5), warmup=20)
     np.testing.assert_array_equal(np.delete(v, 100, axis=0), expected)
+
+
+def test_panel_variance_is_each_tickers_own_filter_across_chunks(monkeypatch, panel, garch):
+    """The recursions run a chunk of tickers at once, aligned on their finite returns: with chunks
+    of two, a ticker with gaps, one shorter than the warm-up and an EWMA fallback give, bit for bit,
+    what each ticker's own series gives alone."""
+    monkeypatch.setattr(volatility, "CHUNK_TICKERS", 2)
+    ko = panel.filter(pl.col(TICKER) == "KO").sort(DATE).select(TICKER, DATE, "ret_1")
+    gappy = ko.with_columns(
+        pl.lit("GAPS").alias(TICKER),
+        pl.when(pl.int_range(pl.len()) % 37 == 3).then(None).otherwise(pl.col("ret_1")).alias("ret_1"),
+    )
+    short = ko.head(15).with_columns(pl.lit("SHORT").alias(TICKER))
+    sorted_panel = pl.concat([gappy, ko, panel.select(ko.columns), short]).unique([TICKER, DATE])
+    sorted_panel = sorted_panel.sort(TICKER, DATE)
+    params = {"GAPS": garch.params_["KO"], "KO": garch.params_["KO"], "MSFT": garch.params_["MSFT"]}
+    var = panel_variance(sorted_panel, 0.94, (1, 5), params)
+    tickers = sorted_panel[TICKER].to_numpy()
+    for t in ("GAPS", "KO", "MSFT", "SHORT"):
+        r = sorted_panel["ret_1"].fill_null(np.nan).to_numpy()[tickers == t]
+        own = gjr_variance(r, params[t], (1, 5)) if t in params else ewma_variance(r, 0.94)[:, None] * [1, 5]
+        np.testing.assert_array_equal(var[tickers == t], own)
+    assert np.isnan(var[tickers == "SHORT"]).all() and np.isfinite(var[tickers == "GAPS"][25:]).all()
 
 
 # --- the forecaster ------------------------------------------------------------------------------

@@ -218,7 +218,9 @@ def explain_sessions(
     """
     forecaster.require_fitted()
     task, lookback = forecaster.task, forecaster.cfg.model.lookback
-    data = forecaster.windows(forecaster.narrow(panel).filter(pl.col(DATE) <= max(days)))
+    data = forecaster.windows(
+        forecaster.narrow(panel).filter(pl.col(DATE) <= max(days)), min(days), max(days)
+    )
     apply_fn, m = ensemble_apply(forecaster.model), task.median_index
     x_all, tid_all = jnp.asarray(data.x), jnp.asarray(data.ticker_id)
     out = []

@@ -67,11 +67,16 @@ class LSTMForecaster(Forecaster):
             raise NotFittedError("lstm: fit the model (or load its artifact) first")
         return model_from_config(self.cfg, len(self.scalers.tickers))
 
-    def windows(self, panel: pl.DataFrame) -> WindowData:
-        """The arrays of `panel`'s rows (sorted by ticker, date) with the fitted prior and scaler."""
+    def windows(
+        self, panel: pl.DataFrame, start: dt.date | None = None, end: dt.date | None = None
+    ) -> WindowData:
+        """The arrays of `panel`'s rows (sorted by ticker, date) with the fitted prior and scaler;
+        with `start`, `end`: only those of the windows ending at rows dated in [start, end]."""
         self.require_fitted()
         panel = sorted_panel(self.narrow(panel))
-        return make_windows(panel, self.task, self.scalers, self.cfg.model.lookback, self.prior.scales(panel))
+        ends = None if start is None else panel[DATE].is_between(start, end).to_numpy()
+        lookback, scales = self.cfg.model.lookback, self.prior.scales(panel)
+        return make_windows(panel, self.task, self.scalers, lookback, scales, window_ends=ends)
 
     def narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
         """The keys, targets and the columns the inputs read: what windows are built from."""
@@ -116,7 +121,7 @@ class LSTMForecaster(Forecaster):
         self.require_fitted()
         lookback = self.cfg.model.lookback
         # History before `start` feeds the first windows; nothing after `end` is read.
-        data = self.windows(self.narrow(panel).filter(pl.col(DATE) <= end))
+        data = self.windows(self.narrow(panel).filter(pl.col(DATE) <= end), start, end)
         in_range = (data.dates >= np.datetime64(start)) & (data.dates <= np.datetime64(end))
         short = in_range & ~data.window_ok
         if short.any():

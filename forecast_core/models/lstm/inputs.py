@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from forecast_core.columns import DATE, TICKER
+from forecast_core.columns import TICKER
 from forecast_core.data.features import DAILY_RETURN
 
 #: |shock| above this (in prior sigmas) is clipped: a bad print must not dominate the window.
@@ -34,6 +34,8 @@ LONG_HALFLIFE = 126
 #: RiskMetrics decay for the market index's sigma (the index has no prior of its own).
 MARKET_LAMBDA = 0.94
 RANGE_COLUMNS = ("parkinson_vol", "overnight_gap")
+#: Each ticker's run of rows in a (ticker, date)-sorted panel, an integer (cheaper to group by).
+_RUN = "_ticker_run"
 
 
 def _market_return_column(panel: pl.DataFrame) -> str | None:
@@ -77,14 +79,14 @@ def volatility_inputs(
         pl.col(c).cast(pl.Float64) for c in RANGE_COLUMNS if "range_ratio" in names and c in panel.columns
     ]
     frame = panel.select(
-        TICKER, DATE, pl.col(DAILY_RETURN).cast(pl.Float64).alias("r"), *ranges
+        pl.col(TICKER).rle_id().alias(_RUN), pl.col(DAILY_RETURN).cast(pl.Float64).alias("r"), *ranges
     ).with_columns(s)
-    prev = pl.col("s").shift(1).over(TICKER)
+    prev = pl.col("s").shift(1).over(_RUN)
     shock = (pl.col("r") / prev).clip(-CLIP, CLIP)
     frame = frame.with_columns(shock.alias("shock")).with_columns(
         pl.col("shock").abs().alias("abs_shock"),
         pl.min_horizontal(pl.col("shock"), pl.lit(0.0)).alias("leverage"),
-        _slow_ratio(pl.col("s") ** 2, TICKER).alias("vol_ratio"),
+        _slow_ratio(pl.col("s") ** 2, _RUN).alias("vol_ratio"),
     )
     if "mkt_shock" in names:
         col = _market_return_column(panel)
@@ -107,14 +109,14 @@ def _market_inputs(panel: pl.DataFrame, column: str) -> pl.DataFrame:
     """Per row: the index's shock, |shock| and vol ratio from its RiskMetrics sigma, computed over
     each ticker's own rows (so a ticker's inputs depend on its own dates only, never on which
     other tickers the panel holds or when they were listed)."""
-    by = pl.col(TICKER)
-    m = pl.col(column).cast(pl.Float64)
+    m = pl.col("m")
     alpha = 1.0 - MARKET_LAMBDA
-    mv = (m**2).ewm_mean(alpha=alpha, adjust=False, min_samples=20, ignore_nulls=True).over(by)
-    frame = panel.select(TICKER, m.alias("m"), mv.alias("mv"))
-    shock = (pl.col("m") / pl.col("mv").shift(1).over(TICKER).sqrt()).clip(-CLIP, CLIP)
+    mv = (m**2).ewm_mean(alpha=alpha, adjust=False, min_samples=20, ignore_nulls=True).over(_RUN)
+    frame = panel.select(pl.col(TICKER).rle_id().alias(_RUN), pl.col(column).cast(pl.Float64).alias("m"))
+    frame = frame.with_columns(mv.alias("mv"))
+    shock = (pl.col("m") / pl.col("mv").shift(1).over(_RUN).sqrt()).clip(-CLIP, CLIP)
     return frame.select(
         shock.alias("mkt_shock"),
         shock.abs().alias("mkt_abs_shock"),
-        _slow_ratio(pl.col("mv"), TICKER).alias("mkt_vol_ratio"),
+        _slow_ratio(pl.col("mv"), _RUN).alias("mkt_vol_ratio"),
     )

@@ -105,23 +105,35 @@ def make_windows(
     lookback: int,
     scales: np.ndarray,
     raw: np.ndarray | None = None,
+    window_ends: np.ndarray | None = None,
 ) -> WindowData:
     """Arrays for `panel` (sorted by ticker, date) with the prior's `scales <float64>[rows, H]`
-    (and its `raw_inputs`, when the caller has them already)."""
-    ids = scalers.ticker_ids(panel[TICKER])
+    (and its `raw_inputs`, when the caller has them already). With `window_ends <bool>[rows]`,
+    only the rows of windows ending at those rows are kept (a night's forecasts read the last
+    `lookback` rows of each ticker, not its history); `window_ok` is the full panel's either way."""
     if raw is None:
         _, raw = raw_inputs(panel, scales, task, scalers.inputs)
     known = np.isfinite(raw).all(axis=1) & np.isfinite(scales).all(axis=1) & (scales > 0).all(axis=1)
-    x = np.where(np.isfinite(raw), (raw - scalers.input_mean) / scalers.input_std, 0.0).astype(np.float32)
-    targets = panel.select(task.target_columns).fill_null(np.nan).to_numpy().astype(np.float64)
-    safe = np.where(known[:, None], scales, 1.0)
-    position = panel.select(pl.int_range(pl.len()).over(TICKER)).to_series().to_numpy()
+    run = panel[TICKER].rle_id().to_numpy()
+    first = np.flatnonzero(np.r_[True, run[1:] != run[:-1]]) if run.size else np.empty(0, np.int64)
+    position = np.arange(run.size) - first[run] if run.size else np.empty(0, np.int64)
     # Unknown rows inside each window: a running count, differenced over the lookback (a window
     # with a full lookback lies within its own ticker, so the difference counts only its rows).
     unknown = np.cumsum(~known)
     back = np.arange(len(known)) - lookback
     before = np.where(back >= 0, unknown[np.maximum(back, 0)], 0)
     window_ok = (position >= lookback - 1) & (unknown - before == 0)
+    if window_ends is not None:
+        # Row i is read by a window ending within [i, i + lookback - 1].
+        ends = np.r_[0, np.cumsum(window_ends)]
+        ahead = np.minimum(np.arange(run.size) + lookback, run.size)
+        keep = ends[ahead] - ends[: run.size] > 0
+        panel, raw, scales = panel.filter(pl.Series(keep)), raw[keep], scales[keep]
+        known, window_ok = known[keep], window_ok[keep]
+    ids = scalers.ticker_ids(panel[TICKER])
+    x = np.where(np.isfinite(raw), (raw - scalers.input_mean) / scalers.input_std, 0.0).astype(np.float32)
+    targets = panel.select(task.target_columns).fill_null(np.nan).to_numpy().astype(np.float64)
+    safe = np.where(known[:, None], scales, 1.0)
     return WindowData(
         x=np.ascontiguousarray(x),
         y=np.where(known[:, None], targets / safe, np.nan).astype(np.float32),

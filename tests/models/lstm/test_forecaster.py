@@ -336,6 +336,24 @@ def test_a_later_listed_tickers_forecast_does_not_depend_on_other_tickers(setup,
     np.testing.assert_array_equal(alone, q)
 
 
+def test_windows_of_a_date_range_keep_exactly_the_rows_their_windows_read(setup, scrambled):
+    """`windows(panel, start, end)` (what `predict` builds: a night's forecasts read the last
+    `lookback` rows of each ticker) holds the full panel's arrays at exactly the rows of the
+    windows ending in [start, end], so the forecasts are those of the full arrays."""
+    panel, _, folds = setup
+    f = folds[0]
+    lookback = scrambled.cfg.model.lookback
+    full = scrambled.windows(panel)
+    for start, end in ((f.test_end, f.test_end), (f.test_start, f.test_end)):
+        part = scrambled.windows(panel, start, end)
+        ends = np.flatnonzero((full.dates >= np.datetime64(start)) & (full.dates <= np.datetime64(end)))
+        keep = np.unique(np.concatenate([np.arange(e - lookback + 1, e + 1) for e in ends]))
+        assert 0 < keep.size < len(full.dates) and len(part.dates) == keep.size
+        for name in ("x", "y", "ticker_id", "target_scale", "window_ok", "dates"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(full, name)[keep], err_msg=name)
+        assert part.tickers.to_list() == full.tickers.gather(keep).to_list()
+
+
 def test_ensemble_predict_is_the_mean_of_its_members(setup, lstm, ensemble, scrambled):
     """`predict_members` `[K, rows, H, Q]`; `predict` is their mean, sorted along Q. The members
     are different networks (their own initialisations), and their forecasts differ once the head
