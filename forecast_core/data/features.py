@@ -33,7 +33,8 @@ from forecast_core.columns import (
 from forecast_core.config import FeatureConfig, ForecastConfig
 from forecast_core.data.row_order import sorted_by_ticker_date
 
-_BY = TICKER
+#: What the window expressions group by (`_by_ticker`): the ticker as an integer run id.
+_BY = "_ticker_run"
 
 #: Parkinson's constant: E[ln(H/L)^2] = 4 ln 2 sigma^2 for a driftless Brownian motion.
 PARKINSON = 1.0 / (2.0 * math.sqrt(math.log(2.0)))
@@ -49,6 +50,12 @@ def with_price(prices: pl.DataFrame) -> pl.LazyFrame:
     from it need no sort of their own."""
     present = [c for c in (ADJ_CLOSE, CLOSE) if c in prices.columns]
     return sorted_by_ticker_date(prices).lazy().with_columns(pl.coalesce(present).alias(PRICE))
+
+
+def _by_ticker(prices: pl.DataFrame) -> pl.LazyFrame:
+    """`with_price` plus the column the window expressions group by (`.over(_BY)`): each
+    ticker's run of rows as an integer, grouped far faster than the ticker's string."""
+    return with_price(prices).with_columns(pl.col(TICKER).rle_id().alias(_BY))
 
 
 def _log_price() -> pl.Expr:
@@ -184,7 +191,7 @@ def build_features(prices: pl.DataFrame, cfg: ForecastConfig, inputs: Inputs | N
     This is the computation over the whole of `prices`; the features asset stores it computed by
     calendar blocks (`forecast_core.data.blocks`), equal to it to rounding.
     """
-    lazy = with_price(prices)
+    lazy = _by_ticker(prices)
     inputs = available_inputs(prices) if inputs is None else inputs
     has_volume, has_range, has_open = inputs.volume, inputs.range, inputs.open
     targets = lazy.filter(pl.col(TICKER).is_in(list(cfg.universe.tickers)))
@@ -212,7 +219,7 @@ def build_targets(prices: pl.DataFrame, horizons: tuple[int, ...]) -> pl.DataFra
     """
     logp = _log_price()
     return (
-        with_price(prices)
+        _by_ticker(prices)
         .select(
             TICKER,
             DATE,
