@@ -336,14 +336,14 @@ def _nightly(rows: list[dict]) -> list[str]:
             table,
         ),
         "",
-        "Features are stored computed in 4-year calendar blocks, each from a 4-year warm-up "
+        "Features are stored computed in 2-year calendar blocks, each from a 3-year warm-up "
         "(`forecast_core.data.blocks`), so that a night recomputes one block and equals a full "
         "recompute bit for bit. Blocked against unblocked: the same chunks, alternating, medians "
         "(one repeat at 5,000). Full rebuild: the `features` asset on an empty features table "
         "(prices read, blocked features and targets, written in one transaction, 500 tickers "
         "at a time). One night: a fresh process stores one new session's prices (a price "
         "vintage) and runs the `features` asset, which reads every ticker's prices of the new "
-        "session's block and its warm-up (at most 8 years), recomputes them and writes the "
+        "session's block and its warm-up (3 to 5 years), recomputes them and writes the "
         "new session's features and the targets it changes. Forecasts and scores are not in "
         "this figure.",
     ]

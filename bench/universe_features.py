@@ -8,8 +8,8 @@ machine has), and `chunked_s` with `chunk_peak_rss_mb` for the same work done C 
 ticker's features do not depend on its chunk: checked on the first chunk against the whole
 computation when it runs). Chunking bounds the peak to one chunk's frames plus the prices.
 
-`blocked`: the features computed as the asset stores them (`forecast_core.data.blocks`: 4-year
-blocks, each from a 4-year warm-up) against the unblocked computation, side by side on the same
+`blocked`: the features computed as the asset stores them (`forecast_core.data.blocks`: 2-year
+blocks, each from a 3-year warm-up) against the unblocked computation, side by side on the same
 chunks, alternating, medians of `REPEATS` (one repeat at 5,000 tickers): `blocked_over_unblocked`.
 """
 

@@ -35,7 +35,7 @@ def features(
     table. A feature at date t uses prices up to t only. A ticker has rows only while it is a
     member of the universe (universe.membership).
 
-    Incremental: computed in 4-year calendar blocks (forecast_core.data.blocks), it recomputes
+    Incremental: computed in 2-year calendar blocks (forecast_core.data.blocks), it recomputes
     only what changed since the last run (features_state: new sessions, a new ticker, a history a
     newer price vintage rewrote; another configuration rebuilds everything), equal to a full
     recompute bit for bit; targets from the longest horizon before the first new session."""

@@ -5,23 +5,24 @@ rolling means and deviations accumulate online, and the exponentially weighted o
 RSI, MACD) carry their start forever (weight (1 - alpha)^n after n sessions). So a computation
 started later is not bit-identical to one started at the first price. Blocks fix the start:
 
-    years   ... 2012 2013 2014 2015 | 2016 2017 2018 2019 | 2020 2021 2022 2023 | ...
-    block 2016:  w    w    w    w   |  o    o    o    o   |
-    block 2020:                      |  w    w    w    w   |  o    o    o    o   |
+    years   ... 2015 2016 2017 | 2018 2019 | 2020 2021 | ...
+    block 2018:  w    w    w   |  o    o   |
+    block 2020:       w    w   |  w    o   |  o    o   |   (warm-up 2017..2019, output 2020..2021)
 
-Block `Y` (Y a multiple of BLOCK_YEARS) outputs the sessions of years Y .. Y+3 and is computed
-from the prices of years Y-4 .. Y+3 (`w`: warm-up, computed and dropped; `o`: output). Its start
+Block `Y` (Y a multiple of BLOCK_YEARS) outputs the sessions of years Y .. Y+1 and is computed
+from the prices of years Y-3 .. Y+1 (`w`: warm-up, computed and dropped; `o`: output). Its start
 is a fixed date, so the features of a block are the same whenever they are computed, from the
 whole history or from that block alone: a nightly run recomputes the block of its new session
-(at most 8 years of prices per ticker) and gets exactly what a full recompute would store.
+(3 to 5 years of prices per ticker) and gets exactly what a full recompute would store.
 
-Warm-up, 4 calendar years (at least 1,004 NYSE sessions): the slowest decay is vol_ewma's
-lambda = 0.94, 0.94^1000 = 1.3e-27 (RSI (13/14)^1000 = 6e-33, MACD's slow span (25/27)^1000 =
-2e-34), so a block's values equal the unblocked computation's to well under double rounding
-(1e-16 relative) and every rolling window (at most 200 sessions) is full. Block size, 4 years:
-a full recompute computes each session twice (warm-up + output: 2x the unblocked work, chunked by
-ticker) while a nightly run reads at most 8 of 20 years; 1-year blocks would make the full
-recompute 5x for a nightly read of at most 5 years.
+Warm-up, 3 calendar years (at least 752 NYSE sessions since 1988): the slowest decay is vol_ewma's
+lambda = 0.94, 0.94^752 = 6.2e-21 (RSI (13/14)^752 = 6e-25, MACD's slow span (25/27)^752 =
+7e-26), so a block's values equal the unblocked computation's to well under double rounding
+(1e-16 relative) and every rolling window (at most 200 sessions) is full. Block size, 2 years:
+a full recompute computes each session 2.5 times (warm-up + output, chunked by ticker) while a
+nightly run reads 3 to 5 years of 20; 4-year blocks with a 4-year warm-up (the layout until
+2026-12) computed each session twice for a nightly read of 4 to 8 years, 1-year blocks would
+compute it 4 times for 3 to 4.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from forecast_core.config import ForecastConfig
 from forecast_core.data.features import Inputs, build_features
 
 #: Calendar years per block; blocks start on 1 January of years divisible by it.
-BLOCK_YEARS = 4
+BLOCK_YEARS = 2
 #: Calendar years of prices before a block's start that its computation starts from.
-WARMUP_YEARS = 4
+WARMUP_YEARS = 3
 
 
 def block_of(day: dt.date) -> int:
