@@ -21,7 +21,8 @@ from polars.testing import assert_frame_equal
 from forecast_assets.checks import forecast_differences, recompute_forecasts
 from forecast_core.columns import ADJ_CLOSE, DATE, TICKER
 from forecast_core.config import load_config
-from forecast_core.data.features import build_features
+from forecast_core.data.blocks import blocked_features
+from forecast_core.data.features import available_inputs
 from forecast_core.data.universe import within_membership
 from tests.support.config import TINY_CONFIG, with_overrides, write_config
 from tests.support.pipeline import checks_passed, defs_on, file_source_job, materialize, table
@@ -127,7 +128,9 @@ def test_an_old_forecast_recomputes_bit_for_bit_from_its_vintage(split):
 def test_the_features_follow_the_new_vintage(split):
     warehouse, cfg, before, _ = split
     features = table(warehouse, "SELECT * FROM features ORDER BY ticker, date")
-    rebuilt = build_features(within_membership(reads.prices_as_of(str(warehouse), 2), cfg.universe), cfg)
+    # What the asset stores: the features computed by calendar blocks from vintage 2's prices.
+    prices = within_membership(reads.prices_as_of(str(warehouse), 2), cfg.universe)
+    rebuilt = blocked_features(prices, cfg, available_inputs(prices))
     assert_frame_equal(features, rebuilt.sort(TICKER, DATE), check_exact=True)
     assert features[DATE].max() == RESTATED_END and before["features"][DATE].max() == BEFORE_SPLIT
 

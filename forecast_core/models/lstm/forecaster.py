@@ -21,7 +21,7 @@ from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, training_rows
 from forecast_core.models.lstm.inputs import input_columns
 from forecast_core.models.lstm.prior import ScaleModel, make_prior, sorted_panel, standardised_quantiles
-from forecast_core.models.lstm.train import TrainResult, fit, model_from_config, predict_scaled
+from forecast_core.models.lstm.train import TrainResult, bucketed, fit, model_from_config, predict_scaled
 from forecast_core.models.lstm.windows import Scalers, WindowData, fit_scalers, make_windows, raw_inputs
 
 
@@ -134,7 +134,8 @@ class LSTMForecaster(Forecaster):
         k, n_h, n_q = self.cfg.model.ensemble_size, len(self.task.horizons), len(self.task.quantiles)
         if len(rows) == 0:
             return np.zeros((k, 0, n_h, n_q), np.float32)
-        z = predict_scaled(self.model.apply, self.params, data.x, data.ticker_id, rows, lookback)
+        x, ticker_id = bucketed(data.x, data.ticker_id)
+        z = predict_scaled(self.model.apply, self.params, x, ticker_id, rows, lookback)
         return (z * data.target_scale[rows][None, :, :, None]).astype(np.float32)
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:

@@ -238,6 +238,24 @@ def predict_rows(
     return jax.vmap(lambda p: apply_fn({"params": p}, windows, tid, train=False))(params)
 
 
+def bucket_rows(n: int) -> int:
+    """`n` rounded up to a number with 3 significant bits (at most 1/4 more; at least 4,096)."""
+    if n <= 4096:
+        return 4096
+    step = 1 << (n.bit_length() - 3)
+    return -(-n // step) * step
+
+
+def bucketed(x: np.ndarray, ticker_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`x <float32>[N, F]` and `ticker_id <int32>[N]` padded with zero rows to `bucket_rows(N)`.
+
+    Windows never read the padding. A night's arrays (each ticker's last `lookback` rows) differ
+    in rows from the next night's by a few, so they share a padded shape and the persistent
+    compilation cache serves the forecast's jitted call instead of compiling it again."""
+    pad = bucket_rows(x.shape[0]) - x.shape[0]
+    return np.pad(x, ((0, pad), (0, 0))), np.pad(ticker_id, (0, pad))
+
+
 def predict_scaled(
     apply_fn: Callable, params, x, ticker_id, rows: np.ndarray, lookback: int, chunk: int = 8192
 ) -> np.ndarray:

@@ -20,6 +20,8 @@ from forecast_core.models.lstm.prior import standardised_quantiles
 from forecast_core.models.lstm.train import (
     _accumulated_step,
     accumulate_gradients,
+    bucket_rows,
+    bucketed,
     create_states,
     early_stopping_rows,
     ensemble_apply,
@@ -477,3 +479,21 @@ def test_predict_scaled_chunks_agree_with_one_chunk(windows, learnable, ensemble
     last = predict_scaled(*args, rows[-1:], CFG.model.lookback, chunk=32)
     np.testing.assert_array_equal(last[:, 0], chunked[:, -1])
     assert predict_scaled(*args, rows[:0], CFG.model.lookback).shape[0] == 0
+
+
+def test_bucketed_arrays_forecast_as_the_unpadded_ones(windows, learnable, ensemble):
+    """The forecast pads its arrays to `bucket_rows` (so that nights share a compiled shape): the
+    padding is never inside a window, and the forecasts are the unpadded arrays' to rounding."""
+    _, train_rows, _ = windows
+    data = learnable[0]
+    x, tid = bucketed(data.x, data.ticker_id)
+    n = data.x.shape[0]
+    assert x.shape == (bucket_rows(n), data.x.shape[1]) and n <= x.shape[0] <= max(4096, 1.25 * n)
+    np.testing.assert_array_equal(x[:n], data.x)
+    np.testing.assert_array_equal(tid[:n], data.ticker_id)
+    assert not x[n:].any() and not tid[n:].any()
+    rows = train_rows[-64:]
+    plain = predict_scaled(MODEL.apply, ensemble.params, data.x, data.ticker_id, rows, CFG.model.lookback)
+    padded = predict_scaled(MODEL.apply, ensemble.params, x, tid, rows, CFG.model.lookback)
+    np.testing.assert_allclose(padded, plain, rtol=1e-5, atol=1e-6)
+    assert [bucket_rows(k) for k in (1, 4096, 4097, 300_000, 300_001)] == [4096, 4096, 5120, 327_680, 327_680]
