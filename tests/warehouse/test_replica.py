@@ -17,6 +17,7 @@ import pytest
 from tests.support.warehouse import folds_frame, prices
 from warehouse import replica, transaction
 from warehouse.db import WarehouseError
+from warehouse.reads import IN_TICKERS
 from warehouse.replica import connect_replica, read_replica_sql, replica_path, slot_path
 
 TABLES = ("raw_prices", "folds", "features", "forecast_scores")
@@ -90,6 +91,34 @@ def test_a_slice_write_logs_its_predicate_and_a_stray_row_logs_the_whole_table(d
             ("folds", None, ()),
         ]
     assert_replica_equals_warehouse(db)
+
+
+def test_chunked_ticker_slices_are_published_as_one_predicate_over_their_union(db: Path) -> None:
+    """A write in ticker chunks (`reads.IN_TICKERS AND date >= ?`, as a night's `features`) is
+    applied to the slot as one conjunction over the union of the chunks' tickers, and the slot
+    still equals the warehouse, across two commits whose slices the stale slot applies together."""
+    day = dt.date(2024, 1, 3)
+    chunk = f"{IN_TICKERS} AND date >= ?"
+    with transaction(db) as w:
+        w.replace("raw_prices", prices(("AAA", "BBB", "CCC", "DDD")))
+    for close in (2.0, 3.0):
+        with transaction(db) as w:
+            for names in (("AAA", "BBB"), ("CCC",)):
+                frame = prices(names, close=close).filter(pl.col("date") >= day)
+                w.replace("raw_prices", frame, chunk, [list(names), day])
+            w.replace("raw_prices", prices(("DDD",), close=close), "ticker = ?", ["DDD"])
+        assert_replica_equals_warehouse(db)
+    slices = [(chunk, [["AAA", "BBB"], day]), ("ticker = ?", ["DDD"]), (chunk, [["CCC", "AAA"], day])]
+    slices += [(chunk, [["EEE"], dt.date(2024, 1, 4)]), (IN_TICKERS, [["AAA"]]), (IN_TICKERS, [["FFF"]])]
+    assert replica._coalesced(slices) == [
+        (chunk, [["AAA", "BBB", "CCC"], day]),
+        ("ticker = ?", ["DDD"]),
+        (chunk, [["EEE"], dt.date(2024, 1, 4)]),  # other parameters: its own slice
+        (IN_TICKERS, [["AAA", "FFF"]]),
+    ]
+    with connect_replica(db) as con:  # the second commit's prices (3 + day index), in the slot
+        new = con.execute("SELECT DISTINCT close FROM raw_prices WHERE date >= ? ORDER BY 1", [day])
+        assert new.fetchall() == [(4.0,), (5.0,)]
 
 
 def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
