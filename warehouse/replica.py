@@ -232,20 +232,22 @@ def _coalesced(slices: list[tuple[str, list]]) -> list[tuple[str, list]]:
     at a time, logs 10 such slices per table."""
     from warehouse.reads import IN_TICKERS
 
-    merged: dict[tuple[str, str], tuple[str, dict, list]] = {}
-    out: list[tuple[str, list] | tuple[str, dict, list]] = []
+    out: list[tuple[str, list]] = []
+    position: dict[tuple[str, str], int] = {}  # (predicate, further params) -> its slice in `out`
     for predicate, params in slices:
         membership = predicate == IN_TICKERS or predicate.startswith(IN_TICKERS + " AND ")
         if not (membership and params and isinstance(params[0], list)):
             out.append((predicate, params))
             continue
         key = (predicate, json.dumps(_encode(list(params[1:]))))
-        if key in merged:
-            merged[key][1].update(dict.fromkeys(params[0]))
+        if key in position:
+            tickers = out[position[key]][1][0]
+            seen = set(tickers)
+            tickers.extend(t for t in dict.fromkeys(params[0]) if t not in seen)
         else:
-            merged[key] = (predicate, dict.fromkeys(params[0]), list(params[1:]))
-            out.append(merged[key])
-    return [(e[0], [list(e[1]), *e[2]]) if len(e) == 3 else e for e in out]
+            position[key] = len(out)
+            out.append((predicate, [list(dict.fromkeys(params[0])), *params[1:]]))
+    return out
 
 
 def _sync_table(

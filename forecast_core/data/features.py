@@ -31,10 +31,8 @@ from forecast_core.columns import (
     target_column,
 )
 from forecast_core.config import FeatureConfig, ForecastConfig
-from forecast_core.data.row_order import sorted_by_ticker_date
-
-#: What the window expressions group by (`_by_ticker`): the ticker as an integer run id.
-_BY = "_ticker_run"
+from forecast_core.data.row_order import TICKER_RUN as _BY
+from forecast_core.data.row_order import sorted_by_ticker_date, ticker_run
 
 #: Parkinson's constant: E[ln(H/L)^2] = 4 ln 2 sigma^2 for a driftless Brownian motion.
 PARKINSON = 1.0 / (2.0 * math.sqrt(math.log(2.0)))
@@ -55,7 +53,7 @@ def with_price(prices: pl.DataFrame) -> pl.LazyFrame:
 def _by_ticker(prices: pl.DataFrame) -> pl.LazyFrame:
     """`with_price` plus the column the window expressions group by (`.over(_BY)`): each
     ticker's run of rows as an integer, grouped far faster than the ticker's string."""
-    return with_price(prices).with_columns(pl.col(TICKER).rle_id().alias(_BY))
+    return with_price(prices).with_columns(ticker_run())
 
 
 def _log_price() -> pl.Expr:

@@ -74,8 +74,8 @@ from forecast_core.models.volatility import (  # noqa: F401 - re-exported: the G
     gjr_conditional_variance,
     gjr_horizon_variance,
     gjr_variance,
-    panel_ewma_variance,
     panel_variance,
+    panel_variances,
     standardised_quantiles,
     ticker_bounds,
 )  # fmt: skip
@@ -212,6 +212,13 @@ class GjrGarch(Forecaster):
         """`[rows, H]` h-session variance forecasts for a panel sorted by (ticker, date): GJR with
         the fitted parameters, the EWMA variance for the fallback tickers and (with a warning) for
         tickers unseen at fit time; NaN in warm-up."""
+        return self.horizon_variances(sorted_panel, with_ewma=False)[1]
+
+    def horizon_variances(
+        self, sorted_panel: pl.DataFrame, with_ewma: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """`(ewma, gjr)` `[rows, H]` each: the EWMA's `s2 * h` (None unless `with_ewma`) and
+        `horizon_variance`, from one pass (`volatility.panel_variances`)."""
         if not hasattr(self, "params_"):
             self.require_fitted()
         known = self.params_.keys() | self.fallback_tickers_.keys()
@@ -222,7 +229,9 @@ class GjrGarch(Forecaster):
         }
         if unseen:
             _warn_fallback(self.name, unseen, "(predict)")
-        return panel_variance(sorted_panel, self.lam, self.task.horizons, self.params_, self.WARMUP)
+        return panel_variances(
+            sorted_panel, self.lam, self.task.horizons, self.params_, self.WARMUP, with_ewma
+        )
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sqrt(var_h)` `<float64>[rows, H]` of the panel's rows in (ticker, date)
@@ -327,8 +336,8 @@ class VolBlend(Forecaster):
 
     def blended_variance(self, sorted_panel: pl.DataFrame) -> np.ndarray:
         """`(s2_ewma * h + var_gjr_h) / 2` `[rows, H]` for a panel sorted by (ticker, date)."""
-        ewma = panel_ewma_variance(sorted_panel, self.lam, self.task.horizons)
-        return 0.5 * (ewma + self.garch.horizon_variance(sorted_panel))
+        ewma, gjr = self.garch.horizon_variances(sorted_panel)
+        return 0.5 * (ewma + gjr)
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()

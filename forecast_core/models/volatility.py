@@ -158,23 +158,35 @@ def panel_variance(
     `gjr[ticker]`'s parameters for the tickers there, `EwmaVol`'s `s2_ewma * h` for the rest
     (every ticker without `gjr`). A chunk of `CHUNK_TICKERS` tickers at a time, vectorised across
     them; the same values as `gjr_variance` / `ewma_horizon_variance` ticker by ticker."""
+    return panel_variances(sorted_panel, lam, horizons, gjr, warmup, with_ewma=False)[1]
+
+
+def panel_variances(
+    sorted_panel: pl.DataFrame,
+    lam: float,
+    horizons: tuple[int, ...],
+    gjr: dict[str, Params] | None = None,
+    warmup: int = WARMUP,
+    with_ewma: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """`(ewma, model)`, each `[rows, H]`: every row's `EwmaVol` variance `s2_ewma * h` (None
+    unless `with_ewma`) and `panel_variance`'s (GJR where `gjr` has the ticker, else the EWMA's),
+    from one pass over the returns (what `vol_blend` averages)."""
     r = daily_returns(sorted_panel)
     h = np.asarray(horizons, dtype=np.float64)
-    out = np.full((r.size, len(horizons)), np.nan)
+    shape = (r.size, len(horizons))
+    ewma_out, model_out = (np.full(shape, np.nan) if with_ewma else None), np.full(shape, np.nan)
     for a, b, names, lengths in ticker_chunks(sorted_panel):
         aligned = AlignedReturns.of(r[a:b], lengths)
         var = aligned_ewma_variance(aligned.x, lam, warmup)[:, :, None] * h
+        if with_ewma:
+            ewma_out[a:b] = aligned.to_rows(var)
         has = np.array([t in (gjr or {}) for t in names], dtype=bool)
         if has.any():
             params = np.array([gjr[t] for t, ok in zip(names, has, strict=True) if ok], dtype=np.float64)
             var[has] = aligned_gjr_variance(aligned.x[has], params, horizons, warmup)
-        out[a:b] = aligned.to_rows(var)
-    return out
-
-
-def panel_ewma_variance(sorted_panel: pl.DataFrame, lam: float, horizons: tuple[int, ...]) -> np.ndarray:
-    """`ewma_horizon_variance` of every ticker of a panel sorted by (ticker, date): `[rows, H]`."""
-    return panel_variance(sorted_panel, lam, horizons)
+        model_out[a:b] = aligned.to_rows(var)
+    return ewma_out, model_out
 
 
 # --- the variance recursions, a chunk of tickers at a time ---------------------------------------
@@ -215,12 +227,10 @@ class AlignedReturns:
     def to_rows(self, per_return: np.ndarray) -> np.ndarray:
         """Values per finite return `[n, T, ...]` -> per panel row `[rows, ...]` (NaN before a
         ticker's first finite return)."""
+        # A NaN in front of the flat values: the rows before a first finite return (index -1) read it.
         flat = per_return.reshape(-1, *per_return.shape[2:])
-        out = np.take(flat, np.maximum(self.row_index, 0), axis=0) if flat.shape[0] else None
-        if out is None:
-            return np.full((self.row_index.size, *per_return.shape[2:]), np.nan)
-        out[self.row_index < 0] = np.nan
-        return out
+        padded = np.concatenate([np.full((1, *flat.shape[1:]), np.nan), flat])
+        return np.take(padded, self.row_index + 1, axis=0)
 
 
 def ticker_chunks(sorted_panel: pl.DataFrame, size: int = CHUNK_TICKERS):

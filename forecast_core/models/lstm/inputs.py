@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from forecast_core.columns import TICKER
 from forecast_core.data.features import DAILY_RETURN
+from forecast_core.data.row_order import TICKER_RUN as _RUN
+from forecast_core.data.row_order import ticker_run
 
 #: |shock| above this (in prior sigmas) is clipped: a bad print must not dominate the window.
 CLIP = 10.0
@@ -34,8 +35,6 @@ LONG_HALFLIFE = 126
 #: RiskMetrics decay for the market index's sigma (the index has no prior of its own).
 MARKET_LAMBDA = 0.94
 RANGE_COLUMNS = ("parkinson_vol", "overnight_gap")
-#: Each ticker's run of rows in a (ticker, date)-sorted panel, an integer (cheaper to group by).
-_RUN = "_ticker_run"
 
 
 def _market_return_column(panel: pl.DataFrame) -> str | None:
@@ -79,7 +78,7 @@ def volatility_inputs(
         pl.col(c).cast(pl.Float64) for c in RANGE_COLUMNS if "range_ratio" in names and c in panel.columns
     ]
     frame = panel.select(
-        pl.col(TICKER).rle_id().alias(_RUN), pl.col(DAILY_RETURN).cast(pl.Float64).alias("r"), *ranges
+        ticker_run(), pl.col(DAILY_RETURN).cast(pl.Float64).alias("r"), *ranges
     ).with_columns(s)
     prev = pl.col("s").shift(1).over(_RUN)
     shock = (pl.col("r") / prev).clip(-CLIP, CLIP)
@@ -92,7 +91,7 @@ def volatility_inputs(
         col = _market_return_column(panel)
         if col is None:
             raise ValueError("the model reads market inputs but the panel has no mkt_*_ret_1 column")
-        frame = frame.with_columns(_market_inputs(panel, col))
+        frame = _with_market_inputs(frame.with_columns(panel[col].cast(pl.Float64).alias("m")))
     if "range_ratio" in names:
         missing = [c for c in RANGE_COLUMNS if c not in panel.columns]
         if missing:
@@ -105,17 +104,16 @@ def volatility_inputs(
     return names, np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _market_inputs(panel: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Per row: the index's shock, |shock| and vol ratio from its RiskMetrics sigma, computed over
-    each ticker's own rows (so a ticker's inputs depend on its own dates only, never on which
-    other tickers the panel holds or when they were listed)."""
-    m = pl.col("m")
+def _with_market_inputs(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (with `_RUN` and the index's return `m`) plus, per row, the index's shock, |shock|
+    and vol ratio from its RiskMetrics sigma, computed over each ticker's own rows (so a ticker's
+    inputs depend on its own dates only, never on which other tickers the panel holds or when
+    they were listed)."""
     alpha = 1.0 - MARKET_LAMBDA
-    mv = (m**2).ewm_mean(alpha=alpha, adjust=False, min_samples=20, ignore_nulls=True).over(_RUN)
-    frame = panel.select(pl.col(TICKER).rle_id().alias(_RUN), pl.col(column).cast(pl.Float64).alias("m"))
-    frame = frame.with_columns(mv.alias("mv"))
+    mv = (pl.col("m") ** 2).ewm_mean(alpha=alpha, adjust=False, min_samples=20, ignore_nulls=True)
+    frame = frame.with_columns(mv.over(_RUN).alias("mv"))
     shock = (pl.col("m") / pl.col("mv").shift(1).over(_RUN).sqrt()).clip(-CLIP, CLIP)
-    return frame.select(
+    return frame.with_columns(
         shock.alias("mkt_shock"),
         shock.abs().alias("mkt_abs_shock"),
         _slow_ratio(pl.col("mv"), _RUN).alias("mkt_vol_ratio"),
