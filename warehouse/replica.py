@@ -27,8 +27,12 @@ complete DuckDB database holding every table and view of the warehouse as of som
   `os.replace` of a new link, which is atomic. The cost is that of the changed slices (the nightly
   partition), not of the warehouse.
 - A slot that is missing, older than the log reaches back, or built with another schema (a new
-  code version) is seeded by copying the checkpointed warehouse file, as every publication did
-  before: the first publication, a new schema, or a reader that held a slot for many commits.
+  code version) is seeded: every table copied from the warehouse (`CREATE TABLE AS`, one table at
+  a time), then the views: the first publication, a new schema, or a reader that held a slot for
+  many commits.
+- A slot holds the warehouse's rows, column types, comments, views and macros, but not its primary
+  keys: readers never use them, and their indexes are most of a slot's size on disk and of the
+  cost of its writes and checkpoints (the warehouse keeps and enforces them).
 
 What readers get:
 - A reader opens the link read-only (`connect_replica`, `read_replica_sql`, or any DuckDB client
@@ -66,7 +70,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -267,8 +270,8 @@ def _sync_table(
     con.execute(f'INSERT INTO replica.main.{table} SELECT * FROM "{main}".main.{table} WHERE {where}', params)
 
 
-#: A slot whose pending changes rewrite whole tables of at least this many rows is re-seeded by
-#: copying the warehouse file instead (bounded memory; a full rebuild of `features` at scale).
+#: A slot whose pending changes rewrite whole tables of at least this many rows is re-seeded
+#: instead, table by table (bounded memory; a full rebuild of `features` at scale).
 COPY_FILE_ROWS = 5_000_000
 
 
@@ -307,29 +310,59 @@ def _slot_state(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
 
 
 def _seed(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) -> None:
-    """Write `slot` as a copy of the whole warehouse (checkpointed; the write lock keeps it still)."""
-    con.execute("CHECKPOINT")
-    wal = source.with_name(source.name + ".wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise WarehouseError(f"cannot publish the read replica: {str(wal)!r} is not empty after a checkpoint")
+    """Write `slot` afresh and leave it attached as `replica`: every table of the warehouse but the
+    log copied by `CREATE TABLE AS` (its rows, column types and comments, without the primary keys:
+    readers never use them, and a key's index is most of what a slot's file, its writes and its
+    checkpoint cost), then the views and macros (`views.sql`). One table at a time, each written to
+    disk as it is copied; a crash leaves a temporary file that the next seed removes."""
+    main = con.execute("SELECT current_database()").fetchone()[0]
     tmp = slot.with_name(slot.stem + ".tmp.duckdb")
-    shutil.copyfile(source, tmp)
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    tables = con.execute(
+        "SELECT table_name, comment FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+        "AND NOT list_contains(?::VARCHAR[], table_name) ORDER BY table_name",
+        [main, list(LOG_TABLES)],
+    ).fetchall()
+    con.execute(f"ATTACH '{tmp}' AS replica")
+    try:
+        for table, comment in tables:
+            con.execute(f'CREATE TABLE replica.main."{table}" AS SELECT * FROM "{main}".main."{table}"')
+            if comment:
+                con.execute(f'COMMENT ON TABLE replica.main."{table}" IS {_literal(comment)}')
+        for table, column, comment in con.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = ? "
+            "AND schema_name = 'main' AND comment IS NOT NULL AND NOT list_contains(?::VARCHAR[], table_name)",
+            [main, list(LOG_TABLES)],
+        ).fetchall():
+            con.execute(f'COMMENT ON COLUMN replica.main."{table}"."{column}" IS {_literal(comment)}')
+        con.execute("USE replica")  # the views and macros bind to the slot's tables
+        try:
+            con.execute(_sql("views.sql"))
+        finally:
+            con.execute(f'USE "{main}"')
+        con.execute(
+            "CREATE TABLE replica.main.replica_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
+        )
+        con.execute(
+            "COMMENT ON TABLE replica.main.replica_meta IS 'This read-replica slot: the warehouse publication "
+            "sequence number it holds (generation) and the schema it was built with (warehouse.replica).'"
+        )
+        con.execute(
+            "INSERT INTO replica.main.replica_meta VALUES ('generation', ?), ('schema', ?)",
+            [str(seq), schema_hash()],
+        )
+        con.execute("CHECKPOINT replica")
+    finally:
+        con.execute("DETACH replica")
     os.replace(tmp, slot)
     if not _attach(con, slot):  # nobody can hold a file that did not exist
         raise WarehouseError(f"the new replica slot {str(slot)!r} is locked by another process")
-    con.execute("BEGIN TRANSACTION")
-    for table in LOG_TABLES:
-        con.execute(f"DROP TABLE IF EXISTS replica.main.{table}")
-    con.execute("CREATE TABLE replica.main.replica_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
-    con.execute(
-        "COMMENT ON TABLE replica.main.replica_meta IS 'This read-replica slot: the warehouse publication "
-        "sequence number it holds (generation) and the schema it was built with (warehouse.replica).'"
-    )
-    con.execute(
-        "INSERT INTO replica.main.replica_meta VALUES ('generation', ?), ('schema', ?)",
-        [str(seq), schema_hash()],
-    )
-    con.execute("COMMIT")
+
+
+def _literal(text: str) -> str:
+    """`text` as a SQL string literal (COMMENT ON takes no bound parameter)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _bring_up_to_date(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) -> bool:
@@ -349,7 +382,7 @@ def _bring_up_to_date(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, 
         return True
     if pending and _whole_table_rows(con, pending) >= COPY_FILE_ROWS:
         # Copying millions of rows through one transaction holds them all in memory (12.7 GB for
-        # the 25-million-row features table of 5,000 tickers): a file copy costs disk time only.
+        # the 25-million-row features table of 5,000 tickers): a seed writes each table as it goes.
         con.execute("DETACH replica")
         _seed(con, source, slot, seq)
         return True

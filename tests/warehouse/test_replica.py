@@ -121,6 +121,49 @@ def test_chunked_ticker_slices_are_published_as_one_predicate_over_their_union(d
         assert new.fetchall() == [(4.0,), (5.0,)]
 
 
+def test_a_slot_holds_the_tables_views_macros_and_comments_but_not_the_keys(db: Path) -> None:
+    write_prices(db, ("AAA", "BBB"), 1.0)
+    write_prices(db, ("AAA",), 2.0)  # the first slot seeded, the second updated in place
+
+    def catalog(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
+        here = "database_name = current_database() AND schema_name = 'main'"
+        return {
+            "tables": con.execute(
+                f"SELECT table_name, comment FROM duckdb_tables() WHERE {here} ORDER BY 1"
+            ).fetchall(),
+            "columns": con.execute(
+                f"SELECT table_name, column_name, data_type, comment FROM duckdb_columns() WHERE {here} ORDER BY 1, 2"
+            ).fetchall(),
+            "views": con.execute(
+                f"SELECT view_name FROM duckdb_views() WHERE {here} AND NOT internal ORDER BY 1"
+            ).fetchall(),
+            "keys": con.execute(
+                f"SELECT DISTINCT table_name FROM duckdb_constraints() WHERE {here} "
+                "AND constraint_type = 'PRIMARY KEY' ORDER BY 1"
+            ).fetchall(),
+        }
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        main = catalog(con)
+        as_of = con.execute("SELECT * FROM prices_as_of(1) ORDER BY ALL").fetchall()
+    for k in (0, 1):
+        with duckdb.connect(str(slot_path(db, k)), read_only=True) as con:
+            slot = catalog(con)
+        assert ("raw_prices",) in main["keys"] and slot["keys"] == [("replica_meta",)]
+        assert slot["views"] == main["views"] and ("latest_forecasts",) in slot["views"]
+        log_tables = {"publication_log", "replica_slots"}
+        assert [t for t in slot["tables"] if t[0] != "replica_meta"] == [
+            t for t in main["tables"] if t[0] not in log_tables
+        ]
+        assert any(comment for _, comment in slot["tables"])
+        assert [c for c in slot["columns"] if c[0] != "replica_meta"] == [
+            c for c in main["columns"] if c[0] not in log_tables
+        ]
+    with connect_replica(db) as con:  # the macro reads the slot's own tables
+        assert con.execute("SELECT * FROM prices_as_of(1) ORDER BY ALL").fetchall() == as_of
+    assert_replica_equals_warehouse(db)
+
+
 def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
     write_prices(db, ("AAA", "BBB"), 1.0)
     write_prices(db, ("AAA",), 2.0)
@@ -134,9 +177,10 @@ def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
     assert [seq for seq, *_ in log(db)] == [6]
 
 
-def test_a_large_whole_table_rewrite_reseeds_the_slot_by_a_file_copy(db: Path, monkeypatch) -> None:
-    """Past COPY_FILE_ROWS, a whole-table rewrite is published by copying the warehouse file (a
-    new inode) rather than through one transaction holding every row; slices still go in place."""
+def test_a_large_whole_table_rewrite_reseeds_the_slot(db: Path, monkeypatch) -> None:
+    """Past COPY_FILE_ROWS, a whole-table rewrite is published by seeding a new slot file (a new
+    inode) table by table rather than through one transaction holding every row; slices still go
+    in place."""
     write_prices(db, ("AAA", "BBB"), 1.0)
     write_prices(db, ("AAA",), 2.0)
     inodes = [slot_path(db, k).stat().st_ino for k in (0, 1)]
