@@ -140,6 +140,26 @@ def _drop_the_old_explanation_grid(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("DROP TABLE forecast_explanations")
 
 
+def _unkey_targets(con: duckdb.DuckDBPyConnection) -> None:
+    """`targets` once had a PRIMARY KEY; `schema.sql` now creates it without one (the writer keeps
+    the key: `warehouse.io.UNKEYED`). A keyed table is renamed aside here, `schema.sql` creates the
+    new one, and `_refill_targets` moves the rows across, in the schema's transaction."""
+    if con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
+        "AND table_name = 'targets' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchone()[0]:
+        con.execute("ALTER TABLE targets RENAME TO targets__keyed")
+
+
+def _refill_targets(con: duckdb.DuckDBPyConnection) -> None:
+    if con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name = 'targets__keyed'"
+    ).fetchone()[0]:
+        con.execute("INSERT INTO targets SELECT ticker, date, horizon, target FROM targets__keyed")
+        con.execute("DROP TABLE targets__keyed")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create missing tables and (re)create views, in one transaction; idempotent.
 
@@ -164,7 +184,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 f"{SCHEMA_VERSION}: upgrade the package instead of writing to it"
             )
         _drop_the_old_explanation_grid(con)
+        _unkey_targets(con)
         con.execute(_sql("schema.sql"))
+        _refill_targets(con)
         con.execute(_sql("views.sql"))
         con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")

@@ -62,6 +62,12 @@ READABLE = WRITABLE_TABLES | {
 }
 
 
+#: Tables stored without a PRIMARY KEY index (its upkeep over tens of millions of rows cost more
+#: than the writes), with the key the writer keeps for them instead: what a write inserts has no
+#: duplicate key and lies inside the slice it deleted, so it cannot duplicate a row it kept.
+UNKEYED = {"targets": ("ticker", "date", "horizon")}
+
+
 def _check_table(name: str, allowed: frozenset[str]) -> str:
     if name not in allowed:
         raise WarehouseError(f"unknown warehouse table {name!r}; known: {', '.join(sorted(allowed))}")
@@ -142,24 +148,29 @@ class Writer:
         extra = [c for c in frame.columns if c not in columns]
         if extra:
             raise WarehouseError(f"columns {extra} are not in table {table!r}")
+        if table in UNKEYED:
+            _check_unique(table, frame, UNKEYED[table])
         self.con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
         inserted = self._insert(table, frame)
+        whole = where.strip().upper() == "TRUE"
+        in_slice = whole
+        if not whole and (table in UNKEYED or self.track_changes):
+            # Right after the DELETE, the rows matching `where` are exactly the inserted ones that do.
+            in_slice = self._matching(table, where, params) == inserted
+        if table in UNKEYED and not in_slice:
+            raise WarehouseError(
+                f"{table}: rows inserted outside the slice replaced ({where} with {list(params)}) "
+                f"could duplicate a kept row of its key {UNKEYED[table]}: write them with their own slice"
+            )
         if self.track_changes:
-            self._note(table, where, params, inserted)
+            # The replica copies the slice when the predicate describes the change, else the table.
+            self.changes.append(
+                (table, where, tuple(params)) if in_slice and not whole else (table, None, ())
+            )
         return inserted
 
-    def _note(self, table: str, where: str, params: Sequence[Any], inserted: int) -> None:
-        """Record the slice for the replica: the predicate alone describes the change when every
-        inserted row matches it (right after the DELETE, the rows matching it are exactly the
-        inserted ones that do); otherwise the whole table is marked changed."""
-        if where.strip().upper() != "TRUE":
-            matching = self.con.execute(
-                f"SELECT count(*) FROM {table} WHERE {where}", list(params)
-            ).fetchone()[0]
-            if matching == inserted:
-                self.changes.append((table, where, tuple(params)))
-                return
-        self.changes.append((table, None, ()))
+    def _matching(self, table: str, where: str, params: Sequence[Any]) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Recreate `table` with exactly `frame`'s columns and rows (for `features`)."""
@@ -191,6 +202,19 @@ class Writer:
             self._execute_with_frame(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming", frame)
         self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
         return frame.height
+
+
+def _check_unique(table: str, frame: pl.DataFrame, key: tuple[str, ...]) -> None:
+    """Refuse a frame holding a key twice (for `UNKEYED` tables, which have no index to refuse it)."""
+    if not frame.height:
+        return
+    repeated = frame.select(key).filter(pl.struct(key).is_duplicated())
+    if repeated.height:
+        first = dict(zip(key, repeated.row(0), strict=True))
+        raise WarehouseError(
+            f"{table}: {repeated.height} rows repeat a key ({', '.join(key)}), the first {first}: "
+            "each key may be written once"
+        )
 
 
 @contextmanager

@@ -332,7 +332,7 @@ def _seed(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) ->
         try:
             con.execute(_sql("views.sql"))
         finally:
-            con.execute(f'USE "{main}"')
+            con.execute(f"USE {_identifier(main)}")
         con.execute(
             "CREATE TABLE replica.main.replica_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
         )
@@ -355,16 +355,28 @@ def _seed(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) ->
 def _copy_tables(con: duckdb.DuckDBPyConnection, main: str, tables: list[tuple[str, str | None]]) -> None:
     """Copy `tables` [(name, comment)] of database `main` into the attached `replica`, with their
     comments and their columns' comments."""
+    source = _identifier(main)
     for table, comment in tables:
-        con.execute(f'CREATE TABLE replica.main."{table}" AS SELECT * FROM "{main}".main."{table}"')
+        con.execute(
+            f"CREATE TABLE replica.main.{_identifier(table)} AS SELECT * FROM {source}.main.{_identifier(table)}"
+        )
         if comment:
-            con.execute(f'COMMENT ON TABLE replica.main."{table}" IS {_literal(comment)}')
+            con.execute(f"COMMENT ON TABLE replica.main.{_identifier(table)} IS {_literal(comment)}")
     for table, column, comment in con.execute(
         "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = ? "
         "AND schema_name = 'main' AND comment IS NOT NULL AND NOT list_contains(?::VARCHAR[], table_name)",
         [main, list(LOG_TABLES)],
     ).fetchall():
-        con.execute(f'COMMENT ON COLUMN replica.main."{table}"."{column}" IS {_literal(comment)}')
+        con.execute(
+            f"COMMENT ON COLUMN replica.main.{_identifier(table)}.{_identifier(column)} IS {_literal(comment)}"
+        )
+
+
+def _identifier(name: str) -> str:
+    """A name from the warehouse's own catalog as a quoted SQL identifier (refusing a quote)."""
+    if '"' in name:
+        raise WarehouseError(f"cannot publish {name!r} to the read replica: its name holds a double quote")
+    return f'"{name}"'
 
 
 #: DuckDB's memory limit while a slot is seeded: the copy streams table by table, and a higher
@@ -391,11 +403,11 @@ def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
     if lower:
         yield
         return
-    con.execute(f"SET memory_limit = '{limit}'")
+    con.execute(f"SET memory_limit = {_literal(limit)}")
     try:
         yield
     finally:
-        con.execute(f"SET memory_limit = '{prior}'")
+        con.execute(f"SET memory_limit = {_literal(prior)}")
 
 
 def _literal(text: str) -> str:

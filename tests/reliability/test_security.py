@@ -85,8 +85,34 @@ TRUSTED = {
     ("ensure_schema", "views_sql"): "the packaged views.sql",
     ("_catalog", "SCHEMA_SQL.read_text()"): "the packaged schema.sql",
     ("_counts", "sql"): "a lambda over the constant queries below it",
-    ("_note", "table"): "only called by _replace, after _check_table",
-    ("_note", "where"): "replace's where; its callers are checked here like any SQL argument",
+    ("_matching", "table"): "only called by _replace, after _check_table",
+    ("_matching", "where"): "replace's where; its callers are checked here like any SQL argument",
+    (
+        "_seed",
+        "slot.with_name(slot.stem + '.tmp.duckdb')",
+    ): "a slot path beside the warehouse, validated by warehouse_path (no quotes)",
+    ("_seed", "_identifier(main)"): "current_database(), double-quoted by _identifier, which refuses a quote",
+    ("_copy_tables", "source"): "current_database(), double-quoted by _identifier, which refuses a quote",
+    (
+        "_copy_tables",
+        "_identifier(table)",
+    ): "a table name from the warehouse's own catalog, double-quoted by _identifier, which refuses a quote",
+    (
+        "_copy_tables",
+        "_identifier(column)",
+    ): "a column name from the warehouse's own catalog, double-quoted by _identifier, which refuses a quote",
+    (
+        "_copy_tables",
+        "_literal(comment)",
+    ): "a comment from the warehouse's own catalog as a string literal, quotes doubled by _literal",
+    (
+        "_memory_limit",
+        "_literal(limit)",
+    ): "SEED_MEMORY_LIMIT (a constant) as a string literal, quotes doubled by _literal",
+    (
+        "_memory_limit",
+        "_literal(prior)",
+    ): "DuckDB's own display of its memory_limit as a string literal, quotes doubled by _literal",
     ("_sync_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
     (
         "_sync_table",

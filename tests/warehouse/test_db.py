@@ -275,3 +275,68 @@ def test_non_lock_io_errors_are_not_retried(tmp_path: Path):
             pass
     assert time.monotonic() - start < 2.0  # failed at once instead of retrying for 5 s
     assert "locked by another process" not in str(info.value)
+
+
+def _targets(tickers: tuple[str, ...], days: int = 3) -> pl.DataFrame:
+    dates = [dt.date(2024, 1, 2) + dt.timedelta(days=i) for i in range(days)]
+    return pl.DataFrame(
+        {
+            "ticker": [t for t in tickers for _ in dates for _ in (1, 5)],
+            "date": [d for _ in tickers for d in dates for _ in (1, 5)],
+            "horizon": [h for _ in tickers for _ in dates for h in (1, 5)],
+            "target": [0.01] * (len(tickers) * len(dates) * 2),
+        },
+        schema_overrides={"horizon": pl.Int32},
+    )
+
+
+def test_the_writer_keeps_the_key_of_a_table_stored_without_one(db: Path):
+    """`targets` has no PRIMARY KEY index (warehouse.io.UNKEYED): the writer refuses a frame that
+    repeats a key and rows outside the slice it replaced, and writes nothing of either."""
+    with transaction(db) as w:
+        w.replace("targets", _targets(("AAA", "BBB")))
+    with connect(db, read_only=True) as con:
+        assert not con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'targets' "
+            "AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()[0]
+    before = content_hash(db, "targets")
+    twice = pl.concat([_targets(("AAA",)), _targets(("AAA",), days=1)])
+    with pytest.raises(WarehouseError, match=r"targets: 4 rows repeat a key \(ticker, date, horizon\)"):
+        with transaction(db) as w:
+            w.replace("targets", twice, "ticker = ?", ["AAA"])
+    with pytest.raises(WarehouseError, match="targets: rows inserted outside the slice replaced"):
+        with transaction(db) as w:  # BBB's rows kept, and BBB's rows inserted again
+            w.replace("targets", _targets(("AAA", "BBB")), "ticker = ?", ["AAA"])
+    assert content_hash(db, "targets") == before
+    with transaction(db) as w:  # a slice that covers what it inserts is written
+        w.replace("targets", _targets(("BBB",), days=2), "ticker = ?", ["BBB"])
+    assert read_table("targets", path=db).group_by("ticker").len().sort("ticker").rows() == [
+        ("AAA", 6),
+        ("BBB", 4),
+    ]
+
+
+def test_a_keyed_targets_table_of_an_older_warehouse_is_rebuilt_without_its_key(db: Path):
+    with transaction(db) as w:
+        w.replace("targets", _targets(("AAA", "BBB")))
+    expected = read_table("targets", path=db).sort("ticker", "date", "horizon")
+    with connect(db) as con:  # the table as schema.sql created it before
+        con.execute("DROP TABLE targets")
+        con.execute(
+            "CREATE TABLE targets (ticker VARCHAR NOT NULL, date DATE NOT NULL, horizon INTEGER NOT NULL, "
+            "target DOUBLE, PRIMARY KEY (ticker, date, horizon))"
+        )
+        con.register("old", expected)
+        con.execute("INSERT INTO targets SELECT * FROM old")
+    with connect(db) as con:
+        ensure_schema(con)
+        keys = con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'targets' AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()[0]
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        comment = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'targets'").fetchone()[
+            0
+        ]
+    assert keys == 0 and "targets__keyed" not in tables and "kept by the writer" in comment
+    assert read_table("targets", path=db).sort("ticker", "date", "horizon").equals(expected)
