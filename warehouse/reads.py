@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -189,18 +190,21 @@ def _quoted(column: str) -> str:
 
 
 def panel_from_vintage(
-    path: Path, cfg: ForecastConfig, cutoff: dt.date, vintage: int
+    path: Path, cfg: ForecastConfig, cutoff: dt.date, vintage: int, tickers: Sequence[str] | None = None
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """`panel_known_at` rebuilt from the prices of price vintage `vintage` (features recomputed
     from them; a feature at t uses prices up to t only, so this is what the features asset
-    stored from that vintage). For reproducing a forecast after history was rewritten."""
+    stored from that vintage). For reproducing a forecast after history was rewritten. `tickers`:
+    those of the universe's tickers only (a ticker's rows depend on its own prices and the
+    exogenous tickers', never on the other tickers)."""
     parts, columns = [], ()
-    for names in _ticker_chunks(cfg.universe.tickers):
+    wanted = list(cfg.universe.tickers if tickers is None else tickers)
+    for names in _ticker_chunks(wanted):
         # Each chunk with the exogenous tickers, whose features every ticker's rows join by date.
         read = None if names is None else [*names, *cfg.universe.exogenous]
         stored = within_membership(prices_as_of(path, vintage, until=cutoff, tickers=read), cfg.universe)
         feats = build_features(stored, cfg)
-        chunk = stored.filter(pl.col(TICKER).is_in(names or list(cfg.universe.tickers)))
+        chunk = stored.filter(pl.col(TICKER).is_in(names or wanted))
         parts.append(assemble_panel(feats, build_targets(chunk, cfg.horizons), stored))
         columns = feature_columns(feats)
     return _concat(parts), columns

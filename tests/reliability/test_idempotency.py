@@ -26,6 +26,7 @@ from forecast_core.data import calendar
 from tests.reliability.ledger import record
 from tests.support.pipeline import (
     DECEMBER,
+    HORIZONS,
     LAST_SESSION,
     PERIOD_START,
     RANGE_END,
@@ -33,7 +34,7 @@ from tests.support.pipeline import (
     Pipeline,
     table,
 )
-from warehouse import connect, read_sql
+from warehouse import connect, read_sql, reads
 
 pytestmark = pytest.mark.slow  # like tests/assets/test_pipeline.py: `-m "not slow"` skips it
 
@@ -173,4 +174,49 @@ def test_forecasts_reproducible_check_recomputes_the_latest_session_bit_for_bit(
     assert f"{LAST_SESSION} {row['ticker']} {row['horizon']}" in meta["examples"]
     assert 0 < meta["max_abs_difference"] < 1e-15
 
+    run(["daily_forecasts"], defs, key=LAST_SESSION.isoformat())  # restore the published rows
+
+
+def test_forecasts_reproducible_recomputes_a_rotating_sample_where_the_lstm_serves(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `REPRODUCIBLE_TICKERS` tickers the check recomputes only a sample (each ticker's LSTM
+    forecast depends on its own rows): bit for bit on the sampled tickers, a changed value of one
+    of them fails it, and the sample follows the date."""
+    from forecast_assets import checks
+
+    path, defs = pipeline.warehouse, pipeline.defs
+    monkeypatch.setattr(checks, "REPRODUCIBLE_TICKERS", 2)
+    run(["daily_forecasts"], defs, key=LAST_SESSION.isoformat())
+    stored = table(path, "SELECT * FROM forecasts WHERE as_of_date = ?", [LAST_SESSION])
+    row = reads.model(path, stored["model_version"][0])
+    assert row["serving_model"] == "lstm"
+    tickers = sorted(stored["ticker"].unique().to_list())
+    lstm = checks.artifacts.from_bytes(row["artifact"])
+    sample = checks.reproducible_sample(LAST_SESSION, tickers, row, lstm)
+    assert len(sample) == 2 and set(sample) < set(tickers)
+    later = [
+        checks.reproducible_sample(LAST_SESSION + dt.timedelta(days=d), tickers, row, lstm)
+        for d in range(1, 8)
+    ]
+    assert any(s != sample for s in later)  # it rotates
+
+    def evaluate() -> tuple[bool, dict]:
+        result = dg.materialize(
+            [*defs.assets, forecasts_reproducible],
+            resources=defs.resources,
+            selection=dg.AssetSelection.checks(forecasts_reproducible),
+        ).get_asset_check_evaluations()[0]
+        return result.passed, {k: v.value for k, v in result.metadata.items()}
+
+    passed, meta = evaluate()
+    assert passed and meta["tickers_checked"] == 2 and meta["tickers_forecast"] == len(tickers)
+    assert meta["rows"] == 2 * len(HORIZONS) and meta["different_rows"] == 0
+    with connect(path) as con:  # one ulp on a sampled ticker's value
+        con.execute(
+            "UPDATE forecasts SET q50 = nextafter(q50, 1.0) WHERE as_of_date = ? AND ticker = ? AND horizon = ?",
+            [LAST_SESSION, sample[0], HORIZONS[0]],
+        )
+    passed, meta = evaluate()
+    assert not passed and meta["different_rows"] == 1
     run(["daily_forecasts"], defs, key=LAST_SESSION.isoformat())  # restore the published rows
