@@ -15,7 +15,9 @@ process's peak RSS after each step. `python -m bench.universe_nightly verify N D
 process) checks the nights against full recomputes: the last session's forecasts recomputed from
 the whole panel of their price vintage with the serving baseline refitted (`forecasts_reproducible`'s
 path: it rebuilds every feature from the prices, about 30 GB at 5,000 tickers, so up to 500) and
-every score rebuilt from all forecasts and prices.
+every score rebuilt from all forecasts and prices. `python -m bench.universe_nightly check N DIR`
+runs the `forecasts_reproducible` asset check on the latest session, as `nightly_job` does after
+the forecasts.
 
 `build N DIR baseline` trains with `promotion_tolerance = 0`, so that the gate serves its best
 baseline unless the one-epoch LSTM beats it (at 500 tickers gjr_garch serves): the nights then
@@ -327,9 +329,33 @@ def verify(n_tickers: int, folder: Path) -> dict:
     }
 
 
+def check(n_tickers: int, folder: Path) -> dict:
+    """The `forecasts_reproducible` asset check on the latest session, as `nightly_job` runs it
+    after `daily_forecasts` (a sample of tickers where the LSTM served them all)."""
+    from forecast_assets.checks import forecasts_reproducible
+
+    t = time.perf_counter()
+    result = forecasts_reproducible(**_resources(folder, str(folder / "config.toml")))
+    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    keys = (
+        "as_of_date",
+        "rows",
+        "tickers_checked",
+        "tickers_forecast",
+        "different_rows",
+        "max_abs_difference",
+    )
+    return {
+        "tickers": n_tickers,
+        "passed": result.passed,
+        **{k: meta[k] for k in keys},
+        "check_s": round(time.perf_counter() - t, 2),
+    }
+
+
 if __name__ == "__main__":
     what, n, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     if what == "build":
         emit(build(n, folder, sys.argv[4] if len(sys.argv) > 4 else None))
     else:
-        emit({"night": night, "verify": verify}[what](n, folder))
+        emit({"night": night, "verify": verify, "check": check}[what](n, folder))
