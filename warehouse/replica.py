@@ -272,7 +272,7 @@ def _sync_table(
 
 #: A slot whose pending changes rewrite whole tables of at least this many rows is re-seeded
 #: instead, table by table (bounded memory; a full rebuild of `features` at scale).
-COPY_FILE_ROWS = 5_000_000
+RESEED_ROWS = 5_000_000
 
 
 def _whole_table_rows(con: duckdb.DuckDBPyConnection, pending: dict[str, list[tuple[str, list]]]) -> int:
@@ -430,7 +430,7 @@ def _bring_up_to_date(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, 
         con.execute("DETACH replica")
         _seed(con, source, slot, seq)
         return True
-    if pending and _whole_table_rows(con, pending) >= COPY_FILE_ROWS:
+    if pending and _whole_table_rows(con, pending) >= RESEED_ROWS:
         # Copying millions of rows through one transaction holds them all in memory (12.7 GB for
         # the 25-million-row features table of 5,000 tickers): a seed writes each table as it goes.
         con.execute("DETACH replica")

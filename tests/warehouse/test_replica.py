@@ -191,13 +191,13 @@ def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
 
 
 def test_a_large_whole_table_rewrite_reseeds_the_slot(db: Path, monkeypatch) -> None:
-    """Past COPY_FILE_ROWS, a whole-table rewrite is published by seeding a new slot file (a new
+    """Past RESEED_ROWS, a whole-table rewrite is published by seeding a new slot file (a new
     inode) table by table rather than through one transaction holding every row; slices still go
     in place."""
     write_prices(db, ("AAA", "BBB"), 1.0)
     write_prices(db, ("AAA",), 2.0)
     inodes = [slot_path(db, k).stat().st_ino for k in (0, 1)]
-    monkeypatch.setattr(replica, "COPY_FILE_ROWS", 3)
+    monkeypatch.setattr(replica, "RESEED_ROWS", 3)
     with transaction(db) as w:
         w.replace_table("features", features(("AAA", "BBB")))  # 6 rows: past the threshold
     assert_replica_equals_warehouse(db)
