@@ -457,7 +457,7 @@ def publish(
     """Publish the warehouse's committed state as its replica (see the module docstring). `con`
     must be the open read-write connection to the warehouse `path`, outside any transaction: it
     holds the write lock, so nothing changes the warehouse meanwhile. `seed` rebuilds the slot
-    from a copy of the whole warehouse."""
+    from the whole warehouse, table by table."""
     source = warehouse_path(path)
     link = replica_path(path)
     try:
@@ -585,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Publish the warehouse's read replica now.")
     parser.add_argument("path", nargs="?", help="the warehouse file (default: $FORECAST_WAREHOUSE)")
     parser.add_argument(
-        "--seed", action="store_true", help="rebuild a slot from a copy of the whole warehouse"
+        "--seed", action="store_true", help="rebuild a slot from the whole warehouse, table by table"
     )
     args = parser.parse_args(argv)
     if is_lake(args.path):

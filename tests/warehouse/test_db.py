@@ -315,6 +315,14 @@ def test_the_writer_keeps_the_key_of_a_table_stored_without_one(db: Path):
         ("AAA", 6),
         ("BBB", 4),
     ]
+    features = (
+        _targets(("AAA",))
+        .filter(pl.col("horizon") == 1)
+        .select("ticker", "date", pl.col("target").alias("ret_1"))
+    )
+    with pytest.raises(WarehouseError, match=r"features: 2 rows repeat a key \(ticker, date\)"):
+        with transaction(db) as w:  # `features` too, whether recreated or written by slices
+            w.replace_table("features", pl.concat([features, features.head(1)]))
 
 
 def test_a_keyed_targets_table_of_an_older_warehouse_is_rebuilt_without_its_key(db: Path):
