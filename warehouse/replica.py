@@ -309,7 +309,7 @@ def _slot_state(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
     return int(meta["generation"]), meta["schema"]
 
 
-def _seed(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) -> None:
+def _seed(con: duckdb.DuckDBPyConnection, slot: Path, seq: int) -> None:
     """Write `slot` afresh and leave it attached as `replica`: every table of the warehouse but the
     log copied by `CREATE TABLE AS` (its rows, column types and comments, without the primary keys:
     readers never use them, and a key's index is most of what a slot's file, its writes and its
@@ -415,10 +415,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _bring_up_to_date(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, seq: int) -> bool:
+def _bring_up_to_date(con: duckdb.DuckDBPyConnection, slot: Path, seq: int) -> bool:
     """Attach `slot` and make it hold generation `seq`; False if a reader holds it."""
     if not slot.exists():
-        _seed(con, source, slot, seq)
+        _seed(con, slot, seq)
         return True
     if not _attach(con, slot):
         return False
@@ -428,13 +428,13 @@ def _bring_up_to_date(con: duckdb.DuckDBPyConnection, source: Path, slot: Path, 
     )
     if pending is None:
         con.execute("DETACH replica")
-        _seed(con, source, slot, seq)
+        _seed(con, slot, seq)
         return True
     if pending and _whole_table_rows(con, pending) >= RESEED_ROWS:
         # Copying millions of rows through one transaction holds them all in memory (12.7 GB for
         # the 25-million-row features table of 5,000 tickers): a seed writes each table as it goes.
         con.execute("DETACH replica")
-        _seed(con, source, slot, seq)
+        _seed(con, slot, seq)
         return True
     if pending:
         main = con.execute("SELECT current_database()").fetchone()[0]
@@ -474,7 +474,7 @@ def publish(
             if seed and candidate.exists() and _attach(con, candidate):
                 con.execute("DETACH replica")
                 candidate.unlink()
-            if _bring_up_to_date(con, source, candidate, seq):
+            if _bring_up_to_date(con, candidate, seq):
                 slot = k
                 break
         if slot is None:
