@@ -339,13 +339,10 @@ MODEL_CHECKS = [
 REPRODUCIBLE_TICKERS = 100
 
 
-def reproducible_sample(day: dt.date, tickers: list[str], model_row: dict, lstm) -> list[str]:
-    """The tickers `forecasts_reproducible` recomputes for `day` (see `REPRODUCIBLE_TICKERS`)."""
-    if (
-        len(tickers) <= REPRODUCIBLE_TICKERS
-        or model_row["serving_model"] != "lstm"
-        or not set(tickers) <= set(lstm.tickers)
-    ):
+def reproducible_sample(day: dt.date, tickers: list[str], served_by_lstm: bool) -> list[str]:
+    """The tickers `forecasts_reproducible` recomputes for `day` (see `REPRODUCIBLE_TICKERS`):
+    a sample where the LSTM served every one of `tickers` (their forecasts' `model`), all else."""
+    if len(tickers) <= REPRODUCIBLE_TICKERS or not served_by_lstm:
         return sorted(tickers)
     rank = {t: hashlib.blake2b(f"{day}:{t}".encode(), digest_size=8).digest() for t in tickers}
     return sorted(sorted(tickers, key=rank.__getitem__)[:REPRODUCIBLE_TICKERS])
@@ -430,13 +427,11 @@ def forecasts_reproducible(warehouse: WarehouseResource, pipeline: PipelineConfi
         .sort("model_version")
         .rows()
     ):
-        row = reads.model(path, version)
-        tickers = stored.filter(pl.col("model_version") == version)[TICKER].unique().to_list()
-        sample = (
-            reproducible_sample(latest, tickers, row, artifacts.from_bytes(row["artifact"])) if row else None
-        )
+        rows = stored.filter(pl.col("model_version") == version)
+        served_by_lstm = bool((rows["model"] == "lstm").all())
+        sample = reproducible_sample(latest, rows[TICKER].unique().to_list(), served_by_lstm)
         recomputed.append(recompute_forecasts(path, cfg, latest, version, vintage, sample))
-        checked += [(version, t) for t in (sample or tickers)]
+        checked += [(version, t) for t in sample]
     picked = pl.DataFrame(checked, schema=["model_version", TICKER], orient="row")
     forecast_tickers = stored[TICKER].n_unique()
     stored = stored.join(picked, on=["model_version", TICKER], how="semi")

@@ -227,10 +227,12 @@ class AlignedReturns:
     def to_rows(self, per_return: np.ndarray) -> np.ndarray:
         """Values per finite return `[n, T, ...]` -> per panel row `[rows, ...]` (NaN before a
         ticker's first finite return)."""
-        # A NaN in front of the flat values: the rows before a first finite return (index -1) read it.
         flat = per_return.reshape(-1, *per_return.shape[2:])
-        padded = np.concatenate([np.full((1, *flat.shape[1:]), np.nan), flat])
-        return np.take(padded, self.row_index + 1, axis=0)
+        if not flat.shape[0]:  # no ticker has a finite return
+            return np.full((self.row_index.size, *flat.shape[1:]), np.nan)
+        out = np.take(flat, np.maximum(self.row_index, 0), axis=0)
+        out[self.row_index < 0] = np.nan
+        return out
 
 
 def ticker_chunks(sorted_panel: pl.DataFrame, size: int = CHUNK_TICKERS):
