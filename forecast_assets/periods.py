@@ -2,8 +2,10 @@
 known on the group's last session: what forecasting and explaining a range of sessions share.
 
 Forecasting reads the lean serving panel (`warehouse.reads.serving_panel`: the columns the period's
-fitted models read, every session) unless a baseline must be refitted, which needs the full panel
-(`forecast_assets.serving`)."""
+fitted models read) unless a baseline must be refitted, which needs the full panel
+(`forecast_assets.serving`). Where the LSTM serves, a ticker with a stored recursion state of the
+period's model (`warehouse.forecast_state`) is read only after the state's row and the LSTM
+continues from it; every other ticker is read over its whole history."""
 
 import datetime as dt
 import itertools
@@ -21,7 +23,7 @@ from forecast_core.models.lstm import artifacts
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.serving.forecasts import make_forecasts
 from forecast_core.serving.periods import period_key, period_start_of
-from warehouse import reads
+from warehouse import forecast_state, reads
 
 
 @dataclass
@@ -38,6 +40,9 @@ class PeriodBatch:
     prices_vintage: int
     #: Whether a price vintage since the model's rewrote history (its stored baseline is then refitted).
     rewritten_since_model: bool = True
+    #: Tickers the LSTM continues from a stored state: (their rows after each state's `as_of`, the
+    #: states); `panel` holds the other tickers. None: every ticker is in `panel`.
+    continued: tuple[pl.DataFrame, pl.DataFrame] | None = None
 
     @property
     def period(self) -> str:
@@ -45,9 +50,10 @@ class PeriodBatch:
 
     def forecasts(
         self, cfg: ForecastConfig, created_at: dt.datetime
-    ) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    ) -> tuple[pl.DataFrame, dict[str, list[str]], pl.DataFrame]:
         """`forecasts` rows for the batch's sessions, made by the period's serving plan
-        (`forecast_assets.serving.serving_plan`), and which model served which tickers."""
+        (`forecast_assets.serving.serving_plan`), which model served which tickers, and the
+        LSTM's recursion state to store for the next run (`warehouse.forecast_state`)."""
         row = self.model_row
         task = ForecastTask(self.feature_columns, cfg.horizons, cfg.quantiles)
         plan = serving.serving_plan(
@@ -60,29 +66,55 @@ class PeriodBatch:
             self.tickers(),
             self.rewritten_since_model,
         )
-        frames = [
-            make_forecasts(
-                self.panel.filter(pl.col(TICKER).is_in(served)),
+        first, last = self.days[0], self.days[-1]
+
+        def made(panel: pl.DataFrame, forecaster, quantiles=None) -> pl.DataFrame:
+            return make_forecasts(
+                panel,
                 forecaster,
                 task,
-                self.days[0],
-                self.days[-1],
+                first,
+                last,
                 row["model_version"],
                 created_at,
                 cfg.calendar,
+                quantiles,
             )
-            for forecaster, served in plan
-        ]
+
+        frames, states = [], []
+        for forecaster, served in plan:
+            if forecaster is not self.lstm:
+                frames.append(made(self.panel.filter(pl.col(TICKER).is_in(served)), forecaster))
+                continue
+            for panel, carry in self._lstm_parts(served):
+                q, state = self.lstm.forecast(panel, first, last, carry)
+                frames.append(made(panel, forecaster, q))
+                states.append(state)
         rows = (
             pl.concat(frames)
             .with_columns(pl.lit(self.prices_vintage, pl.Int64).alias("prices_vintage"))
             .sort("as_of_date", TICKER, HORIZON)
         )
-        return rows, {forecaster.name: served for forecaster, served in plan}
+        state = pl.concat(states).sort(TICKER) if states else pl.DataFrame()
+        return rows, {forecaster.name: served for forecaster, served in plan}, state
+
+    def _lstm_parts(self, served: list[str]) -> list[tuple[pl.DataFrame, pl.DataFrame | None]]:
+        """The LSTM's tickers as (panel, carry) parts: those it continues from a state, the rest."""
+        mine = pl.col(TICKER).is_in(served)
+        if self.continued is None:
+            return [(self.panel.filter(mine), None)]
+        tail, carry = self.continued
+        parts = [(tail.filter(mine), carry.filter(mine)), (self.panel.filter(mine), None)]
+        return [(panel, carry) for panel, carry in parts if panel.height]
+
+    def panels(self) -> list[pl.DataFrame]:
+        """`panel`, and the continued tickers' rows where there are some."""
+        return [self.panel, *([self.continued[0]] if self.continued else [])]
 
     def tickers(self) -> list[str]:
         """The tickers with a panel row in the batch's sessions."""
-        return rows_between(self.panel, self.days[0], self.days[-1])[TICKER].unique().sort().to_list()
+        found = pl.concat([rows_between(p, self.days[0], self.days[-1])[TICKER] for p in self.panels()])
+        return found.unique().sort().to_list()
 
 
 def batches_by_period(
@@ -105,18 +137,48 @@ def batches_by_period(
         lstm = artifacts.from_bytes(row["artifact"])
         batch = None
         if lean:
-            columns = serving.serving_columns(reads.feature_table_columns(path))
-            panel, feature_cols = reads.serving_panel(path, cfg, days[-1], columns, days[0])
-            batch = PeriodBatch(period_start, days, row, lstm, panel, feature_cols, vintage, rewritten)
-            task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
+            batch = _lean_batch(path, cfg, period_start, days, row, lstm, vintage, rewritten)
+            task = ForecastTask(batch.feature_columns, cfg.horizons, cfg.quantiles)
             if serving.needs_refit(row, lstm, task, cfg, batch.tickers(), rewritten):
                 batch = None
         if batch is None:
             panel, feature_cols = reads.panel_known_at(path, cfg, days[-1])
             batch = PeriodBatch(period_start, days, row, lstm, panel, feature_cols, vintage, rewritten)
-        missing = sorted(set(days) - set(batch.panel[DATE].unique().to_list()))
+        dated = pl.concat([p[DATE].unique() for p in batch.panels()])
+        missing = sorted(set(days) - set(dated.to_list()))
         if missing:
             raise dg.Failure(
                 f"no features for sessions {missing[:10]}: materialize raw_prices and features for them"
             )
         yield batch
+
+
+def _lean_batch(
+    path: str,
+    cfg: ForecastConfig,
+    period_start: dt.date,
+    days: list[dt.date],
+    row: dict,
+    lstm: LSTMForecaster,
+    vintage: int,
+    rewritten: bool,
+) -> PeriodBatch:
+    """The batch on the serving panel: where the LSTM serves, the tickers with a usable stored
+    state (one whose rows after it fill a window ending at the first session) continue from it and
+    are read after it only; the rest over their whole history."""
+    columns = serving.serving_columns(reads.feature_table_columns(path))
+    carry = forecast_state.stored(path, row["model_version"]) if row["serving_model"] == "lstm" else None
+    continued = None
+    if carry is not None and carry.height:
+        since = (row["model_version"], carry["as_of"].min())
+        tail, _ = reads.serving_panel(path, cfg, days[-1], columns, days[0], continued=since)
+        usable = lstm.continues(tail, carry, days[0])
+        if usable:
+            keep = pl.col(TICKER).is_in(usable)
+            continued = (tail.filter(keep), carry.filter(keep))
+    rest = None  # every ticker
+    if continued is not None:
+        usable = set(continued[1][TICKER].to_list())
+        rest = [t for t in reads.tickers_with_features(path, days[0], days[-1]) if t not in usable]
+    panel, feature_cols = reads.serving_panel(path, cfg, days[-1], columns, days[0], tickers=rest)
+    return PeriodBatch(period_start, days, row, lstm, panel, feature_cols, vintage, rewritten, continued)

@@ -43,6 +43,7 @@ WRITABLE_TABLES = frozenset(
         "models",
         "model_artifacts",
         "forecasts",
+        "forecast_state",
         "forecast_scores",
         "forecast_scores_state",
         "backtest_returns",

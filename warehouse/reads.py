@@ -107,6 +107,14 @@ def _feature_tickers(path: Path, until: dt.date | None) -> list[str]:
     return read_sql(f"SELECT DISTINCT ticker FROM features WHERE {where}", params, path)[TICKER].to_list()
 
 
+def tickers_with_features(path: Path, start: dt.date, end: dt.date) -> list[str]:
+    """The tickers with a features row dated in [start, end], sorted."""
+    frame = read_sql(
+        "SELECT DISTINCT ticker FROM features WHERE date BETWEEN ? AND ? ORDER BY ticker", [start, end], path
+    )
+    return frame[TICKER].to_list()
+
+
 def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
     """The chunks' panels, in ticker order (each chunk's tickers sort after the previous')."""
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
@@ -136,7 +144,14 @@ def feature_table_columns(path: Path) -> tuple[str, ...]:
 
 
 def serving_panel(
-    path: Path, cfg: ForecastConfig, cutoff: dt.date, columns: tuple[str, ...], priced_from: dt.date
+    path: Path,
+    cfg: ForecastConfig,
+    cutoff: dt.date,
+    columns: tuple[str, ...],
+    priced_from: dt.date,
+    *,
+    continued: tuple[str, dt.date] | None = None,
+    tickers: Sequence[str] | None = None,
 ) -> tuple[pl.DataFrame, tuple[str, ...]]:
     """The rows of `panel_known_at(path, cfg, cutoff)` with only the feature `columns` (in the
     table's order), `price` on the sessions from `priced_from` (null before), the targets null,
@@ -146,18 +161,37 @@ def serving_panel(
     price and only these columns (the LSTM, a volatility baseline: `make_forecasts` reads the
     price of the sessions it forecasts): the same rows as `panel_known_at` (a row is kept when
     every feature is present and finite, tested in the query), whose values are the same, without
-    holding every feature of the whole history or rebuilding the targets from every price."""
+    holding every feature of the whole history or rebuilding the targets from every price.
+
+    `continued` (a model version and the earliest `as_of` of its `forecast_state` rows): only the
+    rows of the tickers with a state of that version, dated after the state's `as_of` (what
+    continuing from it reads). `tickers`: those tickers only."""
     names = feature_table_columns(path)
     unknown = [c for c in columns if c not in names]
     if unknown:
         raise WarehouseError(f"the features table has no columns {unknown} (it has {list(names)})")
     picked = [c for c in names if c in columns]
+    join = (
+        "JOIN forecast_state s ON s.ticker = f.ticker AND s.model_version = ? AND f.date > s.as_of "
+        if continued
+        else ""
+    )
+    # The constant bound lets the scan skip the history before every state.
+    after = " AND f.date > ?" if continued else ""
+    among = " AND f.ticker IN (SELECT unnest(?::VARCHAR[]))" if tickers is not None else ""
     panel = read_sql(
-        f"SELECT f.ticker, f.date{_select_list(picked)}, p.price FROM features f LEFT JOIN "
+        f"SELECT f.ticker, f.date{_select_list(picked)}, p.price FROM features f {join}LEFT JOIN "
         "(SELECT ticker, date, coalesce(adj_close, close) AS price FROM raw_prices WHERE date BETWEEN ? AND ?) p "
-        f"ON p.ticker = f.ticker AND p.date = f.date WHERE f.date <= ? AND {_all_finite(names)} "
+        f"ON p.ticker = f.ticker AND p.date = f.date WHERE f.date <= ?{after}{among} AND {_all_finite(names)} "
         "ORDER BY f.ticker, f.date",
-        [priced_from, cutoff, cutoff],
+        [
+            *([continued[0]] if continued else []),
+            priced_from,
+            cutoff,
+            cutoff,
+            *([continued[1]] if continued else []),
+            *([list(tickers)] if tickers is not None else []),
+        ],
         path,
     )
     if cfg.universe.membership:

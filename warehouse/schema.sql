@@ -179,6 +179,26 @@ COMMENT ON TABLE forecasts IS 'Daily forecasts made after the close of as_of_dat
 ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS prices_vintage BIGINT;
 COMMENT ON COLUMN forecasts.prices_vintage IS 'The price vintage the forecast was computed from: FROM prices_as_of(prices_vintage) gives the prices it saw (the forecasts_reproducible check recomputes it from them).';
 
+CREATE TABLE IF NOT EXISTS forecast_state (
+    model_version        VARCHAR NOT NULL,
+    ticker               VARCHAR NOT NULL,
+    as_of                DATE NOT NULL,
+    s2                   DOUBLE NOT NULL,
+    next_variance        DOUBLE,
+    sigma                DOUBLE NOT NULL,
+    slow_variance        DOUBLE NOT NULL,
+    market_variance      DOUBLE,
+    market_slow_variance DOUBLE,
+    PRIMARY KEY (model_version, ticker)
+);
+COMMENT ON TABLE forecast_state IS 'Where the LSTM''s recursions stood after each ticker''s row as_of (lookback + 5 rows before its newest forecast), per model version: daily_forecasts continues from it, reading only the rows after as_of, and writes the next one with the forecasts. A features write that changes a row at or before as_of deletes it (that ticker is then forecast from its whole history once).';
+COMMENT ON COLUMN forecast_state.s2 IS 'RiskMetrics variance of the daily log return after as_of (the prior''s EWMA).';
+COMMENT ON COLUMN forecast_state.next_variance IS 'GJR-GARCH forecast of the next return''s variance after as_of; null where the prior has no GJR fit for the ticker.';
+COMMENT ON COLUMN forecast_state.sigma IS 'The prior''s one-session scale at as_of (what the next row''s shock divides by).';
+COMMENT ON COLUMN forecast_state.slow_variance IS 'Slow EWMA (half-life 126 sessions) of sigma^2 at as_of (vol_ratio).';
+COMMENT ON COLUMN forecast_state.market_variance IS 'The market index''s RiskMetrics variance at as_of; null where the model reads no market input.';
+COMMENT ON COLUMN forecast_state.market_slow_variance IS 'Slow EWMA of market_variance at as_of (mkt_vol_ratio).';
+
 CREATE TABLE IF NOT EXISTS forecast_scores (
     as_of_date        DATE NOT NULL,
     ticker            VARCHAR NOT NULL,

@@ -178,12 +178,9 @@ def _revisions(replaced: pl.DataFrame, written: pl.DataFrame) -> pl.DataFrame:
             pl.len().alias("sessions"),
             pl.col(DATE).min().alias("first_date"),
             pl.col(DATE).max().alias("last_date"),
-            # The largest change, signed: log(new / old) where |log(new / old)| is largest.
-            pl.col("log_change")
-            .filter(pl.col("log_change").is_not_null())
-            .sort_by(pl.col("log_change").abs(), descending=True)
-            .first()
-            .alias("largest_log_change"),
+            # The largest change, signed: log(new / old) where |log(new / old)| is largest (a
+            # removed row has none; null where the vintage only removed rows).
+            pl.col("log_change").get(pl.col("log_change").abs().arg_max()).alias("largest_log_change"),
         )
         .sort(TICKER)
     )

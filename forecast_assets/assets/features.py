@@ -11,7 +11,7 @@ from forecast_core.data.features import build_targets, complete_rows, feature_co
 from forecast_core.data.panel import targets_long
 from forecast_core.data.universe import within_membership
 from forecast_core.evaluation import folds as fold_layout
-from warehouse import reads, transaction
+from warehouse import forecast_state, reads, transaction
 
 #: Tickers computed at a time (with the exogenous tickers): bounds memory to one chunk's frames.
 CHUNK_TICKERS = 500
@@ -58,6 +58,7 @@ def features(
             raise dg.Failure("raw_prices is empty: materialize raw_prices first")
         context.log.info(f"features: {plan.mode} ({plan.reason}), {len(plan.tickers)} tickers to recompute")
         done = _recompute(w, cfg, plan, inputs, context.log)
+        _invalidate_forecast_state(w, plan)
         if plan.removed:
             w.replace("features", pl.DataFrame(), reads.IN_TICKERS, [list(plan.removed)])
             w.replace("targets", pl.DataFrame(), reads.IN_TICKERS, [list(plan.removed)])
@@ -91,6 +92,18 @@ def features(
             ),
         }
     )
+
+
+def _invalidate_forecast_state(w, plan: refresh.RefreshPlan) -> None:
+    """Delete the LSTM's stored recursion states that rows this run replaced came before
+    (`warehouse.forecast_state`): a new session leaves them, a rewritten history does not."""
+    if plan.mode == "full":
+        forecast_state.invalidate(w, None, None)
+        return
+    for group in plan.groups:
+        forecast_state.invalidate(w, list(group.tickers), group.since)
+    if plan.removed:
+        forecast_state.invalidate(w, list(plan.removed), None)
 
 
 def _recompute(w, cfg, plan: refresh.RefreshPlan, inputs, log) -> dict:

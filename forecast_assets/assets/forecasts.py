@@ -18,9 +18,10 @@ from forecast_assets.metadata import (
 from forecast_assets.partitions import partition_dates
 from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core.columns import TICKER
 from forecast_core.data import calendar
 from forecast_core.serving.forecasts import score_forecasts
-from warehouse import reads, transaction
+from warehouse import forecast_state, reads, transaction
 from warehouse import scores as scores_store
 
 
@@ -53,12 +54,18 @@ def daily_forecasts(
     start, end = partition_dates(context, cfg.calendar)
     sessions = calendar.sessions(start, end, cfg.calendar)
     created = dt.datetime.now(dt.UTC)
-    frames, served, stand_ins = [], {}, {}
+    frames, served, stand_ins, states = [], {}, {}, []
     for batch in batches_by_period(path, cfg, sessions, lean=True):
         row, period = batch.model_row, batch.period
         if row["serving_model"] != "lstm":
             context.log.warning(f"{period}: serving {row['serving_model']} ({row['decision']})")
-        rows, plan = batch.forecasts(cfg, created)
+        rows, plan, state = batch.forecasts(cfg, created)
+        states.append((row["model_version"], state))
+        continued = 0 if batch.continued is None else batch.continued[1].height
+        context.log.info(
+            f"{period}: {continued} ticker(s) continued from their stored state, "
+            f"{batch.panel[TICKER].n_unique()} read over their whole history"
+        )
         for model, tickers in plan.items():
             if model != row["serving_model"]:
                 stand_ins[period] = {model: tickers}
@@ -72,6 +79,8 @@ def daily_forecasts(
     forecasts = pl.concat(frames)
     with transaction(path) as w:
         w.replace("forecasts", forecasts, "as_of_date BETWEEN ? AND ?", [start, end])
+        for version, state in states:
+            forecast_state.write(w, version, state)
     context.log.info(
         f"stored {forecasts.height:,} forecasts for {len(sessions)} session(s) {start}..{end} "
         f"({forecasts['ticker'].n_unique()} tickers x {forecasts['horizon'].n_unique()} horizons)"

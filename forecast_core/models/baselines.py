@@ -42,8 +42,10 @@ from forecast_core.models.forecaster import (
 from forecast_core.models.garch import GjrGarch, VolBlend
 from forecast_core.models.volatility import (  # noqa: F401 - ewma_variance re-exported
     RETURN_COLUMN,
+    PanelVariances,
     ewma_variance,
     panel_variance,
+    panel_variances,
     standardised_quantiles,
     ticker_bounds,
 )
@@ -293,8 +295,16 @@ class EwmaVol(Forecaster):
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sigma_t * sqrt(h)` `<float64>[rows, H]` of the panel's rows in
         (ticker, date) order (NaN during warm-up); what the LSTM's `ewma` prior standardises by."""
-        sigma = self.with_sigma(panel)["sigma"].to_numpy()
-        return sigma[:, None] * np.sqrt(np.asarray(self.task.horizons, dtype=np.float64))
+        return self.scales_and_state(panel)[0]
+
+    def scales_and_state(
+        self, panel: pl.DataFrame, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, PanelVariances]:
+        """`scales` and the recursions' state after every row, continuing from `carry` (per ticker,
+        `volatility.CARRY_COLUMNS` at the row before its first here) where given."""
+        panel = in_key_order(panel_columns(panel, self.task, RETURN_COLUMN))
+        v = panel_variances(panel, self.lam, (1,), warmup=self.WARMUP, with_ewma=False, carry=carry)
+        return np.sqrt(v.s2)[:, None] * np.sqrt(np.asarray(self.task.horizons, dtype=np.float64)), v
 
     def state(self) -> dict:
         """The fitted state, JSON-serialisable (`from_state` restores it)."""

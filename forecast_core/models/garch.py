@@ -66,6 +66,7 @@ from forecast_core.models.volatility import (  # noqa: F401 - re-exported: the G
     RETURN_COLUMN,
     STATIONARITY_TOL,
     WARMUP,
+    PanelVariances,
     Params,
     daily_returns,
     ewma_horizon_variance,
@@ -212,13 +213,13 @@ class GjrGarch(Forecaster):
         """`[rows, H]` h-session variance forecasts for a panel sorted by (ticker, date): GJR with
         the fitted parameters, the EWMA variance for the fallback tickers and (with a warning) for
         tickers unseen at fit time; NaN in warm-up."""
-        return self.horizon_variances(sorted_panel, with_ewma=False)[1]
+        return self.horizon_variances(sorted_panel, with_ewma=False).model
 
     def horizon_variances(
-        self, sorted_panel: pl.DataFrame, with_ewma: bool = True
-    ) -> tuple[np.ndarray | None, np.ndarray]:
-        """`(ewma, gjr)` `[rows, H]` each: the EWMA's `s2 * h` (None unless `with_ewma`) and
-        `horizon_variance`, from one pass (`volatility.panel_variances`)."""
+        self, sorted_panel: pl.DataFrame, with_ewma: bool = True, carry: pl.DataFrame | None = None
+    ) -> PanelVariances:
+        """`volatility.panel_variances` with the fitted parameters: `.model` is `horizon_variance`,
+        `.ewma` the EWMA's `s2 * h` (None unless `with_ewma`); continued from `carry` if given."""
         if not hasattr(self, "params_"):
             self.require_fitted()
         known = self.params_.keys() | self.fallback_tickers_.keys()
@@ -230,13 +231,20 @@ class GjrGarch(Forecaster):
         if unseen:
             _warn_fallback(self.name, unseen, "(predict)")
         return panel_variances(
-            sorted_panel, self.lam, self.task.horizons, self.params_, self.WARMUP, with_ewma
+            sorted_panel, self.lam, self.task.horizons, self.params_, self.WARMUP, with_ewma, carry
         )
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sqrt(var_h)` `<float64>[rows, H]` of the panel's rows in (ticker, date)
         order (NaN in warm-up); what the LSTM's `gjr` prior standardises by."""
-        return np.sqrt(self.horizon_variance(_history(panel, self.task)))
+        return self.scales_and_state(panel)[0]
+
+    def scales_and_state(
+        self, panel: pl.DataFrame, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, PanelVariances]:
+        """`scales` and the recursions' state after every row, continuing from `carry` where given."""
+        v = self.horizon_variances(_history(panel, self.task), with_ewma=False, carry=carry)
+        return np.sqrt(v.model), v
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()
@@ -332,12 +340,19 @@ class VolBlend(Forecaster):
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sqrt(blended variance)` `<float64>[rows, H]` of the panel's rows in
         (ticker, date) order (NaN in warm-up); what the LSTM's `blend` prior standardises by."""
-        return np.sqrt(self.blended_variance(_history(panel, self.task)))
+        return self.scales_and_state(panel)[0]
+
+    def scales_and_state(
+        self, panel: pl.DataFrame, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, PanelVariances]:
+        """`scales` and the recursions' state after every row, continuing from `carry` where given."""
+        v = self.garch.horizon_variances(_history(panel, self.task), carry=carry)
+        return np.sqrt(0.5 * (v.ewma + v.model)), v
 
     def blended_variance(self, sorted_panel: pl.DataFrame) -> np.ndarray:
         """`(s2_ewma * h + var_gjr_h) / 2` `[rows, H]` for a panel sorted by (ticker, date)."""
-        ewma, gjr = self.garch.horizon_variances(sorted_panel)
-        return 0.5 * (ewma + gjr)
+        v = self.garch.horizon_variances(sorted_panel)
+        return 0.5 * (v.ewma + v.model)
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         self.require_fitted()

@@ -81,19 +81,20 @@ def daily_returns(panel: pl.DataFrame) -> np.ndarray:
 # --- the variance recursions ---------------------------------------------------------------------
 
 
-def gjr_conditional_variance(returns: np.ndarray, params, backcast) -> np.ndarray:
+def gjr_conditional_variance(returns: np.ndarray, params, backcast, start=None) -> np.ndarray:
     """GJR(1,1) conditional variances of finite returns `r [T]` (time order), or of n tickers'
     `[T, n]` with per-ticker parameters and backcasts `[n]` -> `[T + 1]` (`[T + 1, n]`).
 
     Element t < T is Var(r_t | r_0..r_{t-1}), `arch`'s `conditional_volatility ** 2` for the same
     backcast (its pre-sample r^2 and s2, with I(r < 0) taken as 1/2); element T is the forecast of
     the next return's variance. s2_{t+1} = x_t + beta * s2_t, stepped in time across the tickers
-    at once (the arithmetic of `scipy.signal.lfilter([1], [1, -beta])`, to the last bit).
+    at once (the arithmetic of `scipy.signal.lfilter([1], [1, -beta])`, to the last bit). `start`
+    (`[n]`): Var(r_0) carried from an earlier run, instead of the backcast's.
     """
     omega, alpha, gamma, beta = params
     r = np.asarray(returns, dtype=np.float64)
     out = np.empty((r.shape[0] + 1, *r.shape[1:]))
-    out[0] = omega + (alpha + 0.5 * gamma + beta) * backcast
+    out[0] = omega + (alpha + 0.5 * gamma + beta) * backcast if start is None else start
     x = omega + (alpha + gamma * (r < 0)) * r**2
     carry = beta * out[0]
     for t in range(r.shape[0]):
@@ -158,7 +159,39 @@ def panel_variance(
     `gjr[ticker]`'s parameters for the tickers there, `EwmaVol`'s `s2_ewma * h` for the rest
     (every ticker without `gjr`). A chunk of `CHUNK_TICKERS` tickers at a time, vectorised across
     them; the same values as `gjr_variance` / `ewma_horizon_variance` ticker by ticker."""
-    return panel_variances(sorted_panel, lam, horizons, gjr, warmup, with_ewma=False)[1]
+    return panel_variances(sorted_panel, lam, horizons, gjr, warmup, with_ewma=False).model
+
+
+@dataclass(frozen=True)
+class PanelVariances:
+    """The variances of every row of a (ticker, date)-sorted panel, and the recursions' state.
+
+    ewma `[rows, H]`: `EwmaVol`'s `s2_ewma * h` (None unless asked for); model `[rows, H]`: GJR
+    where the ticker has parameters, else the EWMA's; s2 `[rows]`: the RiskMetrics variance after
+    the row; next_variance `[rows]`: GJR's variance forecast for the ticker's next return (NaN
+    for a ticker without parameters). Both NaN in warm-up. (s2, next_variance) at a row is all a
+    later run needs to continue the recursions from that row (`CARRY_COLUMNS`)."""
+
+    ewma: np.ndarray | None
+    model: np.ndarray
+    s2: np.ndarray
+    next_variance: np.ndarray
+
+
+#: The columns of a variance carry: each ticker's `PanelVariances.s2` and `.next_variance` at a row.
+CARRY_COLUMNS = ("s2", "next_variance")
+
+
+def carried(carry: pl.DataFrame, names: list[str], columns: tuple[str, ...]) -> np.ndarray:
+    """`<float64>[len(names), len(columns)]`: the carry frame's `columns` for each of `names` (its
+    rows keyed by ticker); raises naming a ticker without a row."""
+    rows = dict(
+        zip(carry[TICKER].to_list(), carry.select(columns).to_numpy().astype(np.float64), strict=True)
+    )
+    missing = [t for t in names if t not in rows]
+    if missing:
+        raise ValueError(f"no recursion state for tickers {missing[:10]} to continue from")
+    return np.array([rows[t] for t in names], dtype=np.float64).reshape(len(names), len(columns))
 
 
 def panel_variances(
@@ -168,25 +201,48 @@ def panel_variances(
     gjr: dict[str, Params] | None = None,
     warmup: int = WARMUP,
     with_ewma: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """`(ewma, model)`, each `[rows, H]`: every row's `EwmaVol` variance `s2_ewma * h` (None
-    unless `with_ewma`) and `panel_variance`'s (GJR where `gjr` has the ticker, else the EWMA's),
-    from one pass over the returns (what `vol_blend` averages)."""
+    carry: pl.DataFrame | None = None,
+) -> PanelVariances:
+    """Every row's variances (`PanelVariances`) from one pass over the returns: the EWMA of each
+    ticker, and GJR's filter with `gjr[ticker]`'s parameters where it has them. With `carry` (per
+    ticker, `CARRY_COLUMNS` at the row before its first here), each ticker's recursions continue
+    from there (no warm-up), so a panel of a ticker's last rows gives the values its whole
+    history would on those rows, to the bit."""
     r = daily_returns(sorted_panel)
     h = np.asarray(horizons, dtype=np.float64)
     shape = (r.size, len(horizons))
     ewma_out, model_out = (np.full(shape, np.nan) if with_ewma else None), np.full(shape, np.nan)
+    s2_out, next_out = np.full(r.size, np.nan), np.full(r.size, np.nan)
+    gjr = gjr or {}
     for a, b, names, lengths in ticker_chunks(sorted_panel):
-        aligned = AlignedReturns.of(r[a:b], lengths)
-        var = aligned_ewma_variance(aligned.x, lam, warmup)[:, :, None] * h
+        lead = 0 if carry is None else 1
+        aligned = AlignedReturns.of(r[a:b], lengths, lead)
+        has = np.array([t in gjr for t in names], dtype=bool)
+        params = np.array([gjr.get(t, (np.nan,) * 4) for t in names], dtype=np.float64).reshape(-1, 4)
+        x, nv = aligned.x[:, lead:], np.full(aligned.x.shape, np.nan)
+        if carry is None:
+            s2 = aligned_ewma_variance(x, lam, warmup)
+            if has.any():
+                nv[has] = aligned_gjr_next_variance(x[has], params[has], warmup)
+        else:
+            c_s2, c_nv = carried(carry, names, CARRY_COLUMNS).T
+            s2 = np.concatenate([c_s2[:, None], ewma_continued(x, lam, c_s2)], axis=1)
+            if has.any():
+                nv[has] = np.concatenate(
+                    [c_nv[has, None], aligned_gjr_next_variance(x[has], params[has], warmup, c_nv[has])],
+                    axis=1,
+                )
+        s2_rows, nv_rows = aligned.to_rows(s2), aligned.to_rows(nv)
+        has_rows = np.repeat(has, lengths)
+        nv_rows[~has_rows | np.isnan(s2_rows)] = np.nan
+        ewma = s2_rows[:, None] * h
         if with_ewma:
-            ewma_out[a:b] = aligned.to_rows(var)
-        has = np.array([t in (gjr or {}) for t in names], dtype=bool)
+            ewma_out[a:b] = ewma
         if has.any():
-            params = np.array([gjr[t] for t, ok in zip(names, has, strict=True) if ok], dtype=np.float64)
-            var[has] = aligned_gjr_variance(aligned.x[has], params, horizons, warmup)
-        model_out[a:b] = aligned.to_rows(var)
-    return ewma_out, model_out
+            p = tuple(np.repeat(params[:, i], lengths)[has_rows] for i in range(4))
+            ewma[has_rows] = gjr_horizon_variance(nv_rows[has_rows], p, horizons)
+        model_out[a:b], s2_out[a:b], next_out[a:b] = ewma, s2_rows, nv_rows
+    return PanelVariances(ewma_out, model_out, s2_out, next_out)
 
 
 # --- the variance recursions, a chunk of tickers at a time ---------------------------------------
@@ -208,8 +264,10 @@ class AlignedReturns:
     row_index: np.ndarray
 
     @classmethod
-    def of(cls, returns: np.ndarray, lengths: np.ndarray) -> AlignedReturns:
-        """From the rows' returns `[rows]` of tickers holding consecutive runs of `lengths [n]` rows."""
+    def of(cls, returns: np.ndarray, lengths: np.ndarray, lead: int = 0) -> AlignedReturns:
+        """From the rows' returns `[rows]` of tickers holding consecutive runs of `lengths [n]` rows.
+        `lead`: that many NaN columns before each ticker's first return, for values carried from an
+        earlier run (rows before the first finite return then read column `lead - 1`)."""
         r = np.asarray(returns, dtype=np.float64)
         n = lengths.size
         ticker = np.repeat(np.arange(n), lengths)
@@ -217,8 +275,8 @@ class AlignedReturns:
         seen = np.r_[0, np.cumsum(valid)]
         ends = np.cumsum(lengths)
         before = seen[ends - lengths]  # finite returns of earlier tickers
-        width = int((seen[ends] - before).max()) if n else 0
-        last = seen[1:] - before[ticker] - 1
+        width = int((seen[ends] - before).max()) + lead if n else lead
+        last = seen[1:] - before[ticker] - 1 + lead
         index = np.where(last >= 0, ticker * width + last, -1)
         x = np.full(n * width, np.nan)
         x[index[valid]] = r[valid]
@@ -262,11 +320,30 @@ def aligned_ewma_variance(x: np.ndarray, lam: float, warmup: int = WARMUP) -> np
     s2 = np.full(x.shape, np.nan)
     if x.shape[1] >= warmup:
         s2[:, warmup - 1] = _warmup_mean_square(x, warmup)
-        if x.shape[1] > warmup:
-            # y_k = lam * y_{k-1} + (1 - lam) * x_k^2, started from y_{w-1} via zi.
-            zi = lam * s2[:, warmup - 1 : warmup]
-            s2[:, warmup:] = lfilter([1.0 - lam], [1.0, -lam], x[:, warmup:] ** 2, axis=1, zi=zi)[0]
+        s2[:, warmup:] = ewma_continued(x[:, warmup:], lam, s2[:, warmup - 1])
     return s2
+
+
+def ewma_continued(x: np.ndarray, lam: float, s2: np.ndarray) -> np.ndarray:
+    """The RiskMetrics recursion over returns `x [n, T]` from each ticker's variance `s2 [n]`
+    before them: `y_k = lam * y_{k-1} + (1 - lam) * x_k^2` -> `[n, T]` (one `lfilter`, started
+    from y_{-1} = s2 via its state, so a continued run repeats the whole one's arithmetic)."""
+    if x.shape[1] == 0:
+        return np.empty(x.shape)
+    return lfilter([1.0 - lam], [1.0, -lam], x**2, axis=1, zi=lam * s2[:, None])[0]
+
+
+def aligned_gjr_next_variance(
+    x: np.ndarray, params: np.ndarray, warmup: int = WARMUP, start: np.ndarray | None = None
+) -> np.ndarray:
+    """GJR's forecast of the next return's variance after each finite return `[n, T] -> [n, T]`
+    with each ticker's parameters `params <float64>[n, 4]`: the filter starts from `backcast =
+    mean(r_1^2 .. r_w^2)`, or from `start [n]` (the variance of the first return, carried)."""
+    p = tuple(params[:, i] for i in range(4))
+    backcast = _warmup_mean_square(x, warmup) if start is None else None
+    # The recursion steps in time: run it on [T, n] rows, contiguous per step.
+    s2 = gjr_conditional_variance(np.ascontiguousarray(x.T), p, backcast, start)
+    return np.ascontiguousarray(s2[1:].T)
 
 
 def aligned_gjr_variance(
@@ -275,11 +352,8 @@ def aligned_gjr_variance(
     """h-session GJR variance per finite return `[n, T] -> [n, T, H]` with each ticker's
     parameters `params <float64>[n, 4]`: the filter starts from `backcast = mean(r_1^2 .. r_w^2)`
     and return k's value forecasts from returns up to and including k; NaN before the w-th."""
-    p = tuple(params[:, i] for i in range(4))
-    # The recursion steps in time: run it on [T, n] rows, contiguous per step.
-    s2 = gjr_conditional_variance(np.ascontiguousarray(x.T), p, _warmup_mean_square(x, warmup))
-    next_variance = np.ascontiguousarray(s2[1:].T)
-    out = gjr_horizon_variance(next_variance, tuple(v[:, None] for v in p), horizons)
+    p = tuple(params[:, i : i + 1] for i in range(4))
+    out = gjr_horizon_variance(aligned_gjr_next_variance(x, params, warmup), p, horizons)
     out[:, : warmup - 1] = np.nan
     return out
 

@@ -35,12 +35,14 @@ def make_forecasts(
     model_version: str,
     created_at: dt.datetime,
     calendar_code: str,
+    quantiles: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """`forecasts` rows for every panel row dated in [start, end] (one per ticker, date, horizon)."""
+    """`forecasts` rows for every panel row dated in [start, end] (one per ticker, date, horizon);
+    `quantiles`: the forecaster's `predict(panel, start, end)` where the caller has it already."""
     rows = rows_between(panel, start, end)
     if rows.height == 0:
         return pl.DataFrame(schema={c: pl.Null for c in FORECAST_COLUMNS})
-    q = forecaster.predict(panel, start, end)
+    q = forecaster.predict(panel, start, end) if quantiles is None else quantiles
     point = forecaster.point_forecast(panel, start, end, q)
     qcols = quantile_columns(task.quantiles)
     dates = rows[DATE].unique().sort().to_list()

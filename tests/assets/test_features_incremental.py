@@ -25,7 +25,7 @@ from forecast_core.data.blocks import BLOCK_YEARS, block_of
 from forecast_core.data.features import build_features
 from tests.support.config import write_toml
 from tests.support.synthetic import synthetic_prices
-from warehouse import read_sql, transaction
+from warehouse import forecast_state, read_sql, transaction
 
 START, FIRST_NIGHT, END = dt.date(2011, 1, 3), dt.date(2015, 12, 21), dt.date(2016, 1, 8)
 ADDED_ON = dt.date(2015, 12, 29)  # CCC joins the configuration for this night's run
@@ -141,3 +141,53 @@ def test_a_configuration_change_rebuilds_everything(nightly, tmp_path):
     assert run["mode"] == "full" and run["reason"] == "the feature configuration changed"
     again = _run(copy, config)
     assert again["mode"] == "incremental" and again["tickers_recomputed"] == 0
+
+
+def _states(path: Path) -> dict[str, dt.date]:
+    rows = read_sql("SELECT ticker, as_of FROM forecast_state ORDER BY ticker", path=path)
+    return dict(zip(rows[TICKER].to_list(), rows["as_of"].to_list(), strict=True))
+
+
+def test_a_features_write_deletes_the_forecast_states_before_rows_it_replaced(nightly, tmp_path):
+    """The LSTM's stored recursion states (`forecast_state`) stay valid while only rows after
+    their `as_of` change: a new session keeps them, a rewritten history (a split, a corrected
+    close) deletes that ticker's, a configuration change all of them."""
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(Path(nightly["fresh"]).read_bytes())
+    state = pl.DataFrame(
+        {
+            TICKER: ["AAA", "BBB", "CCC"],
+            "as_of": [END - dt.timedelta(days=20)] * 2 + [END],
+            "s2": [1e-4] * 3,
+            "sigma": [1e-2] * 3,
+            "slow_variance": [1e-4] * 3,
+        }
+    )
+    with transaction(copy) as w:
+        forecast_state.write(w, "v1", state)
+    prices = nightly["prices"]
+    last = prices.filter(pl.col(DATE) == END)
+    night = calendar.add_sessions(END, 1)
+    _store(copy, last.with_columns(pl.lit(night).alias(DATE)), ["AAA", "BBB", "CCC", "^MKT"], night)
+    _run(copy, nightly["cfg"])
+    assert _states(copy) == dict(zip(state[TICKER], state["as_of"], strict=True))  # a new session
+    # BBB's history rewritten (a split) and CCC's close of END corrected (and the night's row
+    # dropped): both are recomputed over their whole history and lose their states; AAA keeps its.
+    stored = pl.concat([prices, last.with_columns(pl.lit(night).alias(DATE))])
+    bbb = stored.filter(pl.col(TICKER) == "BBB").with_columns(
+        pl.when(pl.col(DATE) < dt.date(2013, 1, 1)).then(pl.col(ADJ_CLOSE) / 2).otherwise(pl.col(ADJ_CLOSE))
+    )
+    _store(copy, bbb, ["BBB"], START)
+    corrected = last.filter(pl.col(TICKER) == "CCC").with_columns(pl.col(ADJ_CLOSE) * 1.01)
+    _store(copy, corrected, ["CCC"], END)
+    run = _run(copy, nightly["cfg"])
+    assert {"since": "whole history", "tickers": 2} in run["recomputed"]  # BBB and CCC
+    assert _states(copy) == {"AAA": END - dt.timedelta(days=20)}
+    other = str(
+        write_toml(
+            tmp_path / "lambda.toml",
+            {"universe": {"tickers": ["AAA", "BBB", "CCC"], "exogenous": ["^MKT"]}, "ewma_lambda": 0.95},
+        )
+    )
+    assert _run(copy, other)["mode"] == "full"
+    assert _states(copy) == {}

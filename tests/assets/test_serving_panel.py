@@ -1,7 +1,9 @@
 """The nightly forecast's cheap path gives bit-identical forecasts: the serving panel (only the
-columns the fitted models read, every session) against the full modelling panel, and a volatility
-baseline restored from the state stored with the period's model against the same baseline refitted
-(what `serving_plan` did on every forecast run), on the pipeline's warehouse (tests/conftest.py).
+columns the fitted models read, every session) against the full modelling panel, the LSTM
+continued from its stored recursion state (only the rows after it read) against the whole
+history, and a volatility baseline restored from the state stored with the period's model against
+the same baseline refitted (what `serving_plan` did on every forecast run), on the pipeline's
+warehouse (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from forecast_core.columns import DATE, PRICE, TICKER
 from forecast_core.config import UniverseConfig
 from forecast_core.models.forecaster import ForecastTask
 from forecast_core.models.lstm import artifacts
+from forecast_core.models.lstm.forecaster import STATE_SLACK
 from forecast_core.serving.periods import serving_forecaster
 from tests.support.pipeline import DECEMBER, LAST_SESSION, PERIOD_START
-from warehouse import reads
+from warehouse import forecast_state, reads
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +104,33 @@ def test_the_lstm_forecasts_bit_for_bit_from_the_serving_panel(model):
     # The forecasts asset's read is the lean one here: the LSTM knows every ticker.
     batch = next(batches_by_period(path, cfg, DAYS, lean=True))
     assert batch.panel.width == lean.width and batch.panel["target_h1"].is_null().all()
+
+
+def test_the_lstm_continues_from_the_state_daily_forecasts_stored_bit_for_bit(model):
+    """daily_forecasts stored each ticker's recursion state with December's forecasts; the next
+    run of the last sessions reads only the rows after it and makes the forecasts (and the next
+    state) that the whole history gives."""
+    path, cfg, row, lstm = model
+    carry = forecast_state.stored(path, row["model_version"])
+    back = cfg.model.lookback + STATE_SLACK
+    assert carry[TICKER].to_list() == sorted(cfg.universe.tickers)
+    assert carry["as_of"].unique().to_list() == [DECEMBER[-1 - back]]
+    batch = next(batches_by_period(path, cfg, DAYS, lean=True))
+    assert batch.continued is not None and batch.panel.height == 0
+    tail, used = batch.continued
+    assert_frame_equal(used, carry)
+    per_ticker = tail.group_by(TICKER).agg(pl.col(DATE).min(), pl.len()).sort(TICKER)
+    assert (per_ticker[DATE] > carry["as_of"]).all() and per_ticker["len"].to_list() == [back] * 3
+    (lean, names), _ = lean_and_full(path, cfg, DAYS[-1])
+    whole = PeriodBatch(PERIOD_START, DAYS, row, lstm, lean, names, reads.prices_vintage(path), False)
+    got, plan, state = batch.forecasts(cfg, CREATED)
+    want, _, want_state = whole.forecasts(cfg, CREATED)
+    assert plan == {"lstm": sorted(cfg.universe.tickers)}
+    assert_frame_equal(got, want, check_exact=True)
+    assert_frame_equal(state, want_state, check_exact=True)
+    # A rerun of December's last session: the state is the one it continued from (the row
+    # `back` rows before it is not among those read), so the next night still continues.
+    assert_frame_equal(state, carry, check_exact=True)
 
 
 @pytest.mark.parametrize("name", serving.STATEFUL)

@@ -152,6 +152,44 @@ def test_panel_variance_is_each_tickers_own_filter_across_chunks(monkeypatch, pa
     assert np.isnan(var[tickers == "SHORT"]).all() and np.isfinite(var[tickers == "GAPS"][25:]).all()
 
 
+def test_panel_variances_continue_from_a_carried_row_to_the_bit(monkeypatch, panel, garch):
+    """The recursions continued from each ticker's (s2, next_variance) at a row give, over the rows
+    after it, exactly what the whole history gives: the EWMA, GJR and the EWMA fallback, a
+    ticker with gaps after the carried row, in chunks of two tickers."""
+    monkeypatch.setattr(volatility, "CHUNK_TICKERS", 2)
+    keys = panel.select(TICKER, DATE, "ret_1")
+    gappy = keys.filter(pl.col(TICKER) == "KO").with_columns(
+        pl.lit("GAPS").alias(TICKER),
+        pl.when(pl.int_range(pl.len()) % 37 == 3).then(None).otherwise(pl.col("ret_1")).alias("ret_1"),
+    )
+    sorted_panel = pl.concat([keys, gappy]).sort(TICKER, DATE)
+    params = {t: p for t, p in garch.params_.items() if t != "MSFT"} | {"GAPS": garch.params_["KO"]}
+    whole = volatility.panel_variances(sorted_panel, 0.94, (1, 5), params)
+    # Each ticker carried from its 300th-last row; GAPS from the row before one of its gaps.
+    rows = sorted_panel.with_row_index("i")
+    at = rows.group_by(TICKER).agg(pl.col("i").sort().get(-300))
+    at = dict(zip(at[TICKER].to_list(), at["i"].to_list(), strict=True))
+    at["GAPS"] = rows.filter(pl.col(TICKER) == "GAPS", pl.col("ret_1").is_null())["i"][-10] - 1
+    carry = pl.DataFrame(
+        {
+            TICKER: list(at),
+            "s2": [whole.s2[i] for i in at.values()],
+            "next_variance": [whole.next_variance[i] for i in at.values()],
+        }
+    )
+    index = np.arange(sorted_panel.height)
+    after = index > np.array([at[t] for t in sorted_panel[TICKER].to_list()])
+    tail = sorted_panel.filter(pl.Series(after))
+    first_of_gaps = tail.filter(pl.col(TICKER) == "GAPS")["ret_1"][0]
+    assert first_of_gaps is None and np.isnan(carry["next_variance"].to_numpy()).sum() == 1  # MSFT
+    part = volatility.panel_variances(tail, 0.94, (1, 5), params, carry=carry)
+    for name in ("ewma", "model", "s2", "next_variance"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[after])
+    assert np.isfinite(part.model).all()
+    with pytest.raises(ValueError, match="no recursion state for tickers"):
+        volatility.panel_variances(tail, 0.94, (1, 5), params, carry=carry.filter(pl.col(TICKER) != "KO"))
+
+
 # --- the forecaster ------------------------------------------------------------------------------
 
 

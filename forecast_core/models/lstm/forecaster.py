@@ -5,6 +5,12 @@ row's targets by the prior's h-session scale, sets the network's starting point 
 empirical z-quantiles on the training rows, and trains with early stopping on the validation
 slice (where the untrained network, i.e. the prior, is the first candidate). `predict` rescales
 the ensemble's mean z-quantiles by the prior's scale of each row.
+
+Serving continues from a stored state (`forecast_state`): `forecast(panel, start, end, carry)`
+reads only each ticker's rows after the row its state was taken at, continues the prior's and
+the inputs' recursions from it (`RECURSION_COLUMNS`), and returns the state to store for the next
+run, taken `lookback + STATE_SLACK` rows before each ticker's newest; the forecasts are those of
+the whole history, to the bit.
 """
 
 from __future__ import annotations
@@ -19,10 +25,18 @@ from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, training_rows
-from forecast_core.models.lstm.inputs import input_columns
+from forecast_core.models.lstm.inputs import STATE_COLUMNS, input_columns, inputs_and_state
 from forecast_core.models.lstm.prior import ScaleModel, make_prior, sorted_panel, standardised_quantiles
 from forecast_core.models.lstm.train import TrainResult, bucketed, fit, model_from_config, predict_scaled
 from forecast_core.models.lstm.windows import Scalers, WindowData, fit_scalers, make_windows, raw_inputs
+from forecast_core.models.volatility import CARRY_COLUMNS
+
+#: What a ticker's stored state holds: the prior's variance recursions and the inputs' (`ticker`
+#: and `as_of`, the date of the row they were taken after, come first).
+RECURSION_COLUMNS = (*CARRY_COLUMNS, *STATE_COLUMNS)
+#: Rows kept between a stored state and the newest forecast row beyond the window's `lookback`: a
+#: rerun of any of the last few sessions (or a night with a late ticker) still continues.
+STATE_SLACK = 5
 
 
 class LSTMForecaster(Forecaster):
@@ -68,15 +82,50 @@ class LSTMForecaster(Forecaster):
         return model_from_config(self.cfg, len(self.scalers.tickers))
 
     def windows(
-        self, panel: pl.DataFrame, start: dt.date | None = None, end: dt.date | None = None
+        self,
+        panel: pl.DataFrame,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        carry: pl.DataFrame | None = None,
     ) -> WindowData:
         """The arrays of `panel`'s rows (sorted by ticker, date) with the fitted prior and scaler;
         with `start`, `end`: only those of the windows ending at rows dated in [start, end]."""
+        return self._windows_and_state(panel, start, end, carry)[0]
+
+    def _windows_and_state(
+        self,
+        panel: pl.DataFrame,
+        start: dt.date | None,
+        end: dt.date | None,
+        carry: pl.DataFrame | None,
+    ) -> tuple[WindowData, pl.DataFrame]:
+        """`windows`, and the state to store (`forecast`); with `carry` (ticker and
+        `RECURSION_COLUMNS` at the row before each ticker's first in `panel`) the recursions
+        continue from it."""
         self.require_fitted()
         panel = sorted_panel(self.narrow(panel))
         ends = None if start is None else panel[DATE].is_between(start, end).to_numpy()
-        lookback, scales = self.cfg.model.lookback, self.prior.scales(panel)
-        return make_windows(panel, self.task, self.scalers, lookback, scales, window_ends=ends)
+        scales, variances = self.prior.scales_and_state(panel, carry)
+        sigma = scales[:, 0] / np.sqrt(float(self.task.horizons[0]))
+        _, raw, inputs = inputs_and_state(panel, sigma, self.scalers.inputs, carry)
+        # The row `lookback + STATE_SLACK` rows before each ticker's newest.
+        lengths = panel[TICKER].rle().struct.field("len").to_numpy().astype(np.int64)
+        at = np.cumsum(lengths) - 1 - (self.cfg.model.lookback + STATE_SLACK)
+        at = at[at >= np.cumsum(lengths) - lengths]
+        values = (variances.s2, variances.next_variance, *(getattr(inputs, c) for c in STATE_COLUMNS))
+        state = (
+            panel[at]
+            .select(TICKER, pl.col(DATE).alias("as_of"))
+            .with_columns(
+                pl.Series(name, v[at], pl.Float64) for name, v in zip(RECURSION_COLUMNS, values, strict=True)
+            )
+        )
+        needed = ["s2", "sigma", "slow_variance"]
+        if "mkt_shock" in self.scalers.inputs:
+            needed += ["market_variance", "market_slow_variance"]
+        state = state.filter(*(pl.col(c).is_finite() for c in needed))
+        lookback = self.cfg.model.lookback
+        return make_windows(panel, self.task, self.scalers, lookback, scales, raw, window_ends=ends), state
 
     def narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
         """The keys, targets and the columns the inputs read: what windows are built from."""
@@ -118,10 +167,47 @@ class LSTMForecaster(Forecaster):
     def predict_members(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         """Each ensemble member's quantiles `<float32>[K, rows in [start, end], H, Q]` in
         (ticker, date) order (for seed-noise reporting; `predict` is their mean)."""
+        return self._members_and_state(panel, start, end, None)[0]
+
+    def forecast(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, pl.DataFrame]:
+        """`predict` `[rows in [start, end], H, Q]` and the state to store for the next run: per
+        ticker (`ticker`, `as_of`, `RECURSION_COLUMNS`) after its row `lookback + STATE_SLACK` rows
+        before its newest <= `end`, where the recursions are past their warm-up there. With
+        `carry` (the same columns, as stored), `panel` holds only each ticker's rows after its
+        `as_of` and the recursions continue from the carried values: the same forecasts as the
+        whole history gives, to the bit (`continues`: which tickers have enough such rows); a
+        ticker whose state row would lie at or before its carried `as_of` keeps the carried one."""
+        members, state = self._members_and_state(panel, start, end, carry)
+        if carry is not None:
+            # A ticker whose newer state row is not in `panel` (a rerun of the same sessions) keeps
+            # the one it continued from.
+            kept = carry.filter(~pl.col(TICKER).is_in(state[TICKER].implode()))
+            state = pl.concat([state, kept.select(state.columns)]).sort(TICKER)
+        return members.mean(axis=0), state
+
+    def continues(self, panel: pl.DataFrame, carry: pl.DataFrame, start: dt.date) -> list[str]:
+        """The tickers of `carry` whose rows in `panel` after their `as_of` fill a window ending
+        at `start` (so `forecast` can continue from their state)."""
+        need = self.cfg.model.lookback - 1
+        before = (
+            panel.join(carry.select(TICKER, "as_of"), on=TICKER)
+            .filter(pl.col(DATE) > pl.col("as_of"), pl.col(DATE) < start)
+            .group_by(TICKER)
+            .len()
+        )
+        return sorted(before.filter(pl.col("len") >= need)[TICKER].to_list())
+
+    def _members_and_state(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None
+    ) -> tuple[np.ndarray, pl.DataFrame]:
         self.require_fitted()
         lookback = self.cfg.model.lookback
         # History before `start` feeds the first windows; nothing after `end` is read.
-        data = self.windows(self.narrow(panel).filter(pl.col(DATE) <= end), start, end)
+        data, state = self._windows_and_state(
+            self.narrow(panel).filter(pl.col(DATE) <= end), start, end, carry
+        )
         in_range = (data.dates >= np.datetime64(start)) & (data.dates <= np.datetime64(end))
         short = in_range & ~data.window_ok
         if short.any():
@@ -133,10 +219,10 @@ class LSTMForecaster(Forecaster):
         rows = np.flatnonzero(in_range).astype(np.int32)
         k, n_h, n_q = self.cfg.model.ensemble_size, len(self.task.horizons), len(self.task.quantiles)
         if len(rows) == 0:
-            return np.zeros((k, 0, n_h, n_q), np.float32)
+            return np.zeros((k, 0, n_h, n_q), np.float32), state
         x, ticker_id = bucketed(data.x, data.ticker_id)
         z = predict_scaled(self.model.apply, self.params, x, ticker_id, rows, lookback)
-        return (z * data.target_scale[rows][None, :, :, None]).astype(np.float32)
+        return (z * data.target_scale[rows][None, :, :, None]).astype(np.float32), state
 
     def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
         return self.predict_members(panel, start, end).mean(axis=0)

@@ -25,7 +25,10 @@ import polars as pl
 
 from forecast_core.config import ForecastConfig
 from forecast_core.models.forecaster import ForecastTask, in_key_order
-from forecast_core.models.volatility import standardised_quantiles  # noqa: F401 - the head's start
+from forecast_core.models.volatility import (
+    PanelVariances,
+    standardised_quantiles,  # noqa: F401 - the head's start
+)
 
 #: `model.sigma_prior` -> the baseline whose scale the LSTM standardises by.
 PRIOR_BASELINES = {"ewma": "ewma_vol", "gjr": "gjr_garch", "blend": "vol_blend"}
@@ -40,6 +43,13 @@ class ScaleModel(Protocol):
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """`<float64>[rows, H]` for the panel's rows in (ticker, date) order; NaN in warm-up."""
+        ...
+
+    def scales_and_state(
+        self, panel: pl.DataFrame, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, PanelVariances]:
+        """`scales` and the variance recursions after every row, continued from `carry` (per
+        ticker, `volatility.CARRY_COLUMNS`) where given."""
         ...
 
     def state(self) -> dict: ...

@@ -29,8 +29,8 @@ from forecast_core.errors import InsufficientDataError
 from forecast_core.evaluation import metrics
 from forecast_core.models.baselines import BASELINES, EwmaVol, make_baseline
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
-from forecast_core.models.lstm import artifacts
-from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.models.lstm import artifacts, inputs
+from forecast_core.models.lstm.forecaster import STATE_SLACK, LSTMForecaster
 from forecast_core.models.lstm.inputs import input_names, volatility_inputs
 from forecast_core.models.lstm.prior import sorted_panel, standardised_quantiles
 from forecast_core.models.lstm.train import create_states
@@ -396,6 +396,55 @@ def test_artifact_round_trip_is_bit_identical(setup, which, request):
     np.testing.assert_array_equal(loaded.predict_members(panel, f.test_start, f.test_end),
                                   model.predict_members(panel, f.test_start, f.test_end))  # fmt: skip
     assert artifacts.to_bytes(loaded) == blob
+
+
+def test_ewma_runs_is_polars_ewm_mean_over_each_tickers_finite_values():
+    """The inputs' EWMA (seedable, `ewma_runs`) against polars' `ewm_mean(adjust=False,
+    ignore_nulls=True)` per ticker, gaps and `min_samples` included, on the rows with a value."""
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(900) ** 2
+    values[rng.random(900) < 0.1] = np.nan
+    lengths = np.array([400, 15, 485])
+    frame = pl.DataFrame({"t": np.repeat([0, 1, 2], lengths), "v": values}).with_columns(
+        pl.col("v").fill_nan(None)
+    )
+    for alpha, min_samples in ((0.06, 20), (inputs.LONG_HALFLIFE_ALPHA, 1)):
+        want = frame.select(
+            pl.col("v")
+            .ewm_mean(alpha=alpha, adjust=False, ignore_nulls=True, min_samples=min_samples)
+            .over("t")
+        )["v"].to_numpy()
+        got = inputs.ewma_runs(values, lengths, alpha, min_samples=min_samples)
+        known = np.isfinite(values)
+        np.testing.assert_allclose(got[known], want[known], rtol=1e-13, equal_nan=True)
+        assert np.isnan(got[:19]).all() if min_samples == 20 else np.isfinite(got[1:400]).all()
+
+
+@pytest.mark.parametrize(("data", "prior"), [("small", "ewma"), ("small", "blend"), ("ohlc", "ewma")])
+def test_forecast_continues_from_its_stored_state_to_the_bit(setup, data, prior):
+    """`forecast` on each ticker's rows after its stored state's `as_of`, continuing from that
+    state, gives the forecasts (and the next state) of the whole history, bit for bit: the prior's
+    recursions, the market inputs (synthetic panel) and the range inputs (real OHLCV)."""
+    panel, task, folds = setup if data == "small" else ohlc_setup()
+    cfg = with_settings(CFG if data == "small" else OHLC_CFG, model={"sigma_prior": prior})
+    fold = folds[-1]
+    model = with_random_head(LSTMForecaster(task, cfg).fit(panel, fold.train_end, fold.val))
+    days = panel[DATE].unique().sort().to_list()
+    first, last = days[-12], days[-5]
+    _, state = model.forecast(panel, days[-13], days[-13])
+    back = cfg.model.lookback + STATE_SLACK
+    assert state[TICKER].to_list() == sorted(panel[TICKER].unique().to_list())
+    assert state["as_of"].unique().to_list() == [days[-13 - back]]
+    tail = panel.join(state.select(TICKER, "as_of"), on=TICKER).filter(pl.col(DATE) > pl.col("as_of"))
+    assert model.continues(tail, state, first) == state[TICKER].to_list()
+    q, next_state = model.forecast(tail.drop("as_of"), first, last, carry=state)
+    whole, whole_state = model.forecast(panel, first, last)
+    np.testing.assert_array_equal(q, whole)
+    np.testing.assert_array_equal(q, model.predict(panel, first, last))
+    assert next_state.equals(whole_state) and next_state["as_of"].min() > state["as_of"].min()
+    # A state too recent for a window ending at `first` (a backfill of earlier sessions): not continued.
+    recent = state.with_columns(pl.lit(days[-14]).alias("as_of"))
+    assert model.continues(panel, recent, first) == []
 
 
 def test_unfitted_or_foreign_artifacts_are_refused(setup):
