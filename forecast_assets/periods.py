@@ -3,9 +3,10 @@ known on the group's last session: what forecasting and explaining a range of se
 
 Forecasting reads the lean serving panel (`warehouse.reads.serving_panel`: the columns the period's
 fitted models read) unless a baseline must be refitted, which needs the full panel
-(`forecast_assets.serving`). Where the LSTM serves, a ticker with a stored recursion state of the
-period's model (`warehouse.forecast_state`) is read only after the state's row and the LSTM
-continues from it; every other ticker is read over its whole history."""
+(`forecast_assets.serving`). A ticker with a stored recursion state of the period's model
+(`warehouse.forecast_state`: the LSTM's, or a restored volatility baseline's) is read only after
+the state's row and its forecaster continues from it; every other ticker is read over its whole
+history."""
 
 import datetime as dt
 import itertools
@@ -18,6 +19,7 @@ import polars as pl
 from forecast_assets import serving
 from forecast_core.columns import DATE, HORIZON, TICKER
 from forecast_core.config import ForecastConfig
+from forecast_core.models import continuation
 from forecast_core.models.forecaster import ForecastTask, rows_between
 from forecast_core.models.lstm import artifacts
 from forecast_core.models.lstm.forecaster import LSTMForecaster
@@ -40,8 +42,8 @@ class PeriodBatch:
     prices_vintage: int
     #: Whether a price vintage since the model's rewrote history (its stored baseline is then refitted).
     rewritten_since_model: bool = True
-    #: Tickers the LSTM continues from a stored state: (their rows after each state's `as_of`, the
-    #: states); `panel` holds the other tickers. None: every ticker is in `panel`.
+    #: Tickers whose forecaster continues from a stored state: (their rows after each state's
+    #: `as_of`, the states); `panel` holds the other tickers. None: every ticker is in `panel`.
     continued: tuple[pl.DataFrame, pl.DataFrame] | None = None
 
     @property
@@ -53,7 +55,7 @@ class PeriodBatch:
     ) -> tuple[pl.DataFrame, dict[str, list[str]], pl.DataFrame]:
         """`forecasts` rows for the batch's sessions, made by the period's serving plan
         (`forecast_assets.serving.serving_plan`), which model served which tickers, and the
-        LSTM's recursion state to store for the next run (`warehouse.forecast_state`)."""
+        serving models' recursion state to store for the next run (`warehouse.forecast_state`)."""
         row = self.model_row
         task = ForecastTask(self.feature_columns, cfg.horizons, cfg.quantiles)
         plan = serving.serving_plan(
@@ -83,28 +85,33 @@ class PeriodBatch:
 
         frames, states = [], []
         for forecaster, served in plan:
-            if forecaster is not self.lstm:
+            if not hasattr(forecaster, "forecast"):  # a point baseline: no recursion to continue
                 frames.append(made(self.panel.filter(pl.col(TICKER).is_in(served)), forecaster))
                 continue
-            for panel, carry in self._lstm_parts(served):
-                q, state = self.lstm.forecast(panel, first, last, carry)
+            for panel, carry in self._parts(forecaster.name, served):
+                q, state = forecaster.forecast(panel, first, last, carry)
                 frames.append(made(panel, forecaster, q))
-                states.append(state)
+                states.append(
+                    state.select(TICKER, pl.lit(forecaster.name).alias("model"), pl.exclude(TICKER))
+                )
         rows = (
             pl.concat(frames)
             .with_columns(pl.lit(self.prices_vintage, pl.Int64).alias("prices_vintage"))
             .sort("as_of_date", TICKER, HORIZON)
         )
-        state = pl.concat(states).sort(TICKER) if states else pl.DataFrame()
+        state = pl.concat(states, how="diagonal_relaxed").sort(TICKER) if states else pl.DataFrame()
         return rows, {forecaster.name: served for forecaster, served in plan}, state
 
-    def _lstm_parts(self, served: list[str]) -> list[tuple[pl.DataFrame, pl.DataFrame | None]]:
-        """The LSTM's tickers as (panel, carry) parts: those it continues from a state, the rest."""
+    def _parts(self, model: str, served: list[str]) -> list[tuple[pl.DataFrame, pl.DataFrame | None]]:
+        """`model`'s tickers `served` as (panel, carry) parts: those it continues from a state of
+        its own, and the rest (over their whole history)."""
         mine = pl.col(TICKER).is_in(served)
         if self.continued is None:
             return [(self.panel.filter(mine), None)]
         tail, carry = self.continued
-        parts = [(tail.filter(mine), carry.filter(mine)), (self.panel.filter(mine), None)]
+        carry = carry.filter(mine, pl.col("model") == model)
+        own = pl.col(TICKER).is_in(carry[TICKER].implode())
+        parts = [(tail.filter(own), carry), (self.panel.filter(mine), None)]
         return [(panel, carry) for panel, carry in parts if panel.height]
 
     def panels(self) -> list[pl.DataFrame]:
@@ -163,16 +170,17 @@ def _lean_batch(
     vintage: int,
     rewritten: bool,
 ) -> PeriodBatch:
-    """The batch on the serving panel: where the LSTM serves, the tickers with a usable stored
-    state (one whose rows after it fill a window ending at the first session) continue from it and
-    are read after it only; the rest over their whole history."""
+    """The batch on the serving panel: the tickers with a usable stored state (before the first
+    session, with the rows after it that the model's first forecast reads: the LSTM's window)
+    continue from it and are read after it only; the rest over their whole history."""
     columns = serving.serving_columns(reads.feature_table_columns(path))
-    carry = forecast_state.stored(path, row["model_version"]) if row["serving_model"] == "lstm" else None
+    carry = forecast_state.stored(path, row["model_version"])
     continued = None
-    if carry is not None and carry.height:
+    if carry.height:
         since = (row["model_version"], carry["as_of"].min())
         tail, _ = reads.serving_panel(path, cfg, days[-1], columns, days[0], continued=since)
-        usable = lstm.continues(tail, carry, days[0])
+        need = pl.when(pl.col("model") == lstm.name).then(lstm.rows_before).otherwise(0)
+        usable = continuation.continuable(tail, carry, days[0], need)
         if usable:
             keep = pl.col(TICKER).is_in(usable)
             continued = (tail.filter(keep), carry.filter(keep))

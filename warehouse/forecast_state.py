@@ -1,10 +1,10 @@
-"""The LSTM's recursion state per model version and ticker (`forecast_state`), so that a night's
-forecasts read each ticker's last rows instead of its whole history.
+"""The serving model's recursion state per model version and ticker (`forecast_state`), so that a
+night's forecasts read each ticker's last rows instead of its whole history.
 
-The LSTM's prior and inputs are recursions over each ticker's rows (EWMA and GJR variances, slow
-EWMAs: `forecast_core.models.lstm.forecaster.RECURSION_COLUMNS`). `daily_forecasts` stores where
-they stood after a row `as_of` some way back and, on the next run, continues from there over the
-rows after it, with the same values as the whole history gives. A state is only as good as the
+The LSTM's prior and inputs and the volatility baselines are recursions over each ticker's rows
+(EWMA and GJR variances, slow EWMAs: `forecast_core.models.continuation`). `daily_forecasts`
+stores where they stood after a row `as_of` some way back and, on the next run, continues from
+there over the rows after it, with the same values as the whole history gives. A state is only as good as the
 rows before it: `invalidate` (called by the features asset in its own transaction) deletes every
 state taken at or after the first row a features write replaced, so such a ticker is forecast from
 its whole history once and gets a new state.
@@ -25,8 +25,8 @@ _IN_TICKERS = "ticker IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def write(w: Writer, model_version: str, state: pl.DataFrame) -> int:
-    """Replace `model_version`'s states by `state` (ticker, as_of and the recursion columns; NaN
-    stored as null)."""
+    """Replace `model_version`'s states by `state` (ticker, model, as_of and the recursion columns;
+    NaN stored as null)."""
     rows = state.with_columns(pl.col(pl.Float64).fill_nan(None)).with_columns(
         pl.lit(model_version).alias("model_version")
     )
@@ -43,8 +43,8 @@ def invalidate(w: Writer, tickers: list[str] | None, since: dt.date | None) -> N
 
 
 def stored(path: str | os.PathLike[str], model_version: str) -> pl.DataFrame:
-    """`model_version`'s states (ticker, as_of, recursion columns; null read back as NaN), sorted
-    by ticker; empty where there are none (or the table is not there yet)."""
+    """`model_version`'s states (ticker, model, as_of, recursion columns; null read back as NaN),
+    sorted by ticker; empty where there are none (or the table is not there yet)."""
     if not table_exists(TABLE, path):
         return pl.DataFrame()
     state = read_sql(

@@ -182,16 +182,18 @@ COMMENT ON COLUMN forecasts.prices_vintage IS 'The price vintage the forecast wa
 CREATE TABLE IF NOT EXISTS forecast_state (
     model_version        VARCHAR NOT NULL,
     ticker               VARCHAR NOT NULL,
+    model                VARCHAR NOT NULL,
     as_of                DATE NOT NULL,
     s2                   DOUBLE NOT NULL,
     next_variance        DOUBLE,
-    sigma                DOUBLE NOT NULL,
-    slow_variance        DOUBLE NOT NULL,
+    sigma                DOUBLE,
+    slow_variance        DOUBLE,
     market_variance      DOUBLE,
     market_slow_variance DOUBLE,
     PRIMARY KEY (model_version, ticker)
 );
-COMMENT ON TABLE forecast_state IS 'Where the LSTM''s recursions stood after each ticker''s row as_of (lookback + 5 rows before its newest forecast), per model version: daily_forecasts continues from it, reading only the rows after as_of, and writes the next one with the forecasts. A features write that changes a row at or before as_of deletes it (that ticker is then forecast from its whole history once).';
+COMMENT ON TABLE forecast_state IS 'Where the serving model''s recursions stood after each ticker''s row as_of (5 rows before its newest forecast, plus the LSTM''s lookback), per model version: daily_forecasts continues from it, reading only the rows after as_of, and writes the next one with the forecasts. A features write that changes a row at or before as_of deletes it (that ticker is then forecast from its whole history once).';
+COMMENT ON COLUMN forecast_state.model IS 'The forecaster that served the ticker (lstm, or the volatility baseline ewma_vol, gjr_garch or vol_blend); the LSTM''s rows also hold its inputs'' recursions (sigma .. market_slow_variance).';
 COMMENT ON COLUMN forecast_state.s2 IS 'RiskMetrics variance of the daily log return after as_of (the prior''s EWMA).';
 COMMENT ON COLUMN forecast_state.next_variance IS 'GJR-GARCH forecast of the next return''s variance after as_of; null where the prior has no GJR fit for the ticker.';
 COMMENT ON COLUMN forecast_state.sigma IS 'The prior''s one-session scale at as_of (what the next row''s shock divides by).';

@@ -54,6 +54,7 @@ import polars as pl
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
+from forecast_core.models import continuation
 from forecast_core.models.forecaster import (
     Forecaster,
     ForecastTask,
@@ -256,6 +257,14 @@ class GjrGarch(Forecaster):
         _check_warm(self.name, history.filter(pl.Series(keep)), var)
         return (np.sqrt(var)[:, :, None] * self.z_[None]).astype(np.float32)
 
+    def forecast(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, pl.DataFrame]:
+        """`predict` and the state to store for the next run, continued from `carry` where given
+        (`forecast_core.models.continuation`)."""
+        self.require_fitted()
+        return continuation.volatility_forecast(self, _history(panel, self.task, end), start, end, carry)
+
     def state(self) -> dict[str, Any]:
         """The fitted model as JSON-serialisable data (`from_state` rebuilds it exactly)."""
         self.require_fitted()
@@ -369,6 +378,18 @@ class VolBlend(Forecaster):
         var = self.blended_variance(history)[keep]
         _check_warm(self.name, history.filter(pl.Series(keep)), var)
         return (np.sqrt(var)[:, :, None] * self.z_[None]).astype(np.float32)
+
+    def forecast(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, pl.DataFrame]:
+        """`predict` and the state to store for the next run, continued from `carry` where given
+        (`forecast_core.models.continuation`; both parents read the same recursions)."""
+        self.require_fitted()
+        if self.mode == "variance":
+            return continuation.volatility_forecast(self, _history(panel, self.task, end), start, end, carry)
+        q_ewma, _ = self.ewma.forecast(panel, start, end, carry)
+        q_gjr, state = self.garch.forecast(panel, start, end, carry)
+        return (0.5 * (q_ewma.astype(np.float64) + q_gjr.astype(np.float64))).astype(np.float32), state
 
     def state(self) -> dict[str, Any]:
         """The fitted blend as JSON-serialisable data: both parents' band quantiles, the GJR state."""

@@ -157,6 +157,7 @@ def test_a_features_write_deletes_the_forecast_states_before_rows_it_replaced(ni
     state = pl.DataFrame(
         {
             TICKER: ["AAA", "BBB", "CCC"],
+            "model": ["lstm", "lstm", "gjr_garch"],
             "as_of": [END - dt.timedelta(days=20)] * 2 + [END],
             "s2": [1e-4] * 3,
             "sigma": [1e-2] * 3,

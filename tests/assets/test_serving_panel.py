@@ -20,9 +20,9 @@ from forecast_assets import serving
 from forecast_assets.periods import PeriodBatch, batches_by_period
 from forecast_core.columns import DATE, PRICE, TICKER
 from forecast_core.config import UniverseConfig
+from forecast_core.models.continuation import STATE_SLACK
 from forecast_core.models.forecaster import ForecastTask
 from forecast_core.models.lstm import artifacts
-from forecast_core.models.lstm.forecaster import STATE_SLACK
 from forecast_core.serving.periods import serving_forecaster
 from tests.support.pipeline import DECEMBER, LAST_SESSION, PERIOD_START
 from warehouse import forecast_state, reads
@@ -151,6 +151,35 @@ def test_a_restored_volatility_baseline_forecasts_as_its_refit(model, name):
     out = forecasts(restored, cfg)
     assert set(out["model"]) == {name}
     assert_frame_equal(out, forecasts(refitted, cfg), check_exact=True)
+
+
+@pytest.mark.parametrize("name", serving.STATEFUL)
+def test_a_restored_volatility_baseline_continues_from_its_stored_state_bit_for_bit(model, name):
+    """Where the gate refused the LSTM and a volatility baseline serves (restored from the model's
+    stored state), the batch continues it from each ticker's stored recursion state over the rows
+    after it: the forecasts and the next state of the whole history, bit for bit."""
+    path, cfg, row, lstm = model
+    cutoff_panel, names = reads.panel_known_at(path, cfg, PERIOD_START - dt.timedelta(days=1))
+    task = ForecastTask(names, cfg.horizons, cfg.quantiles)
+    fitted = serving_forecaster(name, lstm, cutoff_panel, task, cfg, PERIOD_START)
+    stored = dict(row, serving_model=name, baseline_state=serving.stored_state(fitted))
+    (lean, _), _ = lean_and_full(path, cfg, DAYS[-1])
+    restored = serving.restored(stored, name, task, cfg, rewritten_since=False)
+    _, carry = restored.forecast(lean, DECEMBER[-4], DECEMBER[-4])
+    carry = carry.with_columns(pl.lit(name).alias("model"))
+    assert carry["as_of"].unique().to_list() == [DECEMBER[-4 - STATE_SLACK]]
+    tail = lean.join(carry.select(TICKER, "as_of"), on=TICKER).filter(pl.col(DATE) > pl.col("as_of"))
+    vintage = reads.prices_vintage(path)
+    continued = PeriodBatch(
+        PERIOD_START, DAYS, stored, lstm, lean.clear(), names, vintage, False, (tail.drop("as_of"), carry)
+    )
+    whole = PeriodBatch(PERIOD_START, DAYS, stored, lstm, lean, names, vintage, False)
+    got, plan, state = continued.forecasts(cfg, CREATED)
+    want, _, want_state = whole.forecasts(cfg, CREATED)
+    assert plan == {name: sorted(cfg.universe.tickers)} and set(got["model"]) == {name}
+    assert_frame_equal(got, want, check_exact=True)
+    assert_frame_equal(state, want_state, check_exact=True)
+    assert state["as_of"].unique().to_list() == [DECEMBER[-1 - STATE_SLACK]]
 
 
 def test_a_stored_state_is_refitted_after_a_restatement_or_a_new_configuration(model):

@@ -26,6 +26,7 @@ from forecast_core.data.panel import assemble_panel, targets_long, targets_wide
 from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models import volatility
 from forecast_core.models.baselines import BASELINES, EwmaVol, make_baselines
+from forecast_core.models.continuation import STATE_SLACK
 from forecast_core.models.forecaster import ForecastTask, rows_between
 from forecast_core.models.garch import (
     STATIONARITY_TOL,
@@ -188,6 +189,35 @@ def test_panel_variances_continue_from_a_carried_row_to_the_bit(monkeypatch, pan
     assert np.isfinite(part.model).all()
     with pytest.raises(ValueError, match="no recursion state for tickers"):
         volatility.panel_variances(tail, 0.94, (1, 5), params, carry=carry.filter(pl.col(TICKER) != "KO"))
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [("ewma_vol", None), ("gjr_garch", None), ("vol_blend", "variance"), ("vol_blend", "quantile")],
+)
+def test_a_volatility_baseline_forecasts_from_its_stored_state_to_the_bit(panel, task, name, mode):
+    """`forecast` continued from the state a previous `forecast` stored, over each ticker's rows
+    after its `as_of` only, gives `predict`'s quantiles on the whole history, bit for bit, and the
+    state the whole history gives."""
+    train_end = dt.date(2019, 12, 31)
+    model = make_baselines(task, ForecastConfig())[list(BASELINES).index(name)]
+    if mode is not None:
+        model = VolBlend(task, mode=mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(panel, train_end)
+    days = panel[DATE].unique().sort().to_list()
+    _, state = model.forecast(panel, days[-30], days[-30])
+    assert state.columns == [TICKER, "as_of", "s2", "next_variance"]
+    assert state["as_of"].unique().to_list() == [days[-30 - STATE_SLACK]]
+    assert state["next_variance"].is_finite().all() == (name != "ewma_vol")
+    tail = panel.join(state.select(TICKER, "as_of"), on=TICKER).filter(pl.col(DATE) > pl.col("as_of"))
+    q, next_state = model.forecast(tail.drop("as_of"), days[-29], days[-1], carry=state)
+    np.testing.assert_array_equal(q, model.predict(panel, days[-29], days[-1]))
+    _, whole_state = model.forecast(panel, days[-29], days[-1])
+    assert next_state.equals(whole_state) and next_state["as_of"].unique().to_list() == [
+        days[-1 - STATE_SLACK]
+    ]
 
 
 # --- the forecaster ------------------------------------------------------------------------------

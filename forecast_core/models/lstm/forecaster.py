@@ -24,6 +24,8 @@ import polars as pl
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError, NotFittedError
+from forecast_core.models import continuation
+from forecast_core.models.continuation import STATE_SLACK
 from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, training_rows
 from forecast_core.models.lstm.inputs import STATE_COLUMNS, input_columns, inputs_and_state
 from forecast_core.models.lstm.prior import ScaleModel, make_prior, sorted_panel, standardised_quantiles
@@ -34,9 +36,6 @@ from forecast_core.models.volatility import CARRY_COLUMNS
 #: What a ticker's stored state holds: the prior's variance recursions and the inputs' (`ticker`
 #: and `as_of`, the date of the row they were taken after, come first).
 RECURSION_COLUMNS = (*CARRY_COLUMNS, *STATE_COLUMNS)
-#: Rows kept between a stored state and the newest forecast row beyond the window's `lookback`: a
-#: rerun of any of the last few sessions (or a night with a late ticker) still continues.
-STATE_SLACK = 5
 
 
 class LSTMForecaster(Forecaster):
@@ -108,23 +107,14 @@ class LSTMForecaster(Forecaster):
         scales, variances = self.prior.scales_and_state(panel, carry)
         sigma = scales[:, 0] / np.sqrt(float(self.task.horizons[0]))
         _, raw, inputs = inputs_and_state(panel, sigma, self.scalers.inputs, carry)
-        # The row `lookback + STATE_SLACK` rows before each ticker's newest.
-        lengths = panel[TICKER].rle().struct.field("len").to_numpy().astype(np.int64)
-        at = np.cumsum(lengths) - 1 - (self.cfg.model.lookback + STATE_SLACK)
-        at = at[at >= np.cumsum(lengths) - lengths]
         values = (variances.s2, variances.next_variance, *(getattr(inputs, c) for c in STATE_COLUMNS))
-        state = (
-            panel[at]
-            .select(TICKER, pl.col(DATE).alias("as_of"))
-            .with_columns(
-                pl.Series(name, v[at], pl.Float64) for name, v in zip(RECURSION_COLUMNS, values, strict=True)
-            )
-        )
-        needed = ["s2", "sigma", "slow_variance"]
+        needed = ("s2", "sigma", "slow_variance")
         if "mkt_shock" in self.scalers.inputs:
-            needed += ["market_variance", "market_slow_variance"]
-        state = state.filter(*(pl.col(c).is_finite() for c in needed))
+            needed += ("market_variance", "market_slow_variance")
         lookback = self.cfg.model.lookback
+        state = continuation.state_at(
+            panel, dict(zip(RECURSION_COLUMNS, values, strict=True)), lookback + STATE_SLACK, needed
+        )
         return make_windows(panel, self.task, self.scalers, lookback, scales, raw, window_ends=ends), state
 
     def narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
@@ -177,27 +167,17 @@ class LSTMForecaster(Forecaster):
         before its newest <= `end`, where the recursions are past their warm-up there. With
         `carry` (the same columns, as stored), `panel` holds only each ticker's rows after its
         `as_of` and the recursions continue from the carried values: the same forecasts as the
-        whole history gives, to the bit (`continues`: which tickers have enough such rows); a
-        ticker whose state row would lie at or before its carried `as_of` keeps the carried one."""
+        whole history gives, to the bit (`continuation.continuable`: which tickers have enough
+        such rows); a ticker whose state row would lie at or before its carried `as_of` keeps the
+        carried one."""
         members, state = self._members_and_state(panel, start, end, carry)
-        if carry is not None:
-            # A ticker whose newer state row is not in `panel` (a rerun of the same sessions) keeps
-            # the one it continued from.
-            kept = carry.filter(~pl.col(TICKER).is_in(state[TICKER].implode()))
-            state = pl.concat([state, kept.select(state.columns)]).sort(TICKER)
-        return members.mean(axis=0), state
+        return members.mean(axis=0), continuation.with_carried(state, carry)
 
-    def continues(self, panel: pl.DataFrame, carry: pl.DataFrame, start: dt.date) -> list[str]:
-        """The tickers of `carry` whose rows in `panel` after their `as_of` fill a window ending
-        at `start` (so `forecast` can continue from their state)."""
-        need = self.cfg.model.lookback - 1
-        before = (
-            panel.join(carry.select(TICKER, "as_of"), on=TICKER)
-            .filter(pl.col(DATE) > pl.col("as_of"), pl.col(DATE) < start)
-            .group_by(TICKER)
-            .len()
-        )
-        return sorted(before.filter(pl.col("len") >= need)[TICKER].to_list())
+    @property
+    def rows_before(self) -> int:
+        """Rows a forecast reads before its own (its window's): what `continuation.continuable`
+        needs after a state."""
+        return self.cfg.model.lookback - 1
 
     def _members_and_state(
         self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None

@@ -141,15 +141,25 @@ def inputs_and_state(
     start = _run_starts(runs, panel.height)
     state = carried(carry, _tickers(runs), STATE_COLUMNS) if carry is not None else None
     s = np.asarray(sigma, dtype=np.float64)
-    r = _column(panel, DAILY_RETURN)
-    cols: dict[str, np.ndarray] = {}
+    x = np.full((panel.height, len(names)), np.nan, dtype=np.float32)
+    filled: set[str] = set()
+
+    def put(name: str, values: np.ndarray) -> None:
+        """Column `name` of x, if the model reads it (each input is written as soon as it is
+        computed, so that its float64 temporaries do not pile up over a long panel)."""
+        if name in names:
+            x[:, names.index(name)] = values
+            filled.add(name)
+
     with np.errstate(divide="ignore", invalid="ignore"):
         prev = _previous(s, start, None if state is None else state[:, 0])
-        shock = np.clip(r / prev, -CLIP, CLIP)
+        shock = np.clip(_column(panel, DAILY_RETURN) / prev, -CLIP, CLIP)
+        put("shock", shock)
+        put("abs_shock", np.abs(shock))
+        put("leverage", np.fmin(shock, 0.0))  # 0 where the shock is unknown, as before
+        del shock
         slow = _ewma(runs, s**2, LONG_HALFLIFE_ALPHA, None if state is None else state[:, 1])
-        cols["shock"], cols["abs_shock"] = shock, np.abs(shock)
-        cols["leverage"] = np.fmin(shock, 0.0)  # 0 where the shock is unknown, as before
-        cols["vol_ratio"] = 0.5 * np.log(s**2 / slow)
+        put("vol_ratio", 0.5 * np.log(s**2 / slow))
         mv = mv_slow = np.full(panel.height, np.nan)
         if "mkt_shock" in names:
             col = _market_return_column(panel)
@@ -160,18 +170,21 @@ def inputs_and_state(
             mv = _ewma(runs, m**2, 1.0 - MARKET_LAMBDA, carried_mv, MARKET_WARMUP)
             mv[~np.isfinite(m)] = np.nan
             m_shock = np.clip(m / np.sqrt(_previous(mv, start, carried_mv)), -CLIP, CLIP)
+            del m
+            put("mkt_shock", m_shock)
+            put("mkt_abs_shock", np.abs(m_shock))
+            del m_shock
             mv_slow = _ewma(runs, mv, LONG_HALFLIFE_ALPHA, None if state is None else state[:, 3])
-            cols["mkt_shock"], cols["mkt_abs_shock"] = m_shock, np.abs(m_shock)
-            cols["mkt_vol_ratio"] = 0.5 * np.log(mv / mv_slow)
+            put("mkt_vol_ratio", 0.5 * np.log(mv / mv_slow))
         if "range_ratio" in names:
             missing = [c for c in RANGE_COLUMNS if c not in panel.columns]
             if missing:
                 raise ValueError(f"the model reads range inputs but the panel lacks {missing}")
-            cols["range_ratio"] = np.clip(np.log(_column(panel, "parkinson_vol") / prev), -CLIP, CLIP)
-            cols["gap"] = np.clip(_column(panel, "overnight_gap") / prev, -CLIP, CLIP)
-    x = np.empty((panel.height, len(names)), dtype=np.float32)
-    for i, name in enumerate(names):
-        x[:, i] = cols[name]
+            put("range_ratio", np.clip(np.log(_column(panel, "parkinson_vol") / prev), -CLIP, CLIP))
+            put("gap", np.clip(_column(panel, "overnight_gap") / prev, -CLIP, CLIP))
+    unknown = [n for n in names if n not in filled]
+    if unknown:
+        raise ValueError(f"unknown LSTM inputs {unknown}: this code builds {input_names(panel)}")
     return names, x, InputState(s, slow, mv, mv_slow)
 
 

@@ -28,9 +28,10 @@ from forecast_core.data.features import DAILY_RETURN, build_features
 from forecast_core.errors import InsufficientDataError
 from forecast_core.evaluation import metrics
 from forecast_core.models.baselines import BASELINES, EwmaVol, make_baseline
+from forecast_core.models.continuation import STATE_SLACK, continuable
 from forecast_core.models.forecaster import Forecaster, ForecastTask, rows_between
 from forecast_core.models.lstm import artifacts, inputs
-from forecast_core.models.lstm.forecaster import STATE_SLACK, LSTMForecaster
+from forecast_core.models.lstm.forecaster import LSTMForecaster
 from forecast_core.models.lstm.inputs import input_names, volatility_inputs
 from forecast_core.models.lstm.prior import sorted_panel, standardised_quantiles
 from forecast_core.models.lstm.train import create_states
@@ -436,7 +437,7 @@ def test_forecast_continues_from_its_stored_state_to_the_bit(setup, data, prior)
     assert state[TICKER].to_list() == sorted(panel[TICKER].unique().to_list())
     assert state["as_of"].unique().to_list() == [days[-13 - back]]
     tail = panel.join(state.select(TICKER, "as_of"), on=TICKER).filter(pl.col(DATE) > pl.col("as_of"))
-    assert model.continues(tail, state, first) == state[TICKER].to_list()
+    assert continuable(tail, state, first, model.rows_before) == state[TICKER].to_list()
     q, next_state = model.forecast(tail.drop("as_of"), first, last, carry=state)
     whole, whole_state = model.forecast(panel, first, last)
     np.testing.assert_array_equal(q, whole)
@@ -444,7 +445,8 @@ def test_forecast_continues_from_its_stored_state_to_the_bit(setup, data, prior)
     assert next_state.equals(whole_state) and next_state["as_of"].min() > state["as_of"].min()
     # A state too recent for a window ending at `first` (a backfill of earlier sessions): not continued.
     recent = state.with_columns(pl.lit(days[-14]).alias("as_of"))
-    assert model.continues(panel, recent, first) == []
+    assert continuable(panel, recent, first, model.rows_before) == []
+    assert continuable(panel, recent, first) == state[TICKER].to_list()  # a volatility model's
 
 
 def test_unfitted_or_foreign_artifacts_are_refused(setup):
