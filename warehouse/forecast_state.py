@@ -25,12 +25,16 @@ _IN_TICKERS = "ticker IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def write(w: Writer, model_version: str, state: pl.DataFrame) -> int:
-    """Replace `model_version`'s states by `state` (ticker, model, as_of and the recursion columns;
-    NaN stored as null)."""
-    rows = state.with_columns(pl.col(pl.Float64).fill_nan(None)).with_columns(
-        pl.lit(model_version).alias("model_version")
+    """Replace `model_version`'s states of the tickers in `state` (ticker, model, as_of and the
+    recursion columns; NaN stored as null). Another ticker's state stays: one not forecast this
+    run (no complete row on its sessions) continues from it next time, and a state is valid
+    while the features before its `as_of` are (`invalidate`)."""
+    if state.height == 0:  # nothing served could continue (a point baseline served)
+        return 0
+    rows = state.with_columns(pl.col(pl.Float64).fill_nan(None), pl.lit(model_version).alias("model_version"))
+    return w.replace(
+        TABLE, rows, f"model_version = ? AND {_IN_TICKERS}", [model_version, rows[TICKER].to_list()]
     )
-    return w.replace(TABLE, rows, "model_version = ?", [model_version])
 
 
 def invalidate(w: Writer, tickers: list[str] | None, since: dt.date | None) -> None:
