@@ -31,7 +31,6 @@ import scipy.linalg
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
 from forecast_core.errors import InsufficientDataError
-from forecast_core.models import continuation
 from forecast_core.models.forecaster import (
     Forecaster,
     ForecastTask,
@@ -40,7 +39,7 @@ from forecast_core.models.forecaster import (
     rows_between,
     training_rows,
 )
-from forecast_core.models.garch import GjrGarch, VolBlend, _history
+from forecast_core.models.garch import ContinuedVolatility, GjrGarch, VolBlend
 from forecast_core.models.volatility import (  # noqa: F401 - ewma_variance re-exported
     RETURN_COLUMN,
     PanelVariances,
@@ -244,7 +243,7 @@ class RidgeBaseline(PointBaseline):
         return np.concatenate(out) if out else np.empty((0, len(self.task.horizons)))
 
 
-class EwmaVol(Forecaster):
+class EwmaVol(ContinuedVolatility, Forecaster):
     """RiskMetrics volatility bands around a zero median.
 
     `q_tau = sigma_t * sqrt(h) * z_tau[h]`, sigma_t = sqrt(`ewma_variance`) of the ticker's `ret_1`
@@ -329,14 +328,6 @@ class EwmaVol(Forecaster):
             )
         scale = sigma[:, None] * np.sqrt(np.asarray(self.task.horizons, dtype=np.float64))
         return (scale[:, :, None] * self.z_[None]).astype(np.float32)
-
-    def forecast(
-        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
-    ) -> tuple[np.ndarray, pl.DataFrame]:
-        """`predict` and the state to store for the next run, continued from `carry` where given
-        (`forecast_core.models.continuation`)."""
-        self.require_fitted()
-        return continuation.volatility_forecast(self, _history(panel, self.task, end), start, end, carry)
 
 
 BASELINES: dict[str, type[Forecaster]] = {

@@ -137,6 +137,20 @@ def _history(panel: pl.DataFrame, task: ForecastTask, until: dt.date | None = No
     return in_key_order(history)
 
 
+class ContinuedVolatility:
+    """`forecast` for a volatility model whose bands are `scale_h * z_` (its `scales_and_state`):
+    `predict`'s quantiles and the state to store for the next run, continued from a stored one
+    (`forecast_core.models.continuation`)."""
+
+    def forecast(
+        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
+    ) -> tuple[np.ndarray, pl.DataFrame]:
+        """`predict` and the state to store for the next run, continued from `carry` where given
+        (`forecast_core.models.continuation`)."""
+        self.require_fitted()
+        return continuation.volatility_forecast(self, _history(panel, self.task, end), start, end, carry)
+
+
 def _in_range(frame: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
     return frame[DATE].is_between(start, end).to_numpy()
 
@@ -155,7 +169,7 @@ def _check_state(state: dict[str, Any], name: str, task: ForecastTask) -> None:
 # --- the forecasters -----------------------------------------------------------------------------
 
 
-class GjrGarch(Forecaster):
+class GjrGarch(ContinuedVolatility, Forecaster):
     """Per-ticker GJR-GARCH(1,1) bands around a zero median (see the module docstring).
 
     After `fit`: `params_[ticker] = (omega, alpha, gamma, beta)` (raw-return units) for every ticker
@@ -257,14 +271,6 @@ class GjrGarch(Forecaster):
         _check_warm(self.name, history.filter(pl.Series(keep)), var)
         return (np.sqrt(var)[:, :, None] * self.z_[None]).astype(np.float32)
 
-    def forecast(
-        self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
-    ) -> tuple[np.ndarray, pl.DataFrame]:
-        """`predict` and the state to store for the next run, continued from `carry` where given
-        (`forecast_core.models.continuation`)."""
-        self.require_fitted()
-        return continuation.volatility_forecast(self, _history(panel, self.task, end), start, end, carry)
-
     def state(self) -> dict[str, Any]:
         """The fitted model as JSON-serialisable data (`from_state` rebuilds it exactly)."""
         self.require_fitted()
@@ -296,7 +302,7 @@ class GjrGarch(Forecaster):
 BlendMode = Literal["quantile", "variance"]
 
 
-class VolBlend(Forecaster):
+class VolBlend(ContinuedVolatility, Forecaster):
     """The equal-weight blend of `ewma_vol` and `gjr_garch` (both fitted on the same rows).
 
     Two ways to average, `mode`:
@@ -384,9 +390,8 @@ class VolBlend(Forecaster):
     ) -> tuple[np.ndarray, pl.DataFrame]:
         """`predict` and the state to store for the next run, continued from `carry` where given
         (`forecast_core.models.continuation`; both parents read the same recursions)."""
-        self.require_fitted()
         if self.mode == "variance":
-            return continuation.volatility_forecast(self, _history(panel, self.task, end), start, end, carry)
+            return super().forecast(panel, start, end, carry)
         q_ewma, _ = self.ewma.forecast(panel, start, end, carry)
         q_gjr, state = self.garch.forecast(panel, start, end, carry)
         return (0.5 * (q_ewma.astype(np.float64) + q_gjr.astype(np.float64))).astype(np.float32), state
