@@ -219,29 +219,30 @@ def panel_variances(
         aligned = AlignedReturns.of(r[a:b], lengths, lead)
         has = np.array([t in gjr for t in names], dtype=bool)
         params = np.array([gjr.get(t, (np.nan,) * 4) for t in names], dtype=np.float64).reshape(-1, 4)
-        x, nv = aligned.x[:, lead:], np.full(aligned.x.shape, np.nan)
+        x = aligned.x[:, lead:]
         if carry is None:
             s2 = aligned_ewma_variance(x, lam, warmup)
-            if has.any():
-                nv[has] = aligned_gjr_next_variance(x[has], params[has], warmup)
         else:
             c_s2, c_nv = carried(carry, names, CARRY_COLUMNS).T
             s2 = np.concatenate([c_s2[:, None], ewma_continued(x, lam, c_s2)], axis=1)
-            if has.any():
-                nv[has] = np.concatenate(
-                    [c_nv[has, None], aligned_gjr_next_variance(x[has], params[has], warmup, c_nv[has])],
-                    axis=1,
-                )
-        s2_rows, nv_rows = aligned.to_rows(s2), aligned.to_rows(nv)
-        has_rows = np.repeat(has, lengths)
-        nv_rows[~has_rows | np.isnan(s2_rows)] = np.nan
+        s2_rows = aligned.to_rows(s2)
         ewma = s2_rows[:, None] * h
         if with_ewma:
             ewma_out[a:b] = ewma
-        if has.any():
+        if has.any():  # (next_out stays NaN for a chunk without GJR parameters)
+            nv = np.full(aligned.x.shape, np.nan)
+            if carry is None:
+                nv[has] = aligned_gjr_next_variance(x[has], params[has], warmup)
+            else:
+                start = aligned_gjr_next_variance(x[has], params[has], warmup, c_nv[has])
+                nv[has] = np.concatenate([c_nv[has, None], start], axis=1)
+            nv_rows = aligned.to_rows(nv)
+            has_rows = np.repeat(has, lengths)
+            nv_rows[~has_rows | np.isnan(s2_rows)] = np.nan
             p = tuple(np.repeat(params[:, i], lengths)[has_rows] for i in range(4))
             ewma[has_rows] = gjr_horizon_variance(nv_rows[has_rows], p, horizons)
-        model_out[a:b], s2_out[a:b], next_out[a:b] = ewma, s2_rows, nv_rows
+            next_out[a:b] = nv_rows
+        model_out[a:b], s2_out[a:b] = ewma, s2_rows
     return PanelVariances(ewma_out, model_out, s2_out, next_out)
 
 
