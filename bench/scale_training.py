@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 from bench._subprocess import emit
 
@@ -26,30 +28,36 @@ def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def chunked_panel(prices, cfg, chunk: int):
+def chunked_panel(prices, cfg, chunk: int, spill_to):
     """The modelling panel (features, targets, price) built `chunk` tickers at a time, every chunk
-    with the exogenous tickers (their market features are joined by date)."""
+    with the exogenous tickers (their market features are joined by date), spilled a chunk at a
+    time to the directory `spill_to` as the job's retraining and fold steps spill theirs
+    (`reads.panel_known_at(..., spill_to=)`): a `SpilledPanel`, and the feature columns."""
     import polars as pl
 
     from forecast_core.columns import TICKER
     from forecast_core.data.features import build_features, build_targets, feature_columns
     from forecast_core.data.panel import assemble_panel
+    from forecast_core.data.spilled_panel import SpilledPanel
 
     tickers, exogenous = list(cfg.universe.tickers), list(cfg.universe.exogenous)
-    parts, columns = [], ()
-    for i in range(0, len(tickers), chunk):
-        names = tickers[i : i + chunk]
-        part = prices.filter(pl.col(TICKER).is_in(names + exogenous))
-        feats = build_features(part, cfg)
-        columns = feature_columns(feats)
-        targets = build_targets(part.filter(pl.col(TICKER).is_in(names)), cfg.horizons)
-        parts.append(assemble_panel(feats.filter(pl.col(TICKER).is_in(names)), targets, part))
-    return pl.concat(parts, rechunk=False), columns
+    columns: list[tuple[str, ...]] = [()]
+
+    def parts():
+        for i in range(0, len(tickers), chunk):
+            names = tickers[i : i + chunk]
+            part = prices.filter(pl.col(TICKER).is_in(names + exogenous))
+            feats = build_features(part, cfg)
+            columns[0] = feature_columns(feats)
+            targets = build_targets(part.filter(pl.col(TICKER).is_in(names)), cfg.horizons)
+            yield assemble_panel(feats.filter(pl.col(TICKER).is_in(names)), targets, part)
+
+    return SpilledPanel.write(parts(), Path(spill_to)), columns[0]
 
 
-def _panel(n_tickers: int, chunk: int, before: dt.date | None = None):
+def _panel(n_tickers: int, chunk: int, spill_to, before: dt.date | None = None):
     """The panel of the synthetic prices (those dated before `before`, as `panel_known_at` reads
-    them for a retrain month: targets known then)."""
+    them for a retrain month: targets known then), spilled to `spill_to`."""
     import polars as pl
 
     from bench.synthetic import config_for, synthetic_prices
@@ -62,11 +70,11 @@ def _panel(n_tickers: int, chunk: int, before: dt.date | None = None):
         prices = prices.filter(pl.col(DATE) < before)
     out: dict = {"tickers": n_tickers, "years": YEARS, "price_rows": prices.height, "chunk": chunk}
     t = time.perf_counter()
-    panel, columns = chunked_panel(prices, cfg, chunk)
+    panel, columns = chunked_panel(prices, cfg, chunk, spill_to)
     del prices
     out |= {
         "panel_rows": panel.height,
-        "panel_mb": round(panel.estimated_size() / 2**20, 1),
+        "panel_disk_mb": round(sum(f.stat().st_size for f in panel.files) / 2**20, 1),
         "panel_s": round(time.perf_counter() - t, 2),
         "panel_peak_mb": _peak_mb(),
     }
@@ -80,12 +88,14 @@ def retrain(n_tickers: int, chunk: int) -> dict:
 
     last = synthetic_sessions(YEARS * SESSIONS_PER_YEAR)[-1]
     period_start = (last.replace(day=1) - dt.timedelta(days=1)).replace(day=1)  # a month with data
-    cfg, panel, task, out = _panel(n_tickers, chunk, before=period_start)
-    t = time.perf_counter()
-    pm = train_period_model(panel, task, cfg, period_start)
+    with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
+        cfg, panel, task, out = _panel(n_tickers, chunk, spill, before=period_start)
+        t = time.perf_counter()
+        pm = train_period_model(panel, task, cfg, period_start)
+        seconds = time.perf_counter() - t
     return out | {
         "retrain_month": period_start.isoformat(),
-        "retrain_s": round(time.perf_counter() - t, 2),
+        "retrain_s": round(seconds, 2),
         "retrain_lstm_s": round(pm.lstm.result.seconds, 2),
         "retrain_epochs": len(pm.lstm.result.train_losses),
         "retrain_serving": pm.serving_model,
@@ -95,26 +105,24 @@ def retrain(n_tickers: int, chunk: int) -> dict:
 
 def fold(n_tickers: int, chunk: int) -> dict:
     """`evaluate_fold` on the last walk-forward fold: every model fitted, predicted, scored."""
-    import polars as pl
-
-    from forecast_core.columns import DATE
+    from forecast_core.data.spilled_panel import complete_sessions
     from forecast_core.evaluation.folds import walk_forward_folds
     from forecast_core.evaluation.walk_forward import evaluate_fold
     from forecast_core.models.baselines import make_baselines
     from forecast_core.models.lstm.forecaster import LSTMForecaster
 
-    cfg, panel, task, out = _panel(n_tickers, chunk)
-    # Sessions with complete rows (as `walk_forward_folds` lays the folds out), read lazily so
-    # that only the date column is gathered.
-    sessions = panel.lazy().drop_nulls().select(pl.col(DATE).unique().sort()).collect()[DATE].to_list()
-    last = walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)[-1]
-    forecasters = [LSTMForecaster(task, cfg), *make_baselines(task, cfg)]
-    t = time.perf_counter()
-    result = evaluate_fold(panel, last, task, forecasters)
+    with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
+        cfg, panel, task, out = _panel(n_tickers, chunk, spill)
+        # The sessions with complete rows, as `walk_forward_folds` lays the folds out.
+        last = walk_forward_folds(complete_sessions(panel), cfg.folds, cfg.purge_sessions)[-1]
+        forecasters = [LSTMForecaster(task, cfg), *make_baselines(task, cfg)]
+        t = time.perf_counter()
+        result = evaluate_fold(panel, last, task, forecasters)
+        seconds = time.perf_counter() - t
     return out | {
         "fold": last.fold,
         "fold_test": f"{last.test_start}..{last.test_end}",
-        "fold_s": round(time.perf_counter() - t, 2),
+        "fold_s": round(seconds, 2),
         "fold_model_s": {k: round(v, 2) for k, v in result.seconds.items()},
         "fold_prediction_rows": result.predictions.height,
         "n_folds": cfg.folds.n_folds,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+import pathlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -13,6 +14,7 @@ from forecast_core.columns import DATE, PRICE, TICKER, target_column
 from forecast_core.config import ForecastConfig
 from forecast_core.data.features import Inputs, build_features, build_targets, feature_columns
 from forecast_core.data.panel import assemble_panel, targets_wide
+from forecast_core.data.spilled_panel import Panel, SpilledPanel
 from forecast_core.data.universe import within_membership
 from forecast_core.evaluation.folds import Fold, folds_from_frame
 from warehouse import vintages
@@ -120,20 +122,41 @@ def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
 
 
-def panel_known_at(path: Path, cfg: ForecastConfig, cutoff: dt.date) -> tuple[pl.DataFrame, tuple[str, ...]]:
+def _panel(
+    chunks: Iterator[tuple[pl.DataFrame, tuple[str, ...]]], spill_to: Path
+) -> tuple[Panel, tuple[str, ...]]:
+    """The chunks' panels as one frame, or spilled to the directory `spill_to` (a chunk at a time,
+    so that only one chunk is in memory), and the feature columns."""
+    columns: list[tuple[str, ...]] = [()]
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for part, names in chunks:
+            columns[0] = names
+            yield part
+
+    if spill_to is None:
+        return _concat(list(parts())), columns[0]
+    return SpilledPanel.write(parts(), pathlib.Path(spill_to)), columns[0]
+
+
+def panel_known_at(
+    path: Path, cfg: ForecastConfig, cutoff: dt.date, spill_to: Path = None
+) -> tuple[Panel, tuple[str, ...]]:
     """The modelling panel as it was known after the close of `cutoff`, and its feature columns:
     features up to it, and targets recomputed from prices up to it (a label whose horizon ends
     later is null, not peeked at). What training and forecasting read. Assembled
-    `PANEL_CHUNK_TICKERS` tickers at a time (a ticker's rows depend on its own prices only)."""
+    `PANEL_CHUNK_TICKERS` tickers at a time (a ticker's rows depend on its own prices only); with
+    `spill_to` (a directory), written there a chunk at a time as a `SpilledPanel`."""
     universe = list(cfg.universe.tickers)
-    parts, columns = [], ()
-    for names in _ticker_chunks(_feature_tickers(path, cutoff)):
-        stored = within_membership(prices(path, until=cutoff, tickers=names), cfg.universe)
-        feats = features(path, until=cutoff, tickers=names)
-        targets_of = build_targets(stored.filter(pl.col(TICKER).is_in(universe)), cfg.horizons)
-        parts.append(assemble_panel(feats, targets_of, stored))
-        columns = feature_columns(feats)
-    return _concat(parts), columns
+
+    def chunks() -> Iterator[tuple[pl.DataFrame, tuple[str, ...]]]:
+        for names in _ticker_chunks(_feature_tickers(path, cutoff)):
+            stored = within_membership(prices(path, until=cutoff, tickers=names), cfg.universe)
+            feats = features(path, until=cutoff, tickers=names)
+            targets_of = build_targets(stored.filter(pl.col(TICKER).is_in(universe)), cfg.horizons)
+            yield assemble_panel(feats, targets_of, stored), feature_columns(feats)
+
+    return _panel(chunks(), spill_to)
 
 
 def feature_table_columns(path: Path) -> tuple[str, ...]:
@@ -245,21 +268,23 @@ def panel_from_vintage(
 
 
 def labelled_panel(
-    path: Path, horizons: tuple[int, ...], until: dt.date | None = None
-) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    path: Path, horizons: tuple[int, ...], until: dt.date | None = None, spill_to: Path = None
+) -> tuple[Panel, tuple[str, ...]]:
     """Features, stored targets and price for rows dated <= `until`, and the feature columns.
 
     Not point in time: a row's label may be realised after `until` (up to the longest horizon
     later). For scoring test slices whose outcomes are known (walk-forward evaluation) and for
     laying out folds; training and forecasting read `panel_known_at`. Assembled
-    `PANEL_CHUNK_TICKERS` tickers at a time.
+    `PANEL_CHUNK_TICKERS` tickers at a time (spilled to `spill_to` as `panel_known_at` does).
     """
-    parts, columns = [], ()
-    for names in _ticker_chunks(_feature_tickers(path, until)):
-        f = features(path, until, names)
-        parts.append(assemble_panel(f, targets(path, horizons, until, names), prices(path, until, names)))
-        columns = feature_columns(f)
-    return _concat(parts), columns
+
+    def chunks() -> Iterator[tuple[pl.DataFrame, tuple[str, ...]]]:
+        for names in _ticker_chunks(_feature_tickers(path, until)):
+            f = features(path, until, names)
+            panel = assemble_panel(f, targets(path, horizons, until, names), prices(path, until, names))
+            yield panel, feature_columns(f)
+
+    return _panel(chunks(), spill_to)
 
 
 def folds(path: Path) -> list[Fold]:

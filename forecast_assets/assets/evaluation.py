@@ -5,11 +5,15 @@ mapping), so the multiprocess executor trains folds in parallel processes, one p
 `publish_fold_evaluation` writes every fold's predictions and metrics in one transaction.
 """
 
+import tempfile
+
 import dagster as dg
 import polars as pl
 
 from forecast_assets.metadata import OWNERS, frame_table, row_count, table_metadata
 from forecast_assets.resources import PipelineConfig, WarehouseResource
+from forecast_core.config import ForecastConfig
+from forecast_core.evaluation.folds import Fold
 from forecast_core.evaluation.walk_forward import FoldResult, evaluate_fold
 from forecast_core.models.baselines import make_baselines
 from forecast_core.models.forecaster import ForecastTask
@@ -32,7 +36,17 @@ def evaluate_one_fold(
     cfg = pipeline.load()
     path = warehouse.resolved_path
     fold = next(f for f in reads.folds(path) if f.fold == fold_id)
-    panel, feature_cols = reads.labelled_panel(path, cfg.horizons, until=fold.test_end)
+    with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
+        return _evaluate_one_fold(context, fold, path, cfg, spill)
+
+
+def _evaluate_one_fold(
+    context: dg.OpExecutionContext, fold: Fold, path: str, cfg: ForecastConfig, spill: str
+) -> FoldResult:
+    """`evaluate_one_fold` with the fold's panel spilled to the directory `spill` (read a few
+    columns at a time by each model: `forecast_core.data.spilled_panel`)."""
+    fold_id = fold.fold
+    panel, feature_cols = reads.labelled_panel(path, cfg.horizons, until=fold.test_end, spill_to=spill)
     task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
 
     def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:

@@ -1,5 +1,7 @@
 """features (+ targets) and walk_forward_folds."""
 
+import tempfile
+
 import dagster as dg
 import polars as pl
 
@@ -9,6 +11,7 @@ from forecast_core.columns import DATE, TICKER
 from forecast_core.data import blocks, refresh
 from forecast_core.data.features import build_targets, complete_rows, feature_columns
 from forecast_core.data.panel import targets_long
+from forecast_core.data.spilled_panel import complete_sessions
 from forecast_core.data.universe import within_membership
 from forecast_core.evaluation import folds as fold_layout
 from warehouse import forecast_state, reads, transaction
@@ -172,8 +175,9 @@ def walk_forward_folds(warehouse: WarehouseResource, pipeline: PipelineConfig) -
     purge gaps of at least the longest horizon between slices (see forecast_core.folds)."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
-    panel, _ = reads.labelled_panel(path, cfg.horizons)
-    sessions = panel.drop_nulls()[DATE].unique().sort().to_list()
+    with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
+        panel, _ = reads.labelled_panel(path, cfg.horizons, spill_to=spill)
+        sessions = complete_sessions(panel)
     folds = fold_layout.walk_forward_folds(sessions, cfg.folds, cfg.purge_sessions)
     frame = fold_layout.folds_frame(folds)
     with transaction(path) as w:

@@ -5,6 +5,7 @@ import importlib.metadata
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_assets.serving import STATEFUL, stored_state
 from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig
+from forecast_core.data.spilled_panel import SpilledPanel, panel_column
 from forecast_core.models.forecaster import ForecastTask
 from forecast_core.models.lstm import artifacts
 from forecast_core.serving.periods import PeriodModel, best_baseline, period_key, train_period_model
@@ -96,14 +98,31 @@ def lstm_model(
     cfg = pipeline.load()
     path = warehouse.resolved_path
     period_start = context.partition_time_window.start.date()
+    cutoff = period_start - dt.timedelta(days=1)
+    vintage = reads.prices_vintage(path)  # before the panel is read: the vintage it was read at
+    with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
+        panel, feature_cols = reads.panel_known_at(path, cfg, cutoff, spill_to=spill)
+        return _train_and_store(context, cfg, path, period_start, vintage, panel, feature_cols)
+
+
+def _train_and_store(
+    context: dg.AssetExecutionContext,
+    cfg: ForecastConfig,
+    path: str,
+    period_start: dt.date,
+    vintage: int,
+    panel: SpilledPanel,
+    feature_cols: tuple[str, ...],
+) -> dg.MaterializeResult:
+    """`lstm_model` on the panel known before the period (read at price vintage `vintage`),
+    spilled to disk (each model reads only its columns of it: `forecast_core.data.spilled_panel`)."""
     period = period_key(period_start)
     cutoff = period_start - dt.timedelta(days=1)
-    vintage = reads.prices_vintage(path)
-    panel, feature_cols = reads.panel_known_at(path, cfg, cutoff)
-    if panel.height == 0 or panel[DATE].max() < cutoff - dt.timedelta(days=10):
+    last = panel_column(panel, DATE).max()
+    if last is None or last < cutoff - dt.timedelta(days=10):
         raise dg.Failure(
-            f"no features up to the session before {period_start} (last: "
-            f"{panel[DATE].max() if panel.height else None}); materialize raw_prices and features first"
+            f"no features up to the session before {period_start} (last: {last}); "
+            "materialize raw_prices and features first"
         )
     task = ForecastTask(feature_cols, cfg.horizons, cfg.quantiles)
     previous_period = period_key((period_start - dt.timedelta(days=1)).replace(day=1))

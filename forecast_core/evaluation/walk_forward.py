@@ -16,9 +16,10 @@ import numpy as np
 import polars as pl
 
 from forecast_core.columns import DATE, FOLD, HORIZON, MODEL, PRICE, TICKER, target_column
+from forecast_core.data.spilled_panel import Panel
 from forecast_core.evaluation import metrics
 from forecast_core.evaluation.folds import Fold
-from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, rows_between
+from forecast_core.models.forecaster import Forecaster, ForecastTask, columns_between, model_parts
 
 METRIC = "metric"
 VALUE = "value"
@@ -102,7 +103,7 @@ class FoldResult:
 
 
 def evaluate_fold(
-    panel: pl.DataFrame, fold: Fold, task: ForecastTask, forecasters: list[Forecaster]
+    panel: Panel, fold: Fold, task: ForecastTask, forecasters: list[Forecaster]
 ) -> FoldResult:
     """Fit every forecaster on `fold`, predict its test slice, score them all the same way.
 
@@ -111,14 +112,13 @@ def evaluate_fold(
     pinball, a conservative reference), and the spread of its ensemble members' single-seed
     pinball (`pinball_seed_min`, `_max`, `_std`, `n_seeds`), so a difference smaller than seed
     noise is visible beside it."""
-    rows = rows_between(panel_columns(panel, task, PRICE), fold.test_start, fold.test_end)
+    rows = columns_between(panel, task, fold.test_start, fold.test_end, PRICE)
     preds, seconds, members = [], {}, {}
     for model in forecasters:
         started = time.perf_counter()
         model.fit(panel, fold.train_end, fold.val)
-        members[model.name] = model.predict_members(panel, fold.test_start, fold.test_end)
+        members[model.name], point = _test_forecasts(model, panel, fold)
         q = members[model.name].mean(axis=0) if len(members[model.name]) > 1 else members[model.name][0]
-        point = model.point_forecast(panel, fold.test_start, fold.test_end, q)
         preds.append(predictions_frame(fold, model.name, rows, point, q, task))
         seconds[model.name] = time.perf_counter() - started
     predictions = pl.concat(preds)
@@ -154,6 +154,20 @@ def evaluate_fold(
         schema={FOLD: pl.Int32, MODEL: pl.String, HORIZON: pl.Int32, METRIC: pl.String, VALUE: pl.Float64},
     )
     return FoldResult(predictions=predictions, metrics=metrics_frame, seconds=seconds)
+
+
+def _test_forecasts(model: Forecaster, panel: Panel, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted model's members' quantiles `[K, rows, H, Q]` and point forecasts `[rows, H]` of
+    the fold's test rows, predicted a part of the panel at a time (`model_parts`)."""
+    members, points = [], []
+    for part in model_parts(model, panel):
+        m = model.predict_members(part, fold.test_start, fold.test_end)
+        members.append(m)
+        q = m.mean(axis=0) if len(m) > 1 else m[0]
+        points.append(model.point_forecast(part, fold.test_start, fold.test_end, q))
+    if len(members) == 1:
+        return members[0], points[0]
+    return np.concatenate(members, axis=1), np.concatenate(points)
 
 
 def _seed_spread(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -30,16 +31,18 @@ import scipy.linalg
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
+from forecast_core.data.spilled_panel import Panel, panel_chunks
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models.forecaster import (
     Forecaster,
     ForecastTask,
+    columns_between,
     in_key_order,
     panel_columns,
     rows_between,
     training_rows,
 )
-from forecast_core.models.garch import ContinuedVolatility, GjrGarch, VolBlend
+from forecast_core.models.garch import ContinuedVolatility, GjrGarch, VolBlend, pooled, volatility_parts
 from forecast_core.models.volatility import (  # noqa: F401 - ewma_variance re-exported
     RETURN_COLUMN,
     PanelVariances,
@@ -88,8 +91,13 @@ class PointBaseline(Forecaster):
         """The panel columns `_point` reads besides the keys and targets."""
         return ()
 
+    def predict_columns(self, panel: Panel) -> tuple[str, ...]:
+        return self._reads()
+
     @abc.abstractmethod
-    def _fit_point(self, train: pl.DataFrame) -> None: ...
+    def _fit_point(self, parts: Callable[[], Iterator[pl.DataFrame]]) -> None:
+        """Fit the point model on the training rows, `parts()` a chunk of whole tickers at a
+        time (one chunk for a panel in memory); may iterate `parts()` more than once."""
 
     @abc.abstractmethod
     def _point(self, rows: pl.DataFrame) -> np.ndarray: ...
@@ -97,28 +105,41 @@ class PointBaseline(Forecaster):
     def _training_frame(self, panel: pl.DataFrame, train_end: dt.date) -> pl.DataFrame:
         return training_rows(panel_columns(panel, self.task, *self._reads()), train_end, self.task)
 
+    def _training_parts(self, panel: Panel, train_end: dt.date) -> Iterator[pl.DataFrame]:
+        """`_training_frame` a chunk of whole tickers at a time (`panel_chunks`): a model that
+        reads every feature never holds every feature of the whole panel."""
+        columns = (TICKER, DATE, *self.task.target_columns, *self._reads())
+        for part in panel_chunks(panel, columns):
+            yield self._training_frame(part, train_end)
+
     def fit(
-        self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
+        self, panel: Panel, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> PointBaseline:
-        train = self._training_frame(panel, train_end)
-        if train.height == 0:
+        def parts() -> Iterator[pl.DataFrame]:
+            return (part for part in self._training_parts(panel, train_end) if part.height)
+
+        if next(parts(), None) is None:
             raise InsufficientDataError(f"{self.name}: no training rows dated <= {train_end}")
-        self._fit_point(train)
-        resid = _targets(train, self.task) - self._point(train)
+        self._fit_point(parts)
         tau = np.asarray(self.task.quantiles)
-        self.pooled_offsets_ = np.quantile(resid, tau, axis=0).T
-        # `train` is sorted by (ticker, date): each ticker's residuals are one run of rows.
-        tickers = train[TICKER].to_numpy()
-        self.band_offsets_ = {
-            str(tickers[a]): np.quantile(resid[a:b], tau, axis=0).T
-            for a, b in ticker_bounds(tickers)
-            if b - a >= self.MIN_RESIDUALS
-        }
+        residuals, self.band_offsets_ = [], {}
+        for train in parts():
+            resid = _targets(train, self.task) - self._point(train)
+            # `train` is sorted by (ticker, date): each ticker's residuals are one run of rows.
+            tickers = train[TICKER].to_numpy()
+            self.band_offsets_ |= {
+                str(tickers[a]): np.quantile(resid[a:b], tau, axis=0).T
+                for a, b in ticker_bounds(tickers)
+                if b - a >= self.MIN_RESIDUALS
+            }
+            residuals.append(resid)
+        pooled = residuals[0] if len(residuals) == 1 else np.concatenate(residuals)
+        self.pooled_offsets_ = np.quantile(pooled, tau, axis=0).T
         return self
 
     def _rows_and_point(self, panel: pl.DataFrame, start: dt.date, end: dt.date):
         self.require_fitted()
-        rows = rows_between(panel_columns(panel, self.task, *self._reads()), start, end)
+        rows = columns_between(panel, self.task, start, end, *self._reads())
         if rows.height == 0:
             return rows, np.empty((0, len(self.task.horizons)))
         return rows, self._point(rows)
@@ -145,7 +166,7 @@ class ZeroReturn(PointBaseline):
 
     name = "zero_return"
 
-    def _fit_point(self, train: pl.DataFrame) -> None:
+    def _fit_point(self, parts: Callable[[], Iterator[pl.DataFrame]]) -> None:
         pass
 
     def _point(self, rows: pl.DataFrame) -> np.ndarray:
@@ -160,10 +181,13 @@ class HistoricalMean(PointBaseline):
 
     name = "historical_mean"
 
-    def _fit_point(self, train: pl.DataFrame) -> None:
-        self.pooled_mean_ = _targets(train, self.task).mean(axis=0)
-        means = train.group_by(TICKER).agg(pl.col(self.task.target_columns).cast(pl.Float64).mean())
-        self.means_ = {row[0]: np.asarray(row[1:], dtype=np.float64) for row in means.iter_rows()}
+    def _fit_point(self, parts: Callable[[], Iterator[pl.DataFrame]]) -> None:
+        targets, self.means_ = [], {}
+        for train in parts():
+            targets.append(_targets(train, self.task))
+            means = train.group_by(TICKER).agg(pl.col(self.task.target_columns).cast(pl.Float64).mean())
+            self.means_ |= {row[0]: np.asarray(row[1:], dtype=np.float64) for row in means.iter_rows()}
+        self.pooled_mean_ = (targets[0] if len(targets) == 1 else np.concatenate(targets)).mean(axis=0)
 
     def _point(self, rows: pl.DataFrame) -> np.ndarray:
         return _lookup(rows[TICKER], self.means_, self.pooled_mean_)
@@ -212,18 +236,21 @@ class RidgeBaseline(PointBaseline):
         rows = panel_columns(panel, self.task, *self._reads())
         return training_rows(rows, train_end, self.task, self._all_finite())
 
-    def _fit_point(self, train: pl.DataFrame) -> None:
-        n, f = train.height, len(self.task.feature_columns)
+    def _fit_point(self, parts: Callable[[], Iterator[pl.DataFrame]]) -> None:
+        n, f = 0, len(self.task.feature_columns)
         x_sum, y_sum = np.zeros(f), np.zeros(len(self.task.horizons))
-        for x, part in self._chunks(train):
-            x_sum += x.sum(axis=0)
-            y_sum += _targets(part, self.task).sum(axis=0)
+        for train in parts():
+            n += train.height
+            for x, part in self._chunks(train):
+                x_sum += x.sum(axis=0)
+                y_sum += _targets(part, self.task).sum(axis=0)
         mean, y_mean = x_sum / n, y_sum / n
         xtx, xty = np.zeros((f, f)), np.zeros((f, y_sum.size))
-        for x, part in self._chunks(train):
-            x -= mean
-            xtx += x.T @ x
-            xty += x.T @ (_targets(part, self.task) - y_mean)
+        for train in parts():
+            for x, part in self._chunks(train):
+                x -= mean
+                xtx += x.T @ x
+                xty += x.T @ (_targets(part, self.task) - y_mean)
         scale = np.sqrt(np.diag(xtx) / n)
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0  # a constant feature: as StandardScaler
         gram = xtx / np.outer(scale, scale) + self.alpha * np.eye(f)
@@ -281,16 +308,21 @@ class EwmaVol(ContinuedVolatility, Forecaster):
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> EwmaVol:
-        history = self.with_sigma(panel, until=train_end)
-        train = training_rows(history, train_end, self.task)
-        sigma = train["sigma"].to_numpy()
-        train = train.filter(pl.Series(np.isfinite(sigma) & (sigma > 0)))
-        if train.height == 0:
+        z = pooled(
+            [self._standardised_targets(part, train_end) for part in volatility_parts(panel, self.task)]
+        )
+        if z.shape[0] == 0:
             raise InsufficientDataError(f"ewma_vol: no training rows past warm-up dated <= {train_end}")
-        h = np.asarray(self.task.horizons, dtype=np.float64)
-        z = _targets(train, self.task) / (train["sigma"].to_numpy()[:, None] * np.sqrt(h))
         self.z_ = standardised_quantiles(z, self.task.quantiles)
         return self
+
+    def _standardised_targets(self, part: pl.DataFrame, train_end: dt.date) -> np.ndarray:
+        """`target_h / (sigma_t * sqrt(h))` `[rows, H]` of the part's training rows past warm-up."""
+        train = training_rows(self.with_sigma(part, until=train_end), train_end, self.task)
+        sigma = train["sigma"].to_numpy()
+        train = train.filter(pl.Series(np.isfinite(sigma) & (sigma > 0)))
+        h = np.asarray(self.task.horizons, dtype=np.float64)
+        return _targets(train, self.task) / (train["sigma"].to_numpy()[:, None] * np.sqrt(h))
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:
         """h-session scales `sigma_t * sqrt(h)` `<float64>[rows, H]` of the panel's rows in

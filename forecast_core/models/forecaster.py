@@ -7,12 +7,18 @@ before `train_end` (their labels end before the next slice, thanks to the purge 
 rows in `val` for early stopping. `predict` returns quantile forecasts of the forward log return
 for the rows of `panel` dated in [start, end], in the panel's (ticker, date) order; it may read
 earlier rows of the panel as history (features only, never targets).
+
+The panel is in memory (a `pl.DataFrame`) or on disk (a `SpilledPanel`, what the job's retraining
+and fold evaluation pass: `forecast_core.data.spilled_panel`); a model reads it through
+`panel_columns`, `columns_between` or `panel_chunks`, which read only the columns (and rows) it
+asks for.
 """
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Self
 
@@ -20,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from forecast_core.columns import DATE, TICKER, target_column
+from forecast_core.data.spilled_panel import Panel, SpilledPanel
 from forecast_core.errors import NotFittedError
 
 if TYPE_CHECKING:
@@ -72,36 +79,72 @@ class Forecaster(abc.ABC):
             raise NotFittedError(f"{self.name}: call fit (or load a fitted artifact) before predict")
 
     @abc.abstractmethod
-    def fit(
-        self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
-    ) -> Self:
+    def fit(self, panel: Panel, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None) -> Self:
         """Learn from rows dated <= train_end; returns self."""
 
     @abc.abstractmethod
-    def predict(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+    def predict(self, panel: Panel, start: dt.date, end: dt.date) -> np.ndarray:
         """Quantiles `<float32>[rows in [start, end], len(horizons), len(quantiles)]`, sorted on axis -1."""
 
-    def predict_members(self, panel: pl.DataFrame, start: dt.date, end: dt.date) -> np.ndarray:
+    def predict_members(self, panel: Panel, start: dt.date, end: dt.date) -> np.ndarray:
         """Each ensemble member's quantiles `[K, rows, H, Q]` (`predict` is their mean); a single
         model is an ensemble of one."""
         return self.predict(panel, start, end)[None]
 
-    def point_forecast(
-        self, panel: pl.DataFrame, start: dt.date, end: dt.date, quantiles: np.ndarray
-    ) -> np.ndarray:
+    def predict_columns(self, panel: Panel) -> tuple[str, ...] | None:
+        """The panel columns `predict` reads besides the keys and targets (None: it may read any):
+        what `model_parts` reads of a spilled panel for it."""
+        return None
+
+    def point_forecast(self, panel: Panel, start: dt.date, end: dt.date, quantiles: np.ndarray) -> np.ndarray:
         """The point forecast `[rows, H]` for the rows of `predict(panel, start, end)` = `quantiles`:
         by default their median; a model with a point forecast of its own returns that."""
         return quantiles[:, :, self.task.median_index]
 
 
-def panel_columns(panel: pl.DataFrame, task: ForecastTask, *columns: str) -> pl.DataFrame:
+def model_parts(model: Forecaster, panel: Panel) -> Iterator[Panel]:
+    """The panel to predict from a chunk of whole tickers at a time, with the columns `model`
+    reads (`predict_columns`); the panel itself when it is in memory. A forecast of a row depends
+    on its own ticker's history alone (no model reads a cross-section), so predictions made part
+    by part and concatenated are the whole panel's, in its (ticker, date) order."""
+    if not isinstance(panel, SpilledPanel):
+        yield panel
+        return
+    reads = model.predict_columns(panel)
+    yield from panel.chunks(
+        panel.columns if reads is None else (TICKER, DATE, *model.task.target_columns, *reads)
+    )
+
+
+def predict_in_parts(model: Forecaster, panel: Panel, start: dt.date, end: dt.date) -> np.ndarray:
+    """`model.predict(panel, start, end)`, a part at a time (`model_parts`)."""
+    parts = [model.predict(part, start, end) for part in model_parts(model, panel)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def panel_columns(panel: Panel, task: ForecastTask, *columns: str) -> pl.DataFrame:
     """The keys, the task's targets and `columns` of `panel` (those it has), in that order.
 
     A model narrows the panel to what it reads before it filters or sorts, so the copies it makes
     hold a few columns, not every feature: a selection shares the columns' memory, a filter copies
-    only what was selected. At 5,000 tickers x 20 years the full panel is about 5 GB."""
+    only what was selected, and a `SpilledPanel` reads only these columns from disk. At 5,000
+    tickers x 20 years the full panel is about 5 GB."""
     wanted = dict.fromkeys((TICKER, DATE, *task.target_columns, *columns))
+    if isinstance(panel, SpilledPanel):
+        return panel.read(list(wanted))
     return panel.select(c for c in wanted if c in panel.columns)
+
+
+def columns_between(
+    panel: Panel, task: ForecastTask, start: dt.date, end: dt.date, *columns: str
+) -> pl.DataFrame:
+    """`rows_between(panel_columns(panel, task, *columns), start, end)`, reading only those rows
+    of a `SpilledPanel`."""
+    if isinstance(panel, SpilledPanel):
+        return in_key_order(
+            panel.read(list(dict.fromkeys((TICKER, DATE, *task.target_columns, *columns))), start, end)
+        )
+    return rows_between(panel_columns(panel, task, *columns), start, end)
 
 
 def in_key_order(frame: pl.DataFrame) -> pl.DataFrame:

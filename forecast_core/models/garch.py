@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -53,6 +54,7 @@ import polars as pl
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
+from forecast_core.data.spilled_panel import Panel, panel_chunks
 from forecast_core.errors import InsufficientDataError
 from forecast_core.models import continuation
 from forecast_core.models.forecaster import (
@@ -119,6 +121,21 @@ def _standardised_targets(
     return _baselines()._targets(train.filter(pl.Series(ok)), task) / np.sqrt(v[ok])
 
 
+def volatility_parts(panel: Panel, task: ForecastTask) -> Iterator[pl.DataFrame]:
+    """The keys, targets and daily returns of the panel a chunk of whole tickers at a time
+    (`panel_chunks`: one chunk in memory, a file of a spilled panel at a time): a volatility
+    model's fit is per ticker but for its pooled z-quantiles, so it fits part by part and pools
+    the parts' standardised targets (`pooled`)."""
+    return panel_chunks(panel, (TICKER, DATE, *task.target_columns, RETURN_COLUMN))
+
+
+def pooled(parts: list[np.ndarray]) -> np.ndarray:
+    """The parts' rows `[rows, H]` as one array, in order (the one part itself when there is one)."""
+    if not parts:
+        return np.empty((0, 0))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _check_warm(model: str, rows: pl.DataFrame, var: np.ndarray) -> None:
     bad = ~np.isfinite(var).all(axis=1)
     if bad.any():
@@ -140,7 +157,10 @@ def _history(panel: pl.DataFrame, task: ForecastTask, until: dt.date | None = No
 class ContinuedVolatility:
     """`forecast` for a volatility model whose bands are `scale_h * z_` (its `scales_and_state`):
     `predict`'s quantiles and the state to store for the next run, continued from a stored one
-    (`forecast_core.models.continuation`)."""
+    (`forecast_core.models.continuation`); and the one column its forecasts read."""
+
+    def predict_columns(self, panel: Panel) -> tuple[str, ...]:
+        return (RETURN_COLUMN,)
 
     def forecast(
         self, panel: pl.DataFrame, start: dt.date, end: dt.date, carry: pl.DataFrame | None = None
@@ -205,20 +225,21 @@ class GjrGarch(ContinuedVolatility, Forecaster):
     def fit(
         self, panel: pl.DataFrame, train_end: dt.date, val: tuple[dt.date, dt.date] | None = None
     ) -> GjrGarch:
-        history = _history(panel, self.task, train_end)
-        r, tickers = daily_returns(history), history[TICKER].to_numpy()
-        params: dict[str, Params] = {}
-        fallback: dict[str, str] = {}
-        for a, b in ticker_bounds(tickers):
-            p, reason = fit_gjr_remembered(r[a:b], self.MIN_RETURNS)
-            if p is None:
-                fallback[str(tickers[a])] = reason
-            else:
-                params[str(tickers[a])] = p
-        self.params_, self.fallback_tickers_ = params, fallback
-        if fallback:
-            _warn_fallback(self.name, fallback, f"(fit on returns dated <= {train_end})")
-        z = _standardised_targets(history, self.horizon_variance(history), train_end, self.task)
+        self.params_, self.fallback_tickers_ = {}, {}
+        z = []
+        for part in volatility_parts(panel, self.task):
+            history = _history(part, self.task, train_end)
+            r, tickers = daily_returns(history), history[TICKER].to_numpy()
+            for a, b in ticker_bounds(tickers):
+                p, reason = fit_gjr_remembered(r[a:b], self.MIN_RETURNS)
+                if p is None:
+                    self.fallback_tickers_[str(tickers[a])] = reason
+                else:
+                    self.params_[str(tickers[a])] = p
+            z.append(_standardised_targets(history, self.horizon_variance(history), train_end, self.task))
+        if self.fallback_tickers_:
+            _warn_fallback(self.name, self.fallback_tickers_, f"(fit on returns dated <= {train_end})")
+        z = pooled(z)
         if z.shape[0] == 0:
             raise InsufficientDataError(f"{self.name}: no training rows past warm-up dated <= {train_end}")
         self.z_ = standardised_quantiles(z, self.task.quantiles)
@@ -347,9 +368,11 @@ class VolBlend(ContinuedVolatility, Forecaster):
         self.ewma.fit(panel, train_end, val)
         self.garch.fit(panel, train_end, val)
         if self.mode == "variance":
-            history = _history(panel, self.task, train_end)
-            z = _standardised_targets(history, self.blended_variance(history), train_end, self.task)
-            self.z_ = standardised_quantiles(z, self.task.quantiles)
+            z = []
+            for part in volatility_parts(panel, self.task):
+                history = _history(part, self.task, train_end)
+                z.append(_standardised_targets(history, self.blended_variance(history), train_end, self.task))
+            self.z_ = standardised_quantiles(pooled(z), self.task.quantiles)
         return self
 
     def scales(self, panel: pl.DataFrame) -> np.ndarray:

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from forecast_core.columns import DATE, TICKER
+from forecast_core.columns import DATE
 from forecast_core.config import ForecastConfig
+from forecast_core.data.spilled_panel import Panel, panel_column, panel_tickers, restrict
 from forecast_core.errors import InsufficientDataError
 from forecast_core.evaluation import metrics
 from forecast_core.evaluation.folds import train_and_validation
 from forecast_core.models.baselines import make_baseline, make_baselines
-from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, rows_between
+from forecast_core.models.forecaster import Forecaster, ForecastTask, columns_between, predict_in_parts
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 
 
@@ -75,10 +76,10 @@ def period_slices(sessions: list[dt.date], period_start: dt.date, cfg: ForecastC
     )
 
 
-def validation_pinball(model: Forecaster, panel: pl.DataFrame, s: PeriodSlices, task: ForecastTask) -> float:
+def validation_pinball(model: Forecaster, panel: Panel, s: PeriodSlices, task: ForecastTask) -> float:
     """Mean pinball loss of a fitted model on the validation rows (all horizons)."""
-    rows = rows_between(panel_columns(panel, task), s.val_start, s.val_end)
-    q = model.predict(panel, s.val_start, s.val_end)
+    rows = columns_between(panel, task, s.val_start, s.val_end)
+    q = predict_in_parts(model, panel, s.val_start, s.val_end)
     y = rows.select(task.target_columns).to_numpy()
     return float(np.mean([metrics.pinball(y[:, i], q[:, i, :], task.quantiles) for i in range(y.shape[1])]))
 
@@ -114,7 +115,7 @@ class _PreviousComparison:
 def _against_previous(
     previous: LSTMForecaster | None,
     lstm: LSTMForecaster,
-    panel: pl.DataFrame,
+    panel: Panel,
     s: PeriodSlices,
     task: ForecastTask,
 ) -> _PreviousComparison | None:
@@ -122,19 +123,19 @@ def _against_previous(
     have grown since it was trained); None without a previous model or rows it can forecast."""
     if previous is None:
         return None
-    known = pl.col(TICKER).is_in(list(previous.tickers))
-    # Filtered (a copy) only when the universe has grown since the previous model.
-    shared = panel if panel.select(known.all()).item() else panel.filter(known)
+    known, tickers = set(previous.tickers), panel_tickers(panel)
+    # Restricted (a copy in memory) only when the universe has grown since the previous model.
+    shared = panel if known.issuperset(tickers) else restrict(panel, [t for t in tickers if t in known])
     try:
         prev_score = validation_pinball(previous, shared, s, task)
     except InsufficientDataError:
         return None
-    where = "" if shared.height == panel.height else " on the tickers both models know"
+    where = "" if shared is panel else " on the tickers both models know"
     return _PreviousComparison(validation_pinball(lstm, shared, s, task), prev_score, where)
 
 
 def train_period_model(
-    panel: pl.DataFrame,
+    panel: Panel,
     task: ForecastTask,
     cfg: ForecastConfig,
     period_start: dt.date,
@@ -261,9 +262,9 @@ def serving_plan(
     return [(forecaster, served) for forecaster, served in plan if served]
 
 
-def sessions_before(panel: pl.DataFrame, day: dt.date) -> list[dt.date]:
+def sessions_before(panel: Panel, day: dt.date) -> list[dt.date]:
     """The panel's distinct dates before `day`, sorted (read from the date column alone)."""
-    dates = panel.get_column(DATE)
+    dates = panel_column(panel, DATE)
     return dates.filter(dates < day).unique().sort().to_list()
 
 

@@ -23,6 +23,7 @@ import polars as pl
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
+from forecast_core.data.spilled_panel import Panel
 from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models import continuation
 from forecast_core.models.continuation import STATE_SLACK
@@ -117,7 +118,10 @@ class LSTMForecaster(Forecaster):
         )
         return make_windows(panel, self.task, self.scalers, lookback, scales, raw, window_ends=ends), state
 
-    def narrow(self, panel: pl.DataFrame) -> pl.DataFrame:
+    def predict_columns(self, panel: Panel) -> tuple[str, ...]:
+        return input_columns(panel)
+
+    def narrow(self, panel: Panel) -> pl.DataFrame:
         """The keys, targets and the columns the inputs read: what windows are built from."""
         return panel_columns(panel, self.task, *input_columns(panel))
 

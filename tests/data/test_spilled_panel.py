@@ -1,0 +1,105 @@
+"""The panel spilled to disk (`SpilledPanel`) reads back what was written, a few columns, a date
+slice, some tickers or a chunk of whole tickers at a time; and every forecaster fitted and scored
+on it gives what it gives on the panel in memory (`evaluate_fold`, `train_period_model`), with
+the panel spilled in parts of one ticker so that the chunked paths (ridge's sufficient
+statistics, the point baselines' residual bands) really run over several parts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from forecast_core.columns import DATE, MODEL, PRICE, TICKER
+from forecast_core.data.spilled_panel import (
+    SpilledPanel,
+    complete_sessions,
+    panel_chunks,
+    panel_column,
+    panel_tickers,
+    restrict,
+)
+from forecast_core.evaluation.walk_forward import evaluate_fold
+from forecast_core.models.baselines import make_baselines
+from forecast_core.models.forecaster import columns_between, panel_columns, rows_between
+from forecast_core.models.lstm.forecaster import LSTMForecaster
+from forecast_core.serving.periods import train_period_model
+from tests.support.small_lstm import CFG
+
+
+def spilled(panel: pl.DataFrame, directory, per_part: int = 1) -> SpilledPanel:
+    """`panel` spilled in parts of `per_part` tickers."""
+    names = panel[TICKER].unique().sort().to_list()
+    parts = (panel.filter(pl.col(TICKER).is_in(names[i : i + per_part])) for i in range(0, len(names), per_part))
+    return SpilledPanel.write(parts, directory)
+
+
+def test_a_spilled_panel_reads_back_columns_dates_and_tickers(setup, tmp_path):
+    panel, task, _ = setup
+    disk = spilled(panel, tmp_path)
+    assert len(disk.files) == 3 and disk.columns == tuple(panel.columns)
+    assert_frame_equal(disk.read(panel.columns), panel, check_exact=True)
+    assert disk.height == panel.height and panel_tickers(disk) == panel_tickers(panel) == ["AAA", "BBB", "CCC"]
+    assert_frame_equal(panel_columns(disk, task, PRICE), panel_columns(panel, task, PRICE), check_exact=True)
+    start, end = dt.date(2016, 1, 4), dt.date(2016, 2, 26)
+    assert_frame_equal(
+        columns_between(disk, task, start, end, PRICE),
+        rows_between(panel_columns(panel, task, PRICE), start, end),
+        check_exact=True,
+    )
+    assert_frame_equal(panel_column(disk, DATE).to_frame(), panel.select(DATE), check_exact=True)
+    one = restrict(disk, ["BBB", "ZZZ"])
+    assert panel_tickers(one) == ["BBB"]
+    assert_frame_equal(one.read(panel.columns), panel.filter(pl.col(TICKER) == "BBB"), check_exact=True)
+    chunks = list(panel_chunks(disk, [TICKER, DATE, "ret_1"]))
+    assert [c[TICKER].unique().to_list() for c in chunks] == [["AAA"], ["BBB"], ["CCC"]]
+    assert complete_sessions(disk) == panel.drop_nulls()[DATE].unique().sort().to_list()
+
+
+def test_parts_out_of_ticker_order_are_refused(setup, tmp_path):
+    panel, _, _ = setup
+    parts = [panel.filter(pl.col(TICKER) == "BBB"), panel.filter(pl.col(TICKER) == "AAA")]
+    with pytest.raises(ValueError, match="not in ticker order: 'AAA' after 'BBB'"):
+        SpilledPanel.write(parts, tmp_path)
+
+
+def test_an_empty_panel_spills_with_its_columns(setup, tmp_path):
+    panel, task, _ = setup
+    disk = SpilledPanel.write([panel.clear()], tmp_path)
+    assert disk.height == 0 and disk.columns == tuple(panel.columns)
+    assert panel_columns(disk, task).columns == ["ticker", "date", *task.target_columns]
+
+
+def test_every_model_scores_the_same_on_the_spilled_panel(setup, tmp_path):
+    panel, task, folds = setup
+    fold = folds[-1]
+    disk = spilled(panel, tmp_path)
+    results = [
+        evaluate_fold(p, fold, task, [LSTMForecaster(task, CFG), *make_baselines(task, CFG)]) for p in (panel, disk)
+    ]
+    in_memory, on_disk = (r.predictions.sort(MODEL, TICKER, DATE, "horizon") for r in results)
+    # Ridge sums its sufficient statistics part by part: the same up to the order of float sums.
+    ridge = pl.col(MODEL) == "ridge"
+    assert_frame_equal(on_disk.filter(~ridge), in_memory.filter(~ridge), check_exact=True)
+    assert_frame_equal(on_disk.filter(ridge), in_memory.filter(ridge), rel_tol=1e-9, abs_tol=1e-12)
+    assert on_disk.filter(ridge).height > 0
+
+
+def test_the_period_model_is_the_same_on_the_spilled_panel(setup, tmp_path):
+    panel, task, _ = setup
+    period_start = dt.date(2016, 6, 1)
+    a = train_period_model(panel, task, CFG, period_start)
+    b = train_period_model(spilled(panel, tmp_path), task, CFG, period_start)
+    assert a.slices == b.slices and a.serving_model == b.serving_model
+    assert a.val_pinball.keys() == b.val_pinball.keys()
+    for name, value in a.val_pinball.items():
+        assert b.val_pinball[name] == pytest.approx(value, rel=1e-12 if name == "ridge" else 0)
+    # Against a previous model that knows two of the three tickers: both sides restricted to them.
+    previous = train_period_model(panel.filter(pl.col(TICKER) != "CCC"), task, CFG, period_start).lstm
+    c = train_period_model(panel, task, CFG, period_start, previous=previous)
+    d = train_period_model(spilled(panel, tmp_path / "again"), task, CFG, period_start, previous=previous)
+    assert "on the tickers both models know" in c.decision and c.decision == d.decision
+    assert d.previous_val_pinball == c.previous_val_pinball
