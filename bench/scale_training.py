@@ -2,7 +2,8 @@
 
 `python -m bench.scale_training {retrain,fold} N [--chunk C]` (one measurement per process, for
 its peak memory) prints JSON: the panel built C tickers at a time (features, targets, prices: what
-`panel_known_at` reads), then either `train_period_model` for the last month (the LSTM, every
+`panel_known_at` reads) and spilled to disk by a child process (as the job's steps spill it,
+`forecast_core.data.spilled_panel`), then either `train_period_model` for the last month (the LSTM, every
 baseline on validation, the gate: what `lstm_model` does) or `evaluate_fold` on the last fold
 (every model fitted and scored: one of the `fold_evaluation` asset's parallel steps; the asset
 runs one such step per fold), with its seconds and the process's peak memory. The demo's configuration otherwise
@@ -55,28 +56,42 @@ def chunked_panel(prices, cfg, chunk: int, spill_to):
     return SpilledPanel.write(parts(), Path(spill_to)), columns[0]
 
 
-def _panel(n_tickers: int, chunk: int, spill_to, before: dt.date | None = None):
-    """The panel of the synthetic prices (those dated before `before`, as `panel_known_at` reads
-    them for a retrain month: targets known then), spilled to `spill_to`."""
+def _spill(n_tickers: int, chunk: int, spill_to, before: dt.date | None):
+    """In a child process: the synthetic prices (those dated before `before`) made into the panel
+    and spilled to `spill_to`; the `SpilledPanel`, its feature columns and the child's figures."""
     import polars as pl
 
     from bench.synthetic import config_for, synthetic_prices
     from forecast_core.columns import DATE
-    from forecast_core.models.forecaster import ForecastTask
 
-    cfg = config_for(n_tickers)
     prices = synthetic_prices(n_tickers, YEARS)
     if before is not None:
         prices = prices.filter(pl.col(DATE) < before)
-    out: dict = {"tickers": n_tickers, "years": YEARS, "price_rows": prices.height, "chunk": chunk}
+    out: dict = {"price_rows": prices.height}
     t = time.perf_counter()
-    panel, columns = chunked_panel(prices, cfg, chunk, spill_to)
-    del prices
+    panel, columns = chunked_panel(prices, config_for(n_tickers), chunk, spill_to)
+    return panel, columns, out | {"panel_s": round(time.perf_counter() - t, 2), "panel_peak_mb": _peak_mb()}
+
+
+def _panel(n_tickers: int, chunk: int, spill_to, before: dt.date | None = None):
+    """The panel of the synthetic prices (those dated before `before`, as `panel_known_at` reads
+    them for a retrain month: targets known then), spilled to `spill_to` by a child process, as
+    the job's step reads it from the warehouse: the prices and the panel's building never count
+    in this process's peak memory, which is the models'."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench.synthetic import config_for
+    from forecast_core.models.forecaster import ForecastTask
+
+    cfg = config_for(n_tickers)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        panel, columns, built = pool.submit(_spill, n_tickers, chunk, spill_to, before).result()
+    out = {"tickers": n_tickers, "years": YEARS, "chunk": chunk, **built}
     out |= {
         "panel_rows": panel.height,
+        "panel_files": len(panel.files),
         "panel_disk_mb": round(sum(f.stat().st_size for f in panel.files) / 2**20, 1),
-        "panel_s": round(time.perf_counter() - t, 2),
-        "panel_peak_mb": _peak_mb(),
     }
     return cfg, panel, ForecastTask(columns, cfg.horizons, cfg.quantiles), out
 

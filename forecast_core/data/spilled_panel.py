@@ -22,6 +22,10 @@ import polars as pl
 
 from forecast_core.columns import DATE, TICKER
 
+#: Tickers per file at most: a model that reads every feature (`ridge`) holds one file's rows of
+#: them at a time (about 100 MB of panel per 100 tickers x 20 years).
+FILE_TICKERS = 100
+
 
 @dataclass(frozen=True)
 class SpilledPanel:
@@ -38,22 +42,27 @@ class SpilledPanel:
     @classmethod
     def write(cls, parts: Iterable[pl.DataFrame], directory: Path) -> SpilledPanel:
         """Spill `parts` (panels of disjoint tickers, each sorted by ticker and date, in ticker
-        order) to `directory`, one file each; an empty part is kept only if every part is empty,
-        so that the panel still has its columns."""
+        order) to `directory`, a file per `FILE_TICKERS` tickers; an empty part is kept only if
+        every part is empty, so that the panel still has its columns."""
         directory.mkdir(parents=True, exist_ok=True)
         files, tickers, schema, last = [], [], None, None
         for part in parts:
             schema = schema or dict(part.schema)
             if part.height == 0 and files:
                 continue
-            names = tuple(part[TICKER].unique(maintain_order=True).to_list())
+            runs = part[TICKER].rle().struct.unnest()
+            names, lengths = tuple(runs["value"].to_list()), runs["len"].to_list()
             if names and last is not None and names[0] <= last:
                 raise ValueError(f"panel parts are not in ticker order: {names[0]!r} after {last!r}")
             last = names[-1] if names else last
-            path = directory / f"part-{len(files):05d}.parquet"
-            part.write_parquet(path, statistics=True)
-            files.append(path)
-            tickers.append(names)
+            offset = 0
+            for i in range(0, max(len(names), 1), FILE_TICKERS):
+                rows = sum(lengths[i : i + FILE_TICKERS])
+                path = directory / f"part-{len(files):05d}.parquet"
+                part.slice(offset, rows).write_parquet(path, statistics=True)
+                files.append(path)
+                tickers.append(names[i : i + FILE_TICKERS])
+                offset += rows
         if schema is None:
             raise ValueError("a spilled panel needs at least one part (an empty frame gives its columns)")
         return cls(tuple(files), tuple(tickers), tuple(schema), schema)

@@ -102,9 +102,7 @@ class FoldResult:
     seconds: dict[str, float]
 
 
-def evaluate_fold(
-    panel: Panel, fold: Fold, task: ForecastTask, forecasters: list[Forecaster]
-) -> FoldResult:
+def evaluate_fold(panel: Panel, fold: Fold, task: ForecastTask, forecasters: list[Forecaster]) -> FoldResult:
     """Fit every forecaster on `fold`, predict its test slice, score them all the same way.
 
     For the LSTM, besides its own metrics: Diebold-Mariano tests against `zero_return` (`dm_*`)

@@ -56,3 +56,16 @@ def test_the_panel_of_a_vintage_rebuilt_in_chunks_is_the_whole_rebuild(monkeypat
     )
     assert names == whole_names and whole.height > 0
     assert_frame_equal(chunked, whole, check_exact=True)
+
+
+def test_the_panels_spilled_to_disk_read_back_as_the_panels_in_memory(monkeypatch, pipeline, tmp_path):
+    path, cfg = str(pipeline.warehouse), pipeline.cfg
+    monkeypatch.setattr(reads, "PANEL_CHUNK_TICKERS", 2)  # two chunks, two files
+    for name, read in {
+        "known": lambda spill: reads.panel_known_at(path, cfg, LAST_SESSION, spill_to=spill),
+        "labelled": lambda spill: reads.labelled_panel(path, cfg.horizons, spill_to=spill),
+    }.items():
+        whole, columns = read(None)
+        spilled, spilled_columns = read(tmp_path / name)
+        assert len(spilled.files) == 2 and spilled_columns == columns
+        assert_frame_equal(spilled.read(whole.columns), whole, check_exact=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 from forecast_core.columns import DATE, MODEL, PRICE, TICKER
+from forecast_core.data import spilled_panel
 from forecast_core.data.spilled_panel import (
     SpilledPanel,
     complete_sessions,
@@ -33,7 +33,9 @@ from tests.support.small_lstm import CFG
 def spilled(panel: pl.DataFrame, directory, per_part: int = 1) -> SpilledPanel:
     """`panel` spilled in parts of `per_part` tickers."""
     names = panel[TICKER].unique().sort().to_list()
-    parts = (panel.filter(pl.col(TICKER).is_in(names[i : i + per_part])) for i in range(0, len(names), per_part))
+    parts = (
+        panel.filter(pl.col(TICKER).is_in(names[i : i + per_part])) for i in range(0, len(names), per_part)
+    )
     return SpilledPanel.write(parts, directory)
 
 
@@ -42,7 +44,11 @@ def test_a_spilled_panel_reads_back_columns_dates_and_tickers(setup, tmp_path):
     disk = spilled(panel, tmp_path)
     assert len(disk.files) == 3 and disk.columns == tuple(panel.columns)
     assert_frame_equal(disk.read(panel.columns), panel, check_exact=True)
-    assert disk.height == panel.height and panel_tickers(disk) == panel_tickers(panel) == ["AAA", "BBB", "CCC"]
+    assert disk.height == panel.height and panel_tickers(disk) == panel_tickers(panel) == [
+        "AAA",
+        "BBB",
+        "CCC",
+    ]
     assert_frame_equal(panel_columns(disk, task, PRICE), panel_columns(panel, task, PRICE), check_exact=True)
     start, end = dt.date(2016, 1, 4), dt.date(2016, 2, 26)
     assert_frame_equal(
@@ -78,7 +84,8 @@ def test_every_model_scores_the_same_on_the_spilled_panel(setup, tmp_path):
     fold = folds[-1]
     disk = spilled(panel, tmp_path)
     results = [
-        evaluate_fold(p, fold, task, [LSTMForecaster(task, CFG), *make_baselines(task, CFG)]) for p in (panel, disk)
+        evaluate_fold(p, fold, task, [LSTMForecaster(task, CFG), *make_baselines(task, CFG)])
+        for p in (panel, disk)
     ]
     in_memory, on_disk = (r.predictions.sort(MODEL, TICKER, DATE, "horizon") for r in results)
     # Ridge sums its sufficient statistics part by part: the same up to the order of float sums.
@@ -103,3 +110,11 @@ def test_the_period_model_is_the_same_on_the_spilled_panel(setup, tmp_path):
     d = train_period_model(spilled(panel, tmp_path / "again"), task, CFG, period_start, previous=previous)
     assert "on the tickers both models know" in c.decision and c.decision == d.decision
     assert d.previous_val_pinball == c.previous_val_pinball
+
+
+def test_a_part_of_many_tickers_is_spilled_a_few_tickers_a_file(setup, tmp_path, monkeypatch):
+    panel, _, _ = setup
+    monkeypatch.setattr(spilled_panel, "FILE_TICKERS", 2)
+    disk = SpilledPanel.write([panel], tmp_path)
+    assert disk.tickers == (("AAA", "BBB"), ("CCC",)) and len(disk.files) == 2
+    assert_frame_equal(disk.read(panel.columns), panel, check_exact=True)

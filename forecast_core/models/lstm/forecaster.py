@@ -16,18 +16,24 @@ the whole history, to the bit.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import polars as pl
 
 from forecast_core.columns import DATE, TICKER
 from forecast_core.config import ForecastConfig
-from forecast_core.data.spilled_panel import Panel
+from forecast_core.data.spilled_panel import Panel, SpilledPanel, panel_chunks, restrict
 from forecast_core.errors import InsufficientDataError, NotFittedError
 from forecast_core.models import continuation
 from forecast_core.models.continuation import STATE_SLACK
-from forecast_core.models.forecaster import Forecaster, ForecastTask, panel_columns, training_rows
+from forecast_core.models.forecaster import (
+    Forecaster,
+    ForecastTask,
+    model_parts,
+    panel_columns,
+    training_rows,
+)
 from forecast_core.models.lstm.inputs import STATE_COLUMNS, input_columns, inputs_and_state
 from forecast_core.models.lstm.prior import ScaleModel, make_prior, sorted_panel, standardised_quantiles
 from forecast_core.models.lstm.train import TrainResult, bucketed, fit, model_from_config, predict_scaled
@@ -131,20 +137,45 @@ class LSTMForecaster(Forecaster):
         if val is None:
             raise ValueError("the LSTM needs a validation slice for early stopping")
         lookback = self.cfg.model.lookback
-        panel = self.narrow(panel)
         # The tickers with training rows, from the keys and targets alone (not every column).
-        train = training_rows(panel.select(TICKER, DATE, *self.task.target_columns), train_end, self.task)
-        tickers = train[TICKER].unique().to_list()
-        del train
-        # Only tickers seen in training can be windowed; rows after val_end are never read.
-        visible = sorted_panel(panel.filter(pl.col(DATE) <= val[1], pl.col(TICKER).is_in(tickers)))
-        self.prior = make_prior(self.cfg.model.sigma_prior, self.task, self.cfg).fit(visible, train_end)
-        scales = self.prior.scales(visible)
-        names, raw = raw_inputs(visible, scales, self.task)
-        in_train = (visible[DATE] <= train_end).to_numpy()
-        self.scalers = fit_scalers(tickers, names, raw[in_train])
-        data = make_windows(visible, self.task, self.scalers, lookback, scales, raw)
-        del raw, scales, visible, in_train  # training needs only the arrays of `data`
+        keys = (TICKER, DATE, *self.task.target_columns)
+        tickers = [
+            t
+            for part in panel_chunks(panel, keys)
+            for t in training_rows(part, train_end, self.task)[TICKER].unique()
+        ]
+
+        def visible() -> Iterator[pl.DataFrame]:
+            """Only tickers seen in training can be windowed; rows after val_end are never read.
+            A part of the panel at a time (`model_parts`: the whole panel when in memory)."""
+            for part in model_parts(self, panel):
+                yield sorted_panel(
+                    self.narrow(part).filter(pl.col(DATE) <= val[1], pl.col(TICKER).is_in(tickers))
+                )
+
+        # In memory: the one visible frame, read once. Spilled: each part read when needed.
+        in_memory = None if isinstance(panel, SpilledPanel) else next(visible())
+        prior = make_prior(self.cfg.model.sigma_prior, self.task, self.cfg)
+        self.prior = prior.fit(restrict(panel, tickers) if in_memory is None else in_memory, train_end)
+        # The input scaler from every part's training rows; then the windows, part by part.
+        raw_train, names, whole = [], (), None
+        for part in visible() if in_memory is None else [in_memory]:
+            scales = self.prior.scales(part)
+            names, raw = raw_inputs(part, scales, self.task)
+            raw_train.append(raw[(part[DATE] <= train_end).to_numpy()])
+            whole = None if in_memory is None else (part, scales, raw)
+            del scales, raw
+        self.scalers = fit_scalers(
+            tickers, names, np.concatenate(raw_train) if len(raw_train) > 1 else raw_train[0]
+        )
+        del raw_train, in_memory
+        if whole is not None:
+            data = make_windows(whole[0], self.task, self.scalers, lookback, whole[1], whole[2])
+        else:
+            data = WindowData.concat(
+                [make_windows(p, self.task, self.scalers, lookback, self.prior.scales(p)) for p in visible()]
+            )
+        del whole  # training needs only the arrays of `data`
         first = data.dates.min() if len(data.dates) else train_end
         train_rows = data.rows_where(first, train_end, need_target=True)
         val_rows = data.rows_where(val[0], val[1], need_target=True)

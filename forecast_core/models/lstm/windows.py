@@ -82,6 +82,21 @@ class WindowData:
     dates: np.ndarray
     tickers: pl.Series
 
+    @classmethod
+    def concat(cls, parts: list[WindowData]) -> WindowData:
+        """The parts' rows as one, in order (parts of whole tickers: no window crosses two)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            x=np.concatenate([p.x for p in parts]),
+            y=np.concatenate([p.y for p in parts]),
+            ticker_id=np.concatenate([p.ticker_id for p in parts]),
+            target_scale=np.concatenate([p.target_scale for p in parts]),
+            window_ok=np.concatenate([p.window_ok for p in parts]),
+            dates=np.concatenate([p.dates for p in parts]),
+            tickers=pl.concat([p.tickers for p in parts]),
+        )
+
     def rows_where(self, start: dt.date, end: dt.date, need_target: bool) -> np.ndarray:
         """`<int32>[n]` indices of window-complete rows dated in [start, end]."""
         mask = self.window_ok & (self.dates >= np.datetime64(start)) & (self.dates <= np.datetime64(end))
