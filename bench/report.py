@@ -364,7 +364,7 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
             [
                 f"{r['tickers']:,}",
                 _n(t["panel_rows"]),
-                _n(t["panel_mb"]),
+                _n(t["panel_disk_mb"]),
                 _n(t["panel_peak_mb"]),
                 f"**{_n(t['retrain_s'], 1)}** ({_n(t['retrain_lstm_s'], 1)}, {t['retrain_epochs']} epochs)",
                 _n(t["peak_rss_mb"]),
@@ -386,20 +386,23 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
         + (f" ({seconds:.0f} s on this machine)" if seconds else "")
         + ", then `.venv/bin/python -m bench.report --docs docs/ --sections training-scale`. Each "
         "measurement is a fresh process (`python -m bench.scale_training {retrain,fold} N`) on "
-        "the demo's configuration: the modelling panel built 250 tickers at a time (what "
-        "`panel_known_at` reads), then `train_period_model` for the last whole month (the LSTM, "
-        "every baseline on validation, the gate: what `lstm_model` does), or `evaluate_fold` on "
-        f"the last of the {last['n_folds']} folds (one of `fold_evaluation`'s steps, which run in "
-        "parallel processes). Peak memory is the process's `ru_maxrss`, the panel and the "
-        "synthetic prices it was built from included (the bench builds the panel from prices it "
-        "generates; the assets read it from the warehouse).",
+        "the demo's configuration: a child process builds the modelling panel 250 tickers at a "
+        "time (what `panel_known_at` reads) and spills it to Parquet files of 100 tickers (as "
+        "`lstm_model` and each `fold_evaluation` step do, `forecast_core.data.spilled_panel`); "
+        "the measuring process then runs `train_period_model` for the last whole month (the "
+        "LSTM, every baseline on validation, the gate: what `lstm_model` does), or "
+        f"`evaluate_fold` on the last of the {last['n_folds']} folds (one of `fold_evaluation`'s "
+        "steps, which run in parallel processes), on the spilled panel. Its peak memory (the "
+        "process's `ru_maxrss`) is the models' and the libraries'; the synthetic prices and the "
+        "panel's building are the child's (the assets read the panel from the warehouse a chunk "
+        "at a time instead).",
         "",
         _table(
             [
                 "tickers (x 20 years)",
                 "panel rows",
-                "panel in memory, MB",
-                "peak RSS once the panel is built, MB",
+                "panel on disk, MB",
+                "building and spilling it, peak RSS, MB",
                 "retrain month, s (the LSTM's, epochs)",
                 "retrain peak RSS, MB",
                 "one fold, s (the LSTM's)",
@@ -415,22 +418,25 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
         "",
         _table(["tickers", *last["fold_model_s"]], models),
         "",
-        "Before these changes (commit 3f6d178, measured the same way under load): 219.6 s for "
-        "the retrain month and 166.5 s for the fold at 500 tickers (4.4 GB), and at 5,000 the "
-        "process was killed for memory at 15.3 GB. What changed: every model narrows the "
-        "panel to the columns it reads before it filters or sorts (`panel_columns`), sorts only "
-        "what is out of order (`in_key_order`), and ridge solves from sufficient statistics "
-        "accumulated a million rows at a time. What keeps the time linear: per-ticker work runs "
-        "over each ticker's run of rows, never a mask over the whole panel per ticker, and a "
-        "GJR fit of the same returns (the LSTM's blend prior, `gjr_garch` and `vol_blend` all fit "
-        "the same tickers up to the same day) is done once (`fit_gjr_remembered`). The LSTM's "
-        "cost grows slowly: a fixed number of steps per epoch, and early stopping scores at most "
-        "`train.max_val_windows` (100,000) validation windows after each; the gate and the fold "
-        'score every window. "Cost / linear" is the time per ticker over the 20-ticker time per '
-        "ticker (1: linear; below 1: better). Memory: the peak is about 3.5 times the panel at "
-        "5,000 tickers; the panel is held whole (the assets read it 500 tickers at a time, "
-        "`reads.PANEL_CHUNK_TICKERS`), so the budget grows with the universe: about 3.5 GB per "
-        "1,000 tickers x 20 years.",
+        "What bounds the memory: no step holds the whole panel. Each model reads only the "
+        "columns it uses from the spilled files (`panel_columns`, `columns_between`: its keys, "
+        "targets and one to four inputs; a slice of dates where it scores one); ridge and the "
+        "point baselines fit a chunk of tickers at a time (ridge from sufficient statistics, 400 "
+        "tickers of its 22 features a chunk: `CHUNK_TICKER_COLUMNS`), the volatility baselines "
+        "fit per chunk and pool their standardised targets, the LSTM builds its windows per "
+        "chunk, and every forecast is made a chunk at a time (1,700 to 2,000 tickers of a few "
+        "columns; `model_parts`: no model reads a cross-section). What still grows with the universe: "
+        "the LSTM's float32 training arrays (inputs, targets, scales, ids: about 75 bytes per "
+        "row, 1.8 GB at 5,000 tickers x 20 years, with their copy on the JAX device) and the "
+        "pooled training residuals and z-values (16 bytes per row and horizon). Results are "
+        "those of the panel in memory (`tests/data/test_spilled_panel.py`: every model's fold "
+        "predictions bit for bit, ridge to the order of its float sums). Before the spill "
+        "(commit 74488b1, measured the same way but with the prices and the panel in the "
+        "process): 471.9 s and 17,019 MB for the retrain month, 527.3 s and 17,145 MB for the "
+        'fold at 5,000 tickers. "Cost / linear" is the time per ticker over the 20-ticker '
+        "time per ticker (1: linear; below 1: better). The LSTM's cost grows slowly: a fixed "
+        "number of steps per epoch, and early stopping scores at most `train.max_val_windows` "
+        "(100,000) validation windows after each; the gate and the fold score every window.",
     ]
 
 

@@ -22,9 +22,13 @@ import polars as pl
 
 from forecast_core.columns import DATE, TICKER
 
-#: Tickers per file at most: a model that reads every feature (`ridge`) holds one file's rows of
-#: them at a time (about 100 MB of panel per 100 tickers x 20 years).
+#: Tickers per file at most: the smallest chunk a reader holds.
 FILE_TICKERS = 100
+#: Ticker-columns a chunk holds (whole files, one at least; about 40 KB per ticker-column over 20
+#: years): 2,000 tickers of a volatility model's 5 columns (its recursions run across a chunk's
+#: tickers at once, so their Python loop over the sessions runs once per chunk), 400 tickers of
+#: ridge's 26 (keys, targets, the default 22 features).
+CHUNK_TICKER_COLUMNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -78,20 +82,34 @@ class SpilledPanel:
         return replace(self, only=keep)
 
     def _scans(self, columns: Sequence[str]) -> Iterator[pl.LazyFrame]:
+        """A scan per chunk: consecutive files of about `CHUNK_TICKER_COLUMNS` ticker-columns."""
         wanted = [c for c in dict.fromkeys(columns) if c in self.schema]
+        per_chunk = max(1, CHUNK_TICKER_COLUMNS // max(len(wanted), 1))
+        group: list[Path] = []
+        count = 0
         for path, names in zip(self.files, self.tickers, strict=True):
             if self.only is not None and not self.only.intersection(names):
                 continue
-            scan = pl.scan_parquet(path).select(wanted)
-            if self.only is not None and not self.only.issuperset(names):
-                scan = scan.filter(pl.col(TICKER).is_in(sorted(self.only)))
-            yield scan
+            group.append(path)
+            count += len(names)
+            if count >= per_chunk:
+                yield self._scan(group, wanted)
+                group, count = [], 0
+        if group:
+            yield self._scan(group, wanted)
+
+    def _scan(self, files: list[Path], columns: list[str]) -> pl.LazyFrame:
+        scan = pl.concat([pl.scan_parquet(f).select(columns) for f in files], how="vertical_relaxed")
+        if self.only is not None:
+            scan = scan.filter(pl.col(TICKER).is_in(sorted(self.only)))
+        return scan
 
     def chunks(
         self, columns: Sequence[str], start: dt.date | None = None, end: dt.date | None = None
     ) -> Iterator[pl.DataFrame]:
-        """The panel's `columns` (those it has, keys first if asked for) a file of whole tickers
-        at a time, in (ticker, date) order; with `start`/`end`, only rows dated in [start, end]."""
+        """The panel's `columns` (those it has, keys first if asked for) a chunk of whole tickers
+        at a time (whole files, about `CHUNK_TICKER_COLUMNS` ticker-columns), in (ticker, date)
+        order; with `start`/`end`, only rows dated in [start, end]."""
         for scan in self._scans(columns):
             if start is not None:
                 scan = scan.filter(pl.col(DATE) >= start)
@@ -124,7 +142,7 @@ Panel = pl.DataFrame | SpilledPanel
 
 def panel_chunks(panel: Panel, columns: Sequence[str]) -> Iterator[pl.DataFrame]:
     """`columns` of the panel (those it has) a chunk of whole tickers at a time: one chunk for a
-    frame in memory, a file at a time for a spilled one."""
+    frame in memory, a few files at a time for a spilled one (`SpilledPanel.chunks`)."""
     if isinstance(panel, SpilledPanel):
         yield from panel.chunks(columns)
     else:

@@ -123,7 +123,7 @@ def _standardised_targets(
 
 def volatility_parts(panel: Panel, task: ForecastTask) -> Iterator[pl.DataFrame]:
     """The keys, targets and daily returns of the panel a chunk of whole tickers at a time
-    (`panel_chunks`: one chunk in memory, a file of a spilled panel at a time): a volatility
+    (`panel_chunks`: one chunk in memory, a few files of a spilled panel at a time): a volatility
     model's fit is per ticker but for its pooled z-quantiles, so it fits part by part and pools
     the parts' standardised targets (`pooled`)."""
     return panel_chunks(panel, (TICKER, DATE, *task.target_columns, RETURN_COLUMN))

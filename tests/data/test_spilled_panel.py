@@ -60,8 +60,15 @@ def test_a_spilled_panel_reads_back_columns_dates_and_tickers(setup, tmp_path):
     one = restrict(disk, ["BBB", "ZZZ"])
     assert panel_tickers(one) == ["BBB"]
     assert_frame_equal(one.read(panel.columns), panel.filter(pl.col(TICKER) == "BBB"), check_exact=True)
-    chunks = list(panel_chunks(disk, [TICKER, DATE, "ret_1"]))
-    assert [c[TICKER].unique().to_list() for c in chunks] == [["AAA"], ["BBB"], ["CCC"]]
+    # Chunks of whole files: all three tickers' few columns in one, or a file each at 3 per chunk.
+    chunks = [
+        c[TICKER].unique(maintain_order=True).to_list() for c in panel_chunks(disk, [TICKER, DATE, "ret_1"])
+    ]
+    assert chunks == [["AAA", "BBB", "CCC"]]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(spilled_panel, "CHUNK_TICKER_COLUMNS", 3)
+        chunks = [c[TICKER].unique().to_list() for c in panel_chunks(disk, [TICKER, DATE, "ret_1"])]
+    assert chunks == [["AAA"], ["BBB"], ["CCC"]]
     assert complete_sessions(disk) == panel.drop_nulls()[DATE].unique().sort().to_list()
 
 
@@ -79,7 +86,14 @@ def test_an_empty_panel_spills_with_its_columns(setup, tmp_path):
     assert panel_columns(disk, task).columns == ["ticker", "date", *task.target_columns]
 
 
-def test_every_model_scores_the_same_on_the_spilled_panel(setup, tmp_path):
+@pytest.fixture
+def one_ticker_chunks(monkeypatch):
+    """Chunks of one file (one ticker, as `spilled` writes them) whatever their columns, so that
+    the models' part-by-part paths run over several parts."""
+    monkeypatch.setattr(spilled_panel, "CHUNK_TICKER_COLUMNS", 1)
+
+
+def test_every_model_scores_the_same_on_the_spilled_panel(setup, tmp_path, one_ticker_chunks):
     panel, task, folds = setup
     fold = folds[-1]
     disk = spilled(panel, tmp_path)
@@ -95,7 +109,7 @@ def test_every_model_scores_the_same_on_the_spilled_panel(setup, tmp_path):
     assert on_disk.filter(ridge).height > 0
 
 
-def test_the_period_model_is_the_same_on_the_spilled_panel(setup, tmp_path):
+def test_the_period_model_is_the_same_on_the_spilled_panel(setup, tmp_path, one_ticker_chunks):
     panel, task, _ = setup
     period_start = dt.date(2016, 6, 1)
     a = train_period_model(panel, task, CFG, period_start)
