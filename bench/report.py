@@ -433,7 +433,14 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
         "predictions bit for bit, ridge to the order of its float sums). Before the spill "
         "(commit 74488b1, measured the same way but with the prices and the panel in the "
         "process): 471.9 s and 17,019 MB for the retrain month, 527.3 s and 17,145 MB for the "
-        'fold at 5,000 tickers. "Cost / linear" is the time per ticker over the 20-ticker '
+        "fold at 5,000 tickers. The spill is not what made these runs slower: side by side in "
+        "one process (`LSTMForecaster` fit, 4 epochs, then the fold's test forecasts), the panel "
+        "in memory against the spilled panel took 44.0 s against 30.4 s in the training loop "
+        "and 91.0 s against 94.3 s for the test forecasts at 5,000 tickers, and 20.5 s against "
+        "18.6 s and 7.5 s against 7.9 s at 500; the difference from commit 74488b1's run is "
+        "the LSTM's training loop (98.4 s then, 176.8 s now, for the same 25 epochs), whose "
+        "cause is not established. "
+        '"Cost / linear" is the time per ticker over the 20-ticker '
         "time per ticker (1: linear; below 1: better). The LSTM's cost grows slowly: a fixed "
         "number of steps per epoch, and early stopping scores at most `train.max_val_windows` "
         "(100,000) validation windows after each; the gate and the fold score every window.",
