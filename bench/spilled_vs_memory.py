@@ -30,7 +30,7 @@ def main(n_tickers: int, repeats: int = 2) -> None:
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=4, patience=100))
     with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
         spilled, columns = chunked_panel(synthetic_prices(n_tickers, YEARS), cfg, 250, spill)
-        in_memory = spilled.read(spilled.columns)
+        in_memory = spilled.collect(spilled.columns)
         task = ForecastTask(columns, cfg.horizons, cfg.quantiles)
         fold = walk_forward_folds(complete_sessions(spilled), cfg.folds, cfg.purge_sessions)[-1]
         for _ in range(repeats):

@@ -117,7 +117,7 @@ class SpilledPanel:
                 scan = scan.filter(pl.col(DATE) <= end)
             yield scan.collect()
 
-    def read(
+    def collect(
         self, columns: Sequence[str], start: dt.date | None = None, end: dt.date | None = None
     ) -> pl.DataFrame:
         """`chunks` as one frame (the columns asked for of every ticker: only a few of them)."""
@@ -129,7 +129,7 @@ class SpilledPanel:
         return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed", rechunk=False)
 
     def column(self, name: str) -> pl.Series:
-        return self.read([name]).get_column(name)
+        return self.collect([name]).get_column(name)
 
     @property
     def height(self) -> int:

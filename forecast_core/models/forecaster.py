@@ -131,7 +131,7 @@ def panel_columns(panel: Panel, task: ForecastTask, *columns: str) -> pl.DataFra
     tickers x 20 years the full panel is about 5 GB."""
     wanted = dict.fromkeys((TICKER, DATE, *task.target_columns, *columns))
     if isinstance(panel, SpilledPanel):
-        return panel.read(list(wanted))
+        return panel.collect(list(wanted))
     return panel.select(c for c in wanted if c in panel.columns)
 
 
@@ -142,7 +142,7 @@ def columns_between(
     of a `SpilledPanel`."""
     if isinstance(panel, SpilledPanel):
         return in_key_order(
-            panel.read(list(dict.fromkeys((TICKER, DATE, *task.target_columns, *columns))), start, end)
+            panel.collect(list(dict.fromkeys((TICKER, DATE, *task.target_columns, *columns))), start, end)
         )
     return rows_between(panel_columns(panel, task, *columns), start, end)
 

@@ -68,4 +68,4 @@ def test_the_panels_spilled_to_disk_read_back_as_the_panels_in_memory(monkeypatc
         whole, columns = read(None)
         spilled, spilled_columns = read(tmp_path / name)
         assert len(spilled.files) == 2 and spilled_columns == columns
-        assert_frame_equal(spilled.read(whole.columns), whole, check_exact=True)
+        assert_frame_equal(spilled.collect(whole.columns), whole, check_exact=True)

@@ -43,7 +43,7 @@ def test_a_spilled_panel_reads_back_columns_dates_and_tickers(setup, tmp_path):
     panel, task, _ = setup
     disk = spilled(panel, tmp_path)
     assert len(disk.files) == 3 and disk.columns == tuple(panel.columns)
-    assert_frame_equal(disk.read(panel.columns), panel, check_exact=True)
+    assert_frame_equal(disk.collect(panel.columns), panel, check_exact=True)
     assert disk.height == panel.height and panel_tickers(disk) == panel_tickers(panel) == [
         "AAA",
         "BBB",
@@ -59,7 +59,7 @@ def test_a_spilled_panel_reads_back_columns_dates_and_tickers(setup, tmp_path):
     assert_frame_equal(panel_column(disk, DATE).to_frame(), panel.select(DATE), check_exact=True)
     one = restrict(disk, ["BBB", "ZZZ"])
     assert panel_tickers(one) == ["BBB"]
-    assert_frame_equal(one.read(panel.columns), panel.filter(pl.col(TICKER) == "BBB"), check_exact=True)
+    assert_frame_equal(one.collect(panel.columns), panel.filter(pl.col(TICKER) == "BBB"), check_exact=True)
     # Chunks of whole files: all three tickers' few columns in one, or a file each at 3 per chunk.
     chunks = [
         c[TICKER].unique(maintain_order=True).to_list() for c in panel_chunks(disk, [TICKER, DATE, "ret_1"])
@@ -131,4 +131,4 @@ def test_a_part_of_many_tickers_is_spilled_a_few_tickers_a_file(setup, tmp_path,
     monkeypatch.setattr(spilled_panel, "FILE_TICKERS", 2)
     disk = SpilledPanel.write([panel], tmp_path)
     assert disk.tickers == (("AAA", "BBB"), ("CCC",)) and len(disk.files) == 2
-    assert_frame_equal(disk.read(panel.columns), panel, check_exact=True)
+    assert_frame_equal(disk.collect(panel.columns), panel, check_exact=True)
