@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--items 1,2,3,4,5,6,7] [--repeats N] [--run-demo] [--tickers 20,500,5000]
+"""python -m bench [--quick] [--items 1,2,3,4,5,6,7,8] [--repeats N] [--run-demo] [--tickers 20,500,5000]
 
 The benchmark suite of issue 5. Prints a table and writes JSON to bench/results/ (`bench.json`,
 or `quick.json` with --quick). Items:
@@ -14,7 +14,10 @@ or `quick.json` with --quick). Items:
      against incremental), inference for one session; peak memory of each;
   7. training at the universe's scale, the same sizes (`--items 7`): one retrain month
      (`train_period_model`) and one walk-forward fold (`evaluate_fold`), a process each, with
-     their seconds and peak memory (`bench.scale_training`).
+     their seconds and peak memory (`bench.scale_training`);
+  8. the fold evaluation's publication at the same sizes (`--items 8`): `publish_fold_evaluation`
+     on every fold's predictions staged as Parquet, against the same rows written from one frame
+     in memory (the way before staging), a process each (`bench.scale_training publish`).
 `--quick` runs item 1 alone at the issue's shape (about a minute) and prints its JSON, with
 `train_throughput_ratio_vs_pytorch` (whole machine) and `..._per_core`.
 `python -m bench.report --docs docs/` renders bench/results/bench.json into docs/performance.md.
@@ -109,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="item 1 at the issue's shape only")
     parser.add_argument(
-        "--items", default="1,2,3,4,5", help="comma-separated items (default 1-5; 6 and 7 on request)"
+        "--items", default="1,2,3,4,5", help="comma-separated items (default 1-5; 6, 7 and 8 on request)"
     )
     parser.add_argument(
-        "--tickers", default="20,500,5000", help="items 6 and 7's universe sizes (default 20,500,5000)"
+        "--tickers", default="20,500,5000", help="items 6, 7 and 8's universe sizes (default 20,500,5000)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="repeats per training measurement")
     parser.add_argument("--run-demo", action="store_true", help="run `make demo` first (item 4)")
@@ -194,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(n) for n in args.tickers.split(",") if n.strip())
         log(f"item 7: a retrain month and one fold, {', '.join(map(str, sizes))} tickers")
         record["training_scale"] = timed(7, lambda: scale_training.measure(sizes, log=log))
+    if 8 in items:
+        from bench import scale_training
+
+        sizes = tuple(int(n) for n in args.tickers.split(",") if n.strip())
+        log(f"item 8: the fold evaluation's publication, {', '.join(map(str, sizes))} tickers")
+        record["fold_publication"] = timed(8, lambda: scale_training.measure_publication(sizes, log=log))
     record["item_runs"] = runs
     record["suite_s"] = round(time.perf_counter() - started, 1)
 

@@ -1,12 +1,14 @@
 """Item 7: one retrain month and one walk-forward fold for N synthetic tickers x 20 years.
 
-`python -m bench.scale_training {retrain,fold} N [--chunk C]` (one measurement per process, for
-its peak memory) prints JSON: the panel built C tickers at a time (features, targets, prices: what
+`python -m bench.scale_training {retrain,fold,publish} N [--chunk C]` (one measurement per
+process, for its peak memory) prints JSON: the panel built C tickers at a time (features, targets, prices: what
 `panel_known_at` reads) and spilled to disk by a child process (as the job's steps spill it,
 `forecast_core.data.spilled_panel`), then either `train_period_model` for the last month (the LSTM, every
 baseline on validation, the gate: what `lstm_model` does) or `evaluate_fold` on the last fold
 (every model fitted and scored: one of the `fold_evaluation` asset's parallel steps; the asset
-runs one such step per fold), with its seconds and the process's peak memory. The demo's configuration otherwise
+runs one such step per fold), with its seconds and the process's peak memory; or `publish`: the
+asset's last step, `publish_fold_evaluation`, on every fold's predictions staged as its fold steps
+stage them (`--frames`: the way before staging, every fold's rows held as one frame). The demo's configuration otherwise
 (lookback 30, 25 epochs at most of 100 steps of 256 windows, so the LSTM's cost does not grow
 with the universe; the per-ticker GARCH fits and the panel do).
 """
@@ -144,6 +146,120 @@ def fold(n_tickers: int, chunk: int) -> dict:
     }
 
 
+#: A fold's test slice: about a year of sessions (the demo's folds' 251 to 253 at 20 years).
+TEST_SESSIONS = 252
+
+
+def _stage_folds(n_tickers: int, directory: str) -> list:
+    """In a child process: every fold's predictions for `n_tickers`, as many rows as `evaluate_fold`
+    gives at that size (every model, both horizons, a year of test sessions; the values are noise of
+    a return's scale), staged as the fold steps stage them (`stage_fold`), with their metrics."""
+    import numpy as np
+    import polars as pl
+
+    from bench.synthetic import SESSIONS_PER_YEAR, config_for, synthetic_sessions
+    from forecast_assets.assets.evaluation import stage_fold
+    from forecast_core.evaluation.walk_forward import FoldResult
+    from forecast_core.models.baselines import BASELINES
+
+    cfg = config_for(n_tickers)
+    models, horizons = ["lstm", *BASELINES], list(cfg.horizons)
+    tickers = list(cfg.universe.tickers)
+    sessions = synthetic_sessions(YEARS * SESSIONS_PER_YEAR)
+    rng = np.random.default_rng(0)
+    staged = []
+    for k in range(cfg.folds.n_folds):
+        dates = sessions[-(cfg.folds.n_folds - k) * TEST_SESSIONS :][:TEST_SESSIONS]
+        per_model = len(tickers) * len(dates)
+        frames = []
+        for model in models:
+            for h in horizons:
+                q50 = rng.normal(0, 0.002, per_model)
+                width = np.abs(rng.normal(0.02 * h**0.5, 0.005, per_model))
+                frames.append(
+                    pl.DataFrame(
+                        {
+                            "fold": pl.Series([k] * per_model, dtype=pl.Int32),
+                            "model": [model] * per_model,
+                            "ticker": np.repeat(tickers, len(dates)),
+                            "date": np.tile(np.array(dates, dtype="datetime64[D]"), len(tickers)),
+                            "horizon": pl.Series([h] * per_model, dtype=pl.Int32),
+                            "last_close": rng.lognormal(4, 0.5, per_model),
+                            "y_true": rng.normal(0, 0.02 * h**0.5, per_model),
+                            "y_pred": q50,
+                            "q10": q50 - width,
+                            "q50": q50,
+                            "q90": q50 + width,
+                        }
+                    )
+                )
+        metrics = pl.DataFrame(
+            [
+                {
+                    "fold": k,
+                    "model": m,
+                    "horizon": h,
+                    "metric": name,
+                    "value": float(rng.uniform(0.005, 0.02)),
+                }
+                for m in models
+                for h in horizons
+                for name in ("pinball", "coverage_80", "mae", "rmse", "mape_price", "directional_accuracy")
+            ],
+            schema={
+                "fold": pl.Int32,
+                "model": pl.String,
+                "horizon": pl.Int32,
+                "metric": pl.String,
+                "value": pl.Float64,
+            },
+        )
+        result = FoldResult(predictions=pl.concat(frames), metrics=metrics, seconds={m: 0.0 for m in models})
+        staged.append(stage_fold(result, k, Path(directory)))
+    return staged
+
+
+def publish(n_tickers: int, frames: bool = False) -> dict:
+    """`publish_fold_evaluation` on every fold's staged predictions, into a new warehouse (with its
+    read replica, seeded by this first commit); `frames`: instead, every fold's rows read into one
+    frame and written from memory, as the step did before the fold steps staged them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dagster as dg
+    import polars as pl
+
+    from forecast_assets.assets.evaluation import publish_fold_evaluation
+    from forecast_assets.resources import WarehouseResource
+    from warehouse import transaction
+
+    with tempfile.TemporaryDirectory(prefix="forecast-publish-") as tmp:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            staged = pool.submit(_stage_folds, n_tickers, str(Path(tmp) / "staging")).result()
+        staged_mb = sum(Path(s.predictions).stat().st_size for s in staged) / 2**20
+        db = Path(tmp) / "w.duckdb"
+        t = time.perf_counter()
+        if frames:
+            predictions = pl.concat([pl.read_parquet(s.predictions) for s in staged])
+            with transaction(db) as w:
+                w.replace("fold_predictions", predictions)
+                w.replace("fold_metrics", pl.concat([s.metrics for s in staged]))
+        else:
+            context = dg.build_op_context(resources={"warehouse": WarehouseResource(path=str(db))})
+            publish_fold_evaluation(context, staged)
+        seconds = time.perf_counter() - t
+        warehouse_mb = db.stat().st_size / 2**20
+    return {
+        "tickers": n_tickers,
+        "publish_from": "frames" if frames else "staged",
+        "folds": len(staged),
+        "prediction_rows": sum(s.prediction_rows for s in staged),
+        "staged_mb": round(staged_mb, 1),
+        "publish_s": round(seconds, 2),
+        "warehouse_mb": round(warehouse_mb, 1),
+    }
+
+
 SIZES = (20, 500, 5000)
 
 
@@ -161,13 +277,34 @@ def measure(sizes: tuple[int, ...] = SIZES, log=print) -> list[dict]:
     return rows
 
 
+def measure_publication(sizes: tuple[int, ...] = SIZES, log=print) -> list[dict]:
+    """Item 8 of `python -m bench`: for each size, `publish_fold_evaluation` from the staged files
+    and, for comparison, from one frame in memory (the way before staging), a process each."""
+    from bench._subprocess import run_item
+
+    rows = []
+    for n in sizes:
+        row: dict = {"tickers": n}
+        for how, flags in (("staged", ()), ("frames", ("--frames",))):
+            log(f"  bench.scale_training publish: {n} tickers, {how}")
+            row[how] = run_item("bench.scale_training", "publish", str(n), *flags, timeout=3600)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("retrain", "fold"))
+    parser.add_argument("what", choices=("retrain", "fold", "publish"))
     parser.add_argument("tickers", type=int)
     parser.add_argument("--chunk", type=int, default=250, help="tickers per feature chunk (default 250)")
+    parser.add_argument(
+        "--frames", action="store_true", help="publish: from one frame in memory, as before staging"
+    )
     args = parser.parse_args(argv)
-    emit((retrain if args.what == "retrain" else fold)(args.tickers, args.chunk))
+    if args.what == "publish":
+        emit(publish(args.tickers, args.frames))
+    else:
+        emit((retrain if args.what == "retrain" else fold)(args.tickers, args.chunk))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ under docs/. Three commands render them from measured results, and all three wri
 `write_sections`, which replaces what is between a section's markers and nothing else:
 
     python -m forecast_assets.report --docs docs/     leaderboard, backtest-table, demo-timings
-    python -m bench.report --docs docs/               bench, universe, training-scale
+    python -m bench.report --docs docs/               bench, universe, training-scale, fold-publication
     python -m tests.reliability.report --docs docs/   reliability
     python -m bench.lstm_study --report docs/studies/*.json --docs docs/   lstm-study
 
@@ -32,6 +32,7 @@ PAGES: dict[str, str] = {
     "bench": "performance.md",
     "universe": "performance.md",
     "training-scale": "performance.md",
+    "fold-publication": "performance.md",
     "reliability": "reliability.md",
 }
 

@@ -140,24 +140,63 @@ def _drop_the_old_explanation_grid(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("DROP TABLE forecast_explanations")
 
 
-def _unkey_targets(con: duckdb.DuckDBPyConnection) -> None:
-    """`targets` once had a PRIMARY KEY; `schema.sql` now creates it without one (the writer keeps
-    the key: `warehouse.io.UNKEYED`). A keyed table is renamed aside here, `schema.sql` creates the
-    new one, and `_refill_targets` moves the rows across, in the schema's transaction."""
-    if con.execute(
-        "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
-        "AND table_name = 'targets' AND constraint_type = 'PRIMARY KEY'"
-    ).fetchone()[0]:
-        con.execute("ALTER TABLE targets RENAME TO targets__keyed")
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
-def _refill_targets(con: duckdb.DuckDBPyConnection) -> None:
-    if con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND table_name = 'targets__keyed'"
-    ).fetchone()[0]:
-        con.execute("INSERT INTO targets SELECT ticker, date, horizon, target FROM targets__keyed")
-        con.execute("DROP TABLE targets__keyed")
+def _size_bytes(text: str) -> float:
+    """`'18.8 GiB'` (how DuckDB shows `memory_limit`), or `'2GiB'` -> bytes."""
+    number = text.rstrip("bytesKMGTiB ")
+    return float(number) * _UNITS[text[len(number) :].strip()]
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """DuckDB's `memory_limit` at most `limit` for the `with` block (a lower one is kept): for work
+    that streams (DuckDB spills what does not fit to its temporary directory), so that a higher
+    limit would only let it keep what it read cached."""
+    prior = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        lower = _size_bytes(prior) <= _size_bytes(limit)
+    except (KeyError, ValueError):  # a display this code does not know: leave the setting alone
+        lower = True
+    if lower:
+        yield
+        return
+    con.execute(f"SET memory_limit = {_string(limit)}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = {_string(prior)}")
+
+
+def _string(text: str) -> str:
+    """`text` as a SQL string literal (SET takes no bound parameter)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _set_keyed_tables_aside(con: duckdb.DuckDBPyConnection) -> None:
+    """`targets` (50 million rows at 5,000 tickers, of which a night rewrites 60,000) and
+    `fold_predictions` (88 million, written at once by the fold evaluation) once had a PRIMARY
+    KEY; `schema.sql` now creates them without one (the writer keeps the key:
+    `warehouse.io.UNKEYED`). A keyed one is renamed aside here, `schema.sql` creates the new one,
+    and `_refill_unkeyed_tables` moves the rows across, in the schema's transaction."""
+    for table in ("targets", "fold_predictions"):
+        if con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
+            "AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [table],
+        ).fetchone()[0]:
+            con.execute(f"ALTER TABLE {table} RENAME TO {table}__keyed")
+
+
+def _refill_unkeyed_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("targets", "fold_predictions"):
+        if con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
+            [f"{table}__keyed"],
+        ).fetchone()[0]:
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {table}__keyed")
+            con.execute(f"DROP TABLE {table}__keyed")
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -184,9 +223,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 f"{SCHEMA_VERSION}: upgrade the package instead of writing to it"
             )
         _drop_the_old_explanation_grid(con)
-        _unkey_targets(con)
+        _set_keyed_tables_aside(con)
         con.execute(_sql("schema.sql"))
-        _refill_targets(con)
+        _refill_unkeyed_tables(con)
         con.execute(_sql("views.sql"))
         con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")

@@ -19,13 +19,14 @@ import datetime as dt
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import polars as pl
 
 from warehouse import lake, vintages
-from warehouse.db import WarehouseError, connect, ensure_schema, is_lake, warehouse_path
+from warehouse.db import WarehouseError, connect, ensure_schema, is_lake, memory_limit, warehouse_path
 from warehouse.vintages import VintageChange
 
 #: Tables a write may target (names are identifiers, so they are checked against this list).
@@ -65,9 +66,38 @@ READABLE = WRITABLE_TABLES | {
 
 #: Tables stored without a PRIMARY KEY index (`features` is recreated by CREATE TABLE AS, its
 #: columns following the configuration; on `targets`'s 50 million rows at 5,000 tickers the index
-#: cost more than the writes), with the key the writer keeps for them instead: what a write inserts
-#: has no repeated key and lies inside the slice it deleted, so it cannot duplicate a kept row.
-UNKEYED = {"features": ("ticker", "date"), "targets": ("ticker", "date", "horizon")}
+#: cost more than the writes; `fold_predictions`'s 88 million, written at once, would need it in
+#: memory), with the key the writer keeps for them instead: what a write inserts has no repeated
+#: key and lies inside the slice it deleted, so it cannot duplicate a kept row.
+UNKEYED = {
+    "features": ("ticker", "date"),
+    "targets": ("ticker", "date", "horizon"),
+    "fold_predictions": ("fold", "model", "ticker", "date", "horizon"),
+}
+
+
+@dataclass(frozen=True)
+class ParquetRows:
+    """Rows staged in Parquet files, for a write of more rows than should be held in memory (every
+    fold's predictions at 5,000 tickers): DuckDB reads the files while it inserts them. The files
+    must stay until the transaction is over (a DuckLake block may be replayed from them)."""
+
+    paths: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        missing = [p for p in self.paths if not os.path.isfile(p)]
+        if missing:
+            raise WarehouseError(f"staged Parquet files not found: {', '.join(missing)}")
+
+
+#: Rows a write inserts: a frame, or Parquet files (`ParquetRows`).
+Rows = pl.DataFrame | ParquetRows
+
+#: The rows of a `ParquetRows` write, as a table function of its bound list of paths.
+STAGED = "read_parquet(?)"
+#: DuckDB's memory limit while it checks and inserts staged rows: both stream (the key check's
+#: aggregate spills to disk), and a higher limit lets DuckDB hold more of them at once.
+STAGED_MEMORY_LIMIT = "2GiB"
 
 
 def _check_table(name: str, allowed: frozenset[str]) -> str:
@@ -102,10 +132,9 @@ class Writer:
             complete()
         return self.con.sql(sql, params=list(params) or None).pl()
 
-    def replace(
-        self, table: str, frame: pl.DataFrame, where: str = "TRUE", params: Sequence[Any] = ()
-    ) -> int:
-        """Delete the rows of `table` matching `where` (with `?` parameters), insert `frame`."""
+    def replace(self, table: str, frame: Rows, where: str = "TRUE", params: Sequence[Any] = ()) -> int:
+        """Delete the rows of `table` matching `where` (with `?` parameters), insert `frame` (a
+        polars frame, or `ParquetRows` that DuckDB streams from disk)."""
         self.journal.append(("replace", (table, frame, where, tuple(params))))
         return self._replace(table, frame, where, params)
 
@@ -144,14 +173,14 @@ class Writer:
         for name, args in self.journal:
             getattr(self, f"_{name}")(*args)
 
-    def _replace(self, table: str, frame: pl.DataFrame, where: str, params: Sequence[Any]) -> int:
+    def _replace(self, table: str, frame: Rows, where: str, params: Sequence[Any]) -> int:
         _check_table(table, WRITABLE_TABLES)
         columns = {r[0] for r in self.con.execute(f"DESCRIBE {table}").fetchall()}
-        extra = [c for c in frame.columns if c not in columns]
+        extra = [c for c in self._columns(frame) if c not in columns]
         if extra:
             raise WarehouseError(f"columns {extra} are not in table {table!r}")
         if table in UNKEYED:
-            _check_unique(table, frame, UNKEYED[table])
+            self._check_unique(table, frame, UNKEYED[table])
         self.con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
         inserted = self._insert(table, frame)
         whole = where.strip().upper() == "TRUE"
@@ -171,6 +200,13 @@ class Writer:
             )
         return inserted
 
+    def _columns(self, rows: Rows) -> list[str]:
+        if isinstance(rows, pl.DataFrame):
+            return rows.columns
+        return [
+            r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {STAGED}", [list(rows.paths)]).fetchall()
+        ]
+
     def _matching(self, table: str, where: str, params: Sequence[Any]) -> int:
         return self.con.execute(f"SELECT count(*) FROM {table} WHERE {where}", list(params)).fetchone()[0]
 
@@ -182,7 +218,7 @@ class Writer:
     def _replace_table(self, table: str, frame: pl.DataFrame) -> int:
         _check_table(table, WRITABLE_TABLES)
         if table in UNKEYED:
-            _check_unique(table, frame, UNKEYED[table])
+            self._check_unique(table, frame, UNKEYED[table])
         self._execute_with_frame(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming", frame)
         self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
         if self.track_changes:
@@ -201,24 +237,40 @@ class Writer:
         self.con.execute(sql)
         self.con.unregister("_incoming")
 
-    def _insert(self, table: str, frame: pl.DataFrame) -> int:
-        if frame.height:
-            self._execute_with_frame(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming", frame)
-        self.rows_written[table] = self.rows_written.get(table, 0) + frame.height
-        return frame.height
+    def _insert(self, table: str, frame: Rows) -> int:
+        if isinstance(frame, ParquetRows):
+            sql = f"INSERT INTO {table} BY NAME SELECT * FROM {STAGED}"
+            with memory_limit(self.con, STAGED_MEMORY_LIMIT):
+                inserted = int(self.con.execute(sql, [list(frame.paths)]).fetchone()[0])
+        else:
+            inserted = frame.height
+            if inserted:
+                self._execute_with_frame(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming", frame)
+        self.rows_written[table] = self.rows_written.get(table, 0) + inserted
+        return inserted
 
-
-def _check_unique(table: str, frame: pl.DataFrame, key: tuple[str, ...]) -> None:
-    """Refuse a frame holding a key twice (for `UNKEYED` tables, which have no index to refuse it)."""
-    if not frame.height:
-        return
-    repeated = frame.select(key).filter(pl.struct(key).is_duplicated())
-    if repeated.height:
-        first = dict(zip(key, repeated.row(0), strict=True))
-        raise WarehouseError(
-            f"{table}: {repeated.height} rows repeat a key ({', '.join(key)}), the first {first}: "
-            "each key may be written once"
-        )
+    def _check_unique(self, table: str, rows: Rows, key: tuple[str, ...]) -> None:
+        """Refuse rows holding a key twice (for `UNKEYED` tables, which have no index to refuse
+        it); staged rows are checked by DuckDB, which spills what does not fit in memory."""
+        if isinstance(rows, pl.DataFrame):
+            if not rows.height:
+                return
+            repeated = rows.select(key).filter(pl.struct(key).is_duplicated())
+            count, first = repeated.height, (repeated.row(0) if repeated.height else None)
+        else:
+            cols = ", ".join(f'"{c}"' for c in key)
+            with memory_limit(self.con, STAGED_MEMORY_LIMIT):
+                found = self.con.execute(
+                    f"SELECT sum(n) OVER (), * EXCLUDE (n) FROM (SELECT {cols}, count(*) AS n FROM {STAGED} "
+                    f"GROUP BY {cols} HAVING count(*) > 1) LIMIT 1",
+                    [list(rows.paths)],
+                ).fetchone()
+            count, first = (found[0], found[1:]) if found else (0, None)
+        if count:
+            raise WarehouseError(
+                f"{table}: {count} rows repeat a key ({', '.join(key)}), the first "
+                f"{dict(zip(key, first, strict=True))}: each key may be written once"
+            )
 
 
 @contextmanager

@@ -86,6 +86,7 @@ from warehouse.db import (
     _sql,
     connect,
     is_lake,
+    memory_limit,
     warehouse_path,
 )
 
@@ -326,7 +327,7 @@ def _seed(con: duckdb.DuckDBPyConnection, slot: Path, seq: int) -> None:
     ).fetchall()
     con.execute(f"ATTACH '{tmp}' AS replica")
     try:
-        with _memory_limit(con, SEED_MEMORY_LIMIT):
+        with memory_limit(con, SEED_MEMORY_LIMIT):
             _copy_tables(con, main, tables)
         con.execute("USE replica")  # the views and macros bind to the slot's tables
         try:
@@ -383,31 +384,6 @@ def _identifier(name: str) -> str:
 #: limit only lets DuckDB keep what it read cached (at 5,000 tickers, 8.2 GB of process RSS
 #: against 2.1 GB, in the same 47 s).
 SEED_MEMORY_LIMIT = "2GiB"
-_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-
-
-def _size_bytes(text: str) -> float:
-    """`'18.8 GiB'` (how DuckDB shows `memory_limit`), or `'2GiB'` -> bytes."""
-    number = text.rstrip("bytesKMGTiB ")
-    return float(number) * _UNITS[text[len(number) :].strip()]
-
-
-@contextmanager
-def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
-    """DuckDB's `memory_limit` at most `limit` for the `with` block (a lower one is kept)."""
-    prior = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    try:
-        lower = _size_bytes(prior) <= _size_bytes(limit)
-    except (KeyError, ValueError):  # a display this code does not know: leave the setting alone
-        lower = True
-    if lower:
-        yield
-        return
-    con.execute(f"SET memory_limit = {_literal(limit)}")
-    try:
-        yield
-    finally:
-        con.execute(f"SET memory_limit = {_literal(prior)}")
 
 
 def _literal(text: str) -> str:

@@ -102,6 +102,8 @@ CREATE TABLE IF NOT EXISTS folds (
 );
 COMMENT ON TABLE folds IS 'Walk-forward folds: expanding (or sliding) train, validation for early stopping, test; purge gaps of at least the longest horizon between slices.';
 
+-- `fold_predictions` has no PRIMARY KEY index either (as `targets`): at 5,000 tickers the fold
+-- evaluation writes about 88 million rows at once, and the index would have to fit in memory.
 CREATE TABLE IF NOT EXISTS fold_predictions (
     fold       INTEGER NOT NULL,
     model      VARCHAR NOT NULL,
@@ -113,10 +115,9 @@ CREATE TABLE IF NOT EXISTS fold_predictions (
     y_pred     DOUBLE NOT NULL,
     q10        DOUBLE NOT NULL,
     q50        DOUBLE NOT NULL,
-    q90        DOUBLE NOT NULL,
-    PRIMARY KEY (fold, model, ticker, date, horizon)
+    q90        DOUBLE NOT NULL
 );
-COMMENT ON TABLE fold_predictions IS 'Out-of-sample predictions on each fold''s test slice, log-return space; y_pred is the point forecast (the median for quantile models).';
+COMMENT ON TABLE fold_predictions IS 'Out-of-sample predictions on each fold''s test slice, log-return space; y_pred is the point forecast (the median for quantile models). Key (fold, model, ticker, date, horizon), kept by the writer (no index).';
 
 CREATE TABLE IF NOT EXISTS fold_metrics (
     fold    INTEGER NOT NULL,

@@ -3,9 +3,17 @@
 A graph-backed asset: `plan_folds` fans out one `evaluate_fold` step per fold (Dagster's dynamic
 mapping), so the multiprocess executor trains folds in parallel processes, one per core; then
 `publish_fold_evaluation` writes every fold's predictions and metrics in one transaction.
+
+A fold step stages its predictions as a Parquet file in the run's storage (where Dagster's IO
+manager keeps step outputs) and hands on only the path, its metrics and timings: at 5,000 tickers
+a fold has about 18 million prediction rows, and the publishing step streams the files into the
+warehouse instead of holding every fold's rows at once.
 """
 
+import os
 import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -19,6 +27,35 @@ from forecast_core.models.baselines import make_baselines
 from forecast_core.models.forecaster import ForecastTask
 from forecast_core.models.lstm.forecaster import LSTMForecaster
 from warehouse import read_table, reads, transaction
+from warehouse.io import ParquetRows
+
+
+@dataclass(frozen=True)
+class StagedFold:
+    """One fold step's result as the publishing step receives it: the predictions' Parquet file
+    (`fold_predictions` rows), their count, the fold's `fold_metrics` rows and seconds per model."""
+
+    fold: int
+    predictions: str
+    prediction_rows: int
+    metrics: pl.DataFrame
+    seconds: dict[str, float]
+
+
+def staging_dir(context: dg.OpExecutionContext) -> Path:
+    """Where this run's fold steps stage their predictions: beside Dagster's own step outputs
+    (`<instance storage>/<run id>/`), so wherever the steps run, the publishing step finds them."""
+    return Path(context.instance.storage_directory()) / context.run_id / "fold_predictions"
+
+
+def stage_fold(result: FoldResult, fold_id: int, directory: Path) -> StagedFold:
+    """Write a fold's predictions to `directory` (whole or not at all: written aside, then renamed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"fold_{fold_id}.parquet"
+    partial = target.with_suffix(".parquet.partial")
+    result.predictions.write_parquet(partial)
+    os.replace(partial, target)
+    return StagedFold(fold_id, str(target), result.predictions.height, result.metrics, result.seconds)
 
 
 @dg.op(ins={"after": dg.In(dg.Nothing)}, out=dg.DynamicOut(int))
@@ -31,13 +68,15 @@ def plan_folds(warehouse: WarehouseResource):
 @dg.op
 def evaluate_one_fold(
     context: dg.OpExecutionContext, fold_id: int, warehouse: WarehouseResource, pipeline: PipelineConfig
-) -> FoldResult:
-    """Train the LSTM and every baseline on one fold and score them on its test slice."""
+) -> StagedFold:
+    """Train the LSTM and every baseline on one fold and score them on its test slice; stage the
+    predictions for `publish_fold_evaluation`."""
     cfg = pipeline.load()
     path = warehouse.resolved_path
     fold = next(f for f in reads.folds(path) if f.fold == fold_id)
     with tempfile.TemporaryDirectory(prefix="forecast-panel-") as spill:
-        return _evaluate_one_fold(context, fold, path, cfg, spill)
+        result = _evaluate_one_fold(context, fold, path, cfg, spill)
+    return stage_fold(result, fold_id, staging_dir(context))
 
 
 def _evaluate_one_fold(
@@ -67,21 +106,30 @@ def _evaluate_one_fold(
 
 @dg.op(pool="warehouse_write")
 def publish_fold_evaluation(
-    context: dg.OpExecutionContext, results: list[FoldResult], warehouse: WarehouseResource
+    context: dg.OpExecutionContext, results: list[StagedFold], warehouse: WarehouseResource
 ) -> dg.Output[None]:
-    """Replace `fold_predictions` and `fold_metrics` with every fold's rows, atomically."""
+    """Replace `fold_predictions` and `fold_metrics` with every fold's rows, atomically (the
+    predictions streamed from the staged files, which are removed once committed)."""
     path = warehouse.resolved_path
-    predictions = pl.concat([r.predictions for r in results])
+    staged = [r.predictions for r in results]
+    missing = [p for p in staged if not os.path.isfile(p)]
+    if missing:
+        raise dg.Failure(
+            f"the fold steps' staged predictions are gone ({', '.join(missing)}): they are removed "
+            "once published, so re-run the evaluate_one_fold steps with this step, not this step alone"
+        )
     metrics = pl.concat([r.metrics for r in results])
     with transaction(path) as w:
-        w.replace("fold_predictions", predictions)
+        predictions = w.replace("fold_predictions", ParquetRows(tuple(staged)))
         w.replace("fold_metrics", metrics)
+    for p in staged:
+        os.remove(p)
     board = read_table("model_leaderboard", path=path)
     lstm = board.filter(pl.col("model") == "lstm")
     metadata: dict[str, dg.MetadataValue | float | int] = {
-        **row_count(predictions.height),
+        **row_count(predictions),
         "folds": len(results),
-        "prediction_rows": predictions.height,
+        "prediction_rows": predictions,
         "metric_rows": metrics.height,
         "leaderboard": frame_table(board, LEADERBOARD_COLUMNS),
         "lstm_train_seconds": float(sum(r.seconds.get("lstm", 0.0) for r in results)),
@@ -92,7 +140,7 @@ def publish_fold_evaluation(
         metadata[f"lstm_coverage_80_h{h}"] = float(row["coverage_80"])
     best = board.sort("horizon", "pinball").group_by("horizon", maintain_order=True).first()
     context.log.info(
-        f"wrote {predictions.height:,} fold predictions and {metrics.height:,} metric rows; lowest test pinball: "
+        f"wrote {predictions:,} fold predictions and {metrics.height:,} metric rows; lowest test pinball: "
         + ", ".join(
             f"h{h} {m} ({p:.5g})" for h, m, p in best.select("horizon", "model", "pinball").iter_rows()
         )

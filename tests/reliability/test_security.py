@@ -78,6 +78,10 @@ TRUSTED = {
     ): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
     ("_store", "where"): "store_prices' where; its callers are checked here like any SQL argument",
     ("_replace_table", "table"): "checked against WRITABLE_TABLES by replace_table first",
+    (
+        "_check_unique",
+        """', '.join((f'"{c}"' for c in key))""",
+    ): "the quoted key columns of warehouse.io.UNKEYED, a constant (its callers pass UNKEYED[table])",
     ("load_extensions", "_extension(package, name)"): "an extension file found by importlib in site-packages",
     ("attach", "lake.catalog"): "validated by lake.load: no quotes, semicolons or control characters",
     ("attach", "lake.data_path"): "validated by lake.load: no quotes, semicolons or control characters",
@@ -106,13 +110,13 @@ TRUSTED = {
         "_literal(comment)",
     ): "a comment from the warehouse's own catalog as a string literal, quotes doubled by _literal",
     (
-        "_memory_limit",
-        "_literal(limit)",
-    ): "SEED_MEMORY_LIMIT (a constant) as a string literal, quotes doubled by _literal",
+        "memory_limit",
+        "_string(limit)",
+    ): "SEED_MEMORY_LIMIT or STAGED_MEMORY_LIMIT (constants) as a string literal, quotes doubled by _string",
     (
-        "_memory_limit",
-        "_literal(prior)",
-    ): "DuckDB's own display of its memory_limit as a string literal, quotes doubled by _literal",
+        "memory_limit",
+        "_string(prior)",
+    ): "DuckDB's own display of its memory_limit as a string literal, quotes doubled by _string",
     ("_sync_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
     (
         "_sync_table",

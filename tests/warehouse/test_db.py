@@ -27,6 +27,7 @@ from tests.support.warehouse import (
 )
 from warehouse import SCHEMA_VERSION, connect, ensure_schema, read_table, transaction
 from warehouse.db import ENV_VAR, WarehouseError, _is_lock_error, warehouse_path
+from warehouse.io import UNKEYED
 
 VIEWS = {"latest_forecasts", "model_leaderboard"}
 # --- schema -----------------------------------------------------------------------------------
@@ -54,7 +55,10 @@ def test_ensure_schema_idempotent_and_contract_complete(tmp_path: Path):
                 "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
                 [table],
             ).fetchone()
-            assert pk is not None and list(pk[0]) == key, f"{table} key {pk} != {key}"
+            if table in UNKEYED:  # stored without an index, its key kept by the writer
+                assert pk is None and list(UNKEYED[table]) == key, f"{table} key {UNKEYED[table]} != {key}"
+            else:
+                assert pk is not None and list(pk[0]) == key, f"{table} key {pk} != {key}"
         comments = dict(con.execute("SELECT table_name, comment FROM duckdb_tables()").fetchall())
         version = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchall()
     for table in CONTRACT:
@@ -325,26 +329,52 @@ def test_the_writer_keeps_the_key_of_a_table_stored_without_one(db: Path):
             w.replace_table("features", pl.concat([features, features.head(1)]))
 
 
-def test_a_keyed_targets_table_of_an_older_warehouse_is_rebuilt_without_its_key(db: Path):
+def _fold_predictions() -> pl.DataFrame:
+    return pl.DataFrame(
+        {"fold": [0, 0, 1], "model": ["lstm", "ridge", "lstm"], "ticker": ["AAA"] * 3,
+         "date": [dt.date(2024, 1, 2)] * 3, "horizon": [1, 1, 1], "last_close": [100.0] * 3,
+         "y_true": [0.01] * 3, "y_pred": [0.0] * 3, "q10": [-0.02] * 3, "q50": [0.0] * 3, "q90": [0.02] * 3},
+        schema_overrides={"fold": pl.Int32, "horizon": pl.Int32},
+    )  # fmt: skip
+
+
+#: The tables as schema.sql created them with their PRIMARY KEY, and a frame of rows for each.
+KEYED = {
+    "targets": (
+        "CREATE TABLE targets (ticker VARCHAR NOT NULL, date DATE NOT NULL, horizon INTEGER NOT NULL, "
+        "target DOUBLE, PRIMARY KEY (ticker, date, horizon))",
+        lambda: _targets(("AAA", "BBB")),
+    ),
+    "fold_predictions": (
+        "CREATE TABLE fold_predictions (fold INTEGER NOT NULL, model VARCHAR NOT NULL, ticker VARCHAR NOT NULL, "
+        "date DATE NOT NULL, horizon INTEGER NOT NULL, last_close DOUBLE NOT NULL, y_true DOUBLE NOT NULL, "
+        "y_pred DOUBLE NOT NULL, q10 DOUBLE NOT NULL, q50 DOUBLE NOT NULL, q90 DOUBLE NOT NULL, "
+        "PRIMARY KEY (fold, model, ticker, date, horizon))",
+        _fold_predictions,
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(KEYED))
+def test_a_keyed_table_of_an_older_warehouse_is_rebuilt_without_its_key(db: Path, table: str):
+    create, rows = KEYED[table]
     with transaction(db) as w:
-        w.replace("targets", _targets(("AAA", "BBB")))
-    expected = read_table("targets", path=db).sort("ticker", "date", "horizon")
+        w.replace(table, rows())
+    expected = read_table(table, path=db).sort(pl.all())
     with connect(db) as con:  # the table as schema.sql created it before
-        con.execute("DROP TABLE targets")
-        con.execute(
-            "CREATE TABLE targets (ticker VARCHAR NOT NULL, date DATE NOT NULL, horizon INTEGER NOT NULL, "
-            "target DOUBLE, PRIMARY KEY (ticker, date, horizon))"
-        )
+        con.execute(f"DROP TABLE {table}")
+        con.execute(create)
         con.register("old", expected)
-        con.execute("INSERT INTO targets SELECT * FROM old")
+        con.execute(f"INSERT INTO {table} SELECT * FROM old")
     with connect(db) as con:
         ensure_schema(con)
         keys = con.execute(
-            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'targets' AND constraint_type = 'PRIMARY KEY'"
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [table],
         ).fetchone()[0]
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        comment = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'targets'").fetchone()[
-            0
-        ]
-    assert keys == 0 and "targets__keyed" not in tables and "kept by the writer" in comment
-    assert read_table("targets", path=db).sort("ticker", "date", "horizon").equals(expected)
+        (comment,) = con.execute(
+            "SELECT comment FROM duckdb_tables() WHERE table_name = ?", [table]
+        ).fetchone()
+    assert keys == 0 and f"{table}__keyed" not in tables and "kept by the writer" in comment
+    assert read_table(table, path=db).sort(pl.all()).equals(expected)

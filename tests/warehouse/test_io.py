@@ -16,6 +16,8 @@ import pytest
 from tests.support.warehouse import CONTRACT, content_hash, count, folds_frame, objects, prices
 from warehouse import read_sql, read_table, transaction
 from warehouse.db import WarehouseError
+from warehouse.io import ParquetRows
+from warehouse.replica import read_replica_sql
 
 # --- tables created by writes -------------------------------------------------------------------
 
@@ -103,6 +105,71 @@ def test_primary_key_violation_raises_and_keeps_previous_contents(db: Path):
     with transaction(db) as w:
         w.replace("raw_prices", prices(("AAA",), close=7.0), "ticker = ?", ["AAA"])
     assert read_table("raw_prices", path=db, order_by="date")["close"].to_list() == [7.0, 8.0, 9.0]
+
+
+# --- rows staged as Parquet ------------------------------------------------------------------
+
+
+def _staged(tmp_path: Path, *frames: pl.DataFrame) -> ParquetRows:
+    tmp_path.mkdir(exist_ok=True)
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(str(tmp_path / f"part_{i}.parquet"))
+        frame.write_parquet(paths[-1])
+    return ParquetRows(tuple(paths))
+
+
+def test_rows_staged_as_parquet_are_written_as_the_frame_would_be(db: Path, tmp_path: Path):
+    """A write from Parquet files (what every fold's predictions take at scale) leaves the table the
+    frame's write leaves, row for row, slices and the replica included."""
+    frame = prices(("AAA", "BBB", "CCC"))
+    with transaction(db) as w:
+        w.replace("raw_prices", prices(("AAA", "DDD"), close=1.0))
+    with transaction(db) as w:
+        n = w.replace(
+            "raw_prices",
+            _staged(
+                tmp_path, frame.filter(pl.col("ticker") != "CCC"), frame.filter(pl.col("ticker") == "CCC")
+            ),
+            "ticker IN (?, ?, ?)",
+            ["AAA", "BBB", "CCC"],
+        )
+        assert n == 9 and w.rows_written == {"raw_prices": 9}
+    staged = content_hash(db, "raw_prices")
+    with transaction(db) as w:
+        w.replace("raw_prices", frame, "ticker IN (?, ?, ?)", ["AAA", "BBB", "CCC"])
+    assert content_hash(db, "raw_prices") == staged
+    assert read_table("raw_prices", "ticker = ?", ["DDD"], path=db)["close"].to_list() == [1.0, 2.0, 3.0]
+    assert read_replica_sql("SELECT count(*) AS n FROM raw_prices", path=db)["n"].to_list() == [12]
+
+
+def test_bad_staged_rows_raise_naming_the_problem_and_write_nothing(db: Path, tmp_path: Path):
+    with transaction(db) as w:
+        w.replace("raw_prices", prices(("AAA",)))
+        w.replace("targets", _targets_frame())
+    before = {t: content_hash(db, t) for t in ("raw_prices", "targets")}
+    with pytest.raises(WarehouseError, match=r"bogus_col.*raw_prices"):
+        with transaction(db) as w:
+            w.replace(
+                "raw_prices", _staged(tmp_path / "a", prices(("AAA",)).with_columns(bogus_col=pl.lit(1)))
+            )
+    twice = _staged(tmp_path / "b", _targets_frame(), _targets_frame().head(1))
+    with pytest.raises(
+        WarehouseError, match=r"targets: 2 rows repeat a key \(ticker, date, horizon\), the first"
+    ):
+        with transaction(db) as w:  # a table stored without a key index: the writer checks the files
+            w.replace("raw_prices", prices(("AAA",), close=5.0), "ticker = ?", ["AAA"])
+            w.replace("targets", twice)
+    assert {t: content_hash(db, t) for t in before} == before
+    with pytest.raises(WarehouseError, match=r"staged Parquet files not found: .*nowhere\.parquet"):
+        ParquetRows((str(tmp_path / "nowhere.parquet"),))
+
+
+def _targets_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {"ticker": ["AAA"] * 2, "date": [dt.date(2024, 1, 2)] * 2, "horizon": [1, 5], "target": [0.01, 0.02]},
+        schema_overrides={"horizon": pl.Int32},
+    )
 
 
 # --- parameters and names ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from tests.support.lake import KINDS, duplicates, new_lake, requires_ducklake
 from tests.support.warehouse import prices
 from warehouse import connect, db, lake, read_sql, read_table, transaction, warehouse_path
 from warehouse.db import WarehouseError
-from warehouse.io import table_exists
+from warehouse.io import ParquetRows, table_exists
 from warehouse.replica import connect_replica, replica_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,6 +187,26 @@ def test_a_conflicting_commit_is_replayed_on_the_newer_snapshot(settings):
     ]
     with connect(settings, read_only=True) as con:
         assert duplicates(con, "raw_prices") == 0
+
+
+@requires_ducklake
+def test_staged_rows_are_written_and_replayed_from_their_files(settings, tmp_path):
+    """A write from Parquet files (`ParquetRows`, the fold evaluation's) on a lake, in a block that
+    conflicts at COMMIT: the replay reads the files again, and the rows are there once."""
+    with transaction(settings) as w:
+        w.replace("raw_prices", prices(("AAPL", "KO"), days=3))
+    staged = tmp_path / "aapl.parquet"
+    prices(("AAPL",), days=3, close=1.0).write_parquet(staged)
+    with transaction(settings) as outer:
+        outer.replace("raw_prices", ParquetRows((str(staged),)), "ticker = ?", ["AAPL"])
+        with transaction(settings) as inner:
+            inner.replace("raw_prices", prices(("KO",), days=3, close=2.0), "ticker = ?", ["KO"])
+    assert outer.retries >= 1 and outer.rows_written == {"raw_prices": 3}
+    stored = read_table("raw_prices", path=settings)
+    assert stored.group_by("ticker").agg(pl.col("close").min(), pl.len()).sort("ticker").rows() == [
+        ("AAPL", 1.0, 3),
+        ("KO", 2.0, 3),
+    ]
 
 
 @requires_ducklake

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.warehouse import folds_frame, prices
 from warehouse import replica, transaction
-from warehouse.db import WarehouseError
+from warehouse.db import WarehouseError, memory_limit
 from warehouse.reads import IN_TICKERS
 from warehouse.replica import connect_replica, read_replica_sql, replica_path, slot_path
 
@@ -164,15 +164,15 @@ def test_a_slot_holds_the_tables_views_macros_and_comments_but_not_the_keys(db: 
     assert_replica_equals_warehouse(db)
 
 
-def test_a_seed_caps_duckdbs_memory_limit_and_restores_it() -> None:
+def test_memory_limit_caps_duckdbs_and_restores_it() -> None:
     with duckdb.connect() as con:
         limit = lambda: con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # noqa: E731
         con.execute("SET memory_limit = '8GiB'")
-        with replica._memory_limit(con, "2GiB"):
+        with memory_limit(con, "2GiB"):
             assert limit() == "2.0 GiB"
         assert limit() == "8.0 GiB"
         con.execute("SET memory_limit = '1GiB'")
-        with replica._memory_limit(con, "2GiB"):  # a lower limit is kept
+        with memory_limit(con, "2GiB"):  # a lower limit is kept
             assert limit() == "1.0 GiB"
         assert limit() == "1.0 GiB"
 
