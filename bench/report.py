@@ -217,6 +217,13 @@ def _warehouse(w: dict) -> list[str]:
     ]
 
 
+def _reproduce(item: int, rows: list[dict], seconds: float | None) -> str:
+    """The command that re-measures a universe-scale item at `rows`' sizes, and how long it took."""
+    sizes = ",".join(str(r["tickers"]) for r in rows)
+    took = f" ({seconds:.0f} s on this machine)" if seconds else ""
+    return f"Reproduce with `.venv/bin/python -m bench --items {item} --tickers {sizes}`{took}"
+
+
 def _universe(rows: list[dict], seconds: float | None = None) -> list[str]:
     base = rows[0]
 
@@ -249,10 +256,7 @@ def _universe(rows: list[dict], seconds: float | None = None) -> list[str]:
     return [
         "### Universe scale: 20 to 5,000 tickers (item 6)",
         "",
-        "Reproduce with `.venv/bin/python -m bench --items 6 --tickers "
-        + ",".join(str(r["tickers"]) for r in rows)
-        + "`"
-        + (f" ({seconds:.0f} s on this machine)" if seconds else "")
+        _reproduce(6, rows, seconds)
         + "; `--tickers 20,500` runs the small sizes only. Then `.venv/bin/python -m bench.report "
         "--docs docs/ --sections universe` renders this section from `bench/results/bench.json`. "
         "Peak memory is each process's `ru_maxrss` (the synthetic prices included): the "
@@ -381,10 +385,7 @@ def _training_scale(rows: list[dict], seconds: float | None = None) -> list[str]
     return [
         "### A retrain month and one fold at scale (item 7)",
         "",
-        "Reproduce with `.venv/bin/python -m bench --items 7 --tickers "
-        + ",".join(str(r["tickers"]) for r in rows)
-        + "`"
-        + (f" ({seconds:.0f} s on this machine)" if seconds else "")
+        _reproduce(7, rows, seconds)
         + ", then `.venv/bin/python -m bench.report --docs docs/ --sections training-scale`. Each "
         "measurement is a fresh process (`python -m bench.scale_training {retrain,fold} N`) on "
         "the demo's configuration: a child process builds the modelling panel 250 tickers at a "
@@ -472,10 +473,7 @@ def _fold_publication(rows: list[dict], seconds: float | None = None) -> list[st
     return [
         "### Publishing the fold evaluation at scale (item 8)",
         "",
-        "Reproduce with `.venv/bin/python -m bench --items 8 --tickers "
-        + ",".join(str(r["tickers"]) for r in rows)
-        + "`"
-        + (f" ({seconds:.0f} s on this machine)" if seconds else "")
+        _reproduce(8, rows, seconds)
         + ", then `.venv/bin/python -m bench.report --docs docs/ --sections fold-publication`. "
         f"The `fold_evaluation` asset's last step, `publish_fold_evaluation`, on {base['folds']} "
         "folds' predictions, as many rows as `evaluate_fold` gives at each size (7 models, 2 "
