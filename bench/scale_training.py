@@ -260,6 +260,71 @@ def publish(n_tickers: int, frames: bool = False) -> dict:
     }
 
 
+def build_backtest_warehouse(n_tickers: int, folder: str) -> dict:
+    """A warehouse in `folder` (`w.duckdb`, `config.toml`) for `strategy_backtest` at
+    `n_tickers`: 20 years of synthetic prices and every fold's predictions (`_stage_folds`), as
+    `fold_evaluation` leaves them; no published forecasts."""
+    import json
+
+    import polars as pl
+
+    from bench.synthetic import config_for, synthetic_prices
+    from warehouse import transaction
+    from warehouse.io import ParquetRows
+
+    cfg = config_for(n_tickers)
+    tickers = ", ".join(json.dumps(t) for t in cfg.universe.tickers)
+    exogenous = ", ".join(json.dumps(t) for t in cfg.universe.exogenous)
+    (Path(folder) / "config.toml").write_text(
+        f"[universe]\ntickers = [{tickers}]\nexogenous = [{exogenous}]\n"
+    )
+    staged = _stage_folds(n_tickers, str(Path(folder) / "staging"))
+    ingested = dt.datetime(2023, 1, 3, tzinfo=dt.UTC)
+    prices = synthetic_prices(n_tickers, YEARS).with_columns(
+        pl.lit(ingested, pl.Datetime("us", "UTC")).alias("ingested_at")
+    )
+    with transaction(Path(folder) / "w.duckdb") as w:
+        w.replace("raw_prices", prices)
+        w.replace("fold_predictions", ParquetRows(tuple(s.predictions for s in staged)))
+    return {"price_rows": prices.height, "prediction_rows": sum(s.prediction_rows for s in staged)}
+
+
+def backtest(n_tickers: int) -> dict:
+    """The `strategy_backtest` asset on `build_backtest_warehouse`'s warehouse (built by a child
+    process, so that its prices do not count in this process's peak memory)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dagster as dg
+
+    from forecast_assets.assets.decision import strategy_backtest
+    from forecast_assets.resources import PipelineConfig, WarehouseResource
+    from warehouse import read_sql
+
+    with tempfile.TemporaryDirectory(prefix="forecast-backtest-bench-") as tmp:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            built = pool.submit(build_backtest_warehouse, n_tickers, tmp).result()
+        db = str(Path(tmp) / "w.duckdb")
+        resources = {
+            "warehouse": WarehouseResource(path=db),
+            "pipeline": PipelineConfig(config_file=str(Path(tmp) / "config.toml")),
+        }
+        t = time.perf_counter()
+        dg.materialize([strategy_backtest], resources=resources)
+        seconds = time.perf_counter() - t
+        rows = read_sql(
+            "SELECT (SELECT count(*) FROM backtest_returns) AS r, (SELECT count(*) FROM backtest_metrics) AS m",
+            path=db,
+        )
+    return {
+        "tickers": n_tickers,
+        **built,
+        "backtest_s": round(seconds, 2),
+        "return_rows": rows["r"][0],
+        "metric_rows": rows["m"][0],
+    }
+
+
 SIZES = (20, 500, 5000)
 
 
@@ -294,7 +359,7 @@ def measure_publication(sizes: tuple[int, ...] = SIZES, log=print) -> list[dict]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("retrain", "fold", "publish"))
+    parser.add_argument("what", choices=("retrain", "fold", "publish", "backtest"))
     parser.add_argument("tickers", type=int)
     parser.add_argument("--chunk", type=int, default=250, help="tickers per feature chunk (default 250)")
     parser.add_argument(
@@ -303,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.what == "publish":
         emit(publish(args.tickers, args.frames))
+    elif args.what == "backtest":
+        emit(backtest(args.tickers))
     else:
         emit((retrain if args.what == "retrain" else fold)(args.tickers, args.chunk))
 

@@ -165,8 +165,13 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
     con.execute(f"SET memory_limit = {_string(limit)}")
     try:
         yield
-    finally:
-        con.execute(f"SET memory_limit = {_string(prior)}")
+    except BaseException:
+        try:
+            con.execute(f"SET memory_limit = {_string(prior)}")
+        except duckdb.Error:
+            pass  # an aborted transaction refuses it: the block's own error is the one to raise
+        raise
+    con.execute(f"SET memory_limit = {_string(prior)}")
 
 
 def _string(text: str) -> str:
@@ -175,12 +180,12 @@ def _string(text: str) -> str:
 
 
 def _set_keyed_tables_aside(con: duckdb.DuckDBPyConnection) -> None:
-    """`targets` (50 million rows at 5,000 tickers, of which a night rewrites 60,000) and
-    `fold_predictions` (88 million, written at once by the fold evaluation) once had a PRIMARY
-    KEY; `schema.sql` now creates them without one (the writer keeps the key:
+    """`targets` (50 million rows at 5,000 tickers, of which a night rewrites 60,000),
+    `fold_predictions` (88 million, written at once by the fold evaluation) and `backtest_returns`
+    (about 100 million, written at once by the backtest) once had a PRIMARY KEY; `schema.sql` now creates them without one (the writer keeps the key:
     `warehouse.io.UNKEYED`). A keyed one is renamed aside here, `schema.sql` creates the new one,
     and `_refill_unkeyed_tables` moves the rows across, in the schema's transaction."""
-    for table in ("targets", "fold_predictions"):
+    for table in ("targets", "fold_predictions", "backtest_returns"):
         if con.execute(
             "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
             "AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
@@ -190,7 +195,7 @@ def _set_keyed_tables_aside(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _refill_unkeyed_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("targets", "fold_predictions"):
+    for table in ("targets", "fold_predictions", "backtest_returns"):
         if con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
             [f"{table}__keyed"],

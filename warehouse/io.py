@@ -66,13 +66,14 @@ READABLE = WRITABLE_TABLES | {
 
 #: Tables stored without a PRIMARY KEY index (`features` is recreated by CREATE TABLE AS, its
 #: columns following the configuration; on `targets`'s 50 million rows at 5,000 tickers the index
-#: cost more than the writes; `fold_predictions`'s 88 million, written at once, would need it in
-#: memory), with the key the writer keeps for them instead: what a write inserts has no repeated
+#: cost more than the writes; `fold_predictions`'s 88 million and `backtest_returns`'s 100 million,
+#: each written at once, would need theirs in memory), with the key the writer keeps for them instead: what a write inserts has no repeated
 #: key and lies inside the slice it deleted, so it cannot duplicate a kept row.
 UNKEYED = {
     "features": ("ticker", "date"),
     "targets": ("ticker", "date", "horizon"),
     "fold_predictions": ("fold", "model", "ticker", "date", "horizon"),
+    "backtest_returns": ("strategy", "ticker", "date", "period"),
 }
 
 

@@ -226,6 +226,8 @@ CREATE TABLE IF NOT EXISTS forecast_scores_state (
 );
 COMMENT ON TABLE forecast_scores_state IS 'What forecast_scores was last brought up to (one row): every forecast created up to forecasts_created_at scored against the prices of vintage prices_vintage. The next run rescores only what changed since (warehouse.scores); without a row it rebuilds in full.';
 
+-- `backtest_returns` has no PRIMARY KEY index either: at 5,000 tickers the backtest writes about
+-- 100 million rows at once.
 CREATE TABLE IF NOT EXISTS backtest_returns (
     strategy     VARCHAR NOT NULL,
     ticker       VARCHAR NOT NULL,
@@ -235,10 +237,9 @@ CREATE TABLE IF NOT EXISTS backtest_returns (
     turnover     DOUBLE NOT NULL,
     gross_return DOUBLE NOT NULL,
     cost         DOUBLE NOT NULL,
-    net_return   DOUBLE NOT NULL,
-    PRIMARY KEY (strategy, ticker, date, period)
+    net_return   DOUBLE NOT NULL
 );
-COMMENT ON TABLE backtest_returns IS 'Daily returns of the strategy backtest (forecast_core/backtest.py). strategy: a model (rules on its horizon-1 fold forecasts), published (the daily forecasts) or buy_and_hold. The forecast made at the close of t sets the position at the close of t+1, held over the return to the close of date = t+2. period: fold_<k>, all or published; ticker portfolio = equal weight across tickers.';
+COMMENT ON TABLE backtest_returns IS 'Key (strategy, ticker, date, period), kept by the writer (no index). Daily returns of the strategy backtest (forecast_core/backtest.py). strategy: a model (rules on its horizon-1 fold forecasts), published (the daily forecasts) or buy_and_hold. The forecast made at the close of t sets the position at the close of t+1, held over the return to the close of date = t+2. period: fold_<k>, all or published; ticker portfolio = equal weight across tickers.';
 COMMENT ON COLUMN backtest_returns.position IS 'Fraction of the ticker''s capital held long over the session ending on date (0 = flat, at most backtest.max_position).';
 COMMENT ON COLUMN backtest_returns.turnover IS '|position - previous position|, traded at the close of the previous session (each strategy, ticker and period starts flat).';
 COMMENT ON COLUMN backtest_returns.gross_return IS 'position * simple return of the ticker from the previous close to the close of date.';

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -249,17 +250,34 @@ def simulate(
     )
 
 
-def portfolio(returns: pl.DataFrame) -> pl.DataFrame:
-    """Equal-weight portfolio rows (ticker `portfolio`): per (strategy, period, date), the mean of
-    the tickers' position, turnover, gross return, cost and net return (each ticker's sleeve
-    holds the same capital, rebalanced every session)."""
-    cols = (POSITION, TURNOVER, GROSS, COST, NET)
+#: The columns a portfolio row averages over its tickers.
+_AVERAGED = (POSITION, TURNOVER, GROSS, COST, NET)
+
+
+def portfolio_sums(returns: pl.DataFrame) -> pl.DataFrame:
+    """Per (strategy, period, date), the sums over `returns`' tickers of the averaged columns and
+    their count `n`: a part of the universe's share of the portfolio (`portfolio_from_sums`)."""
+    return returns.group_by(STRATEGY, PERIOD, DATE).agg(
+        *[pl.col(c).sum() for c in _AVERAGED], pl.len().alias("n")
+    )
+
+
+def portfolio_from_sums(sums: list[pl.DataFrame]) -> pl.DataFrame:
+    """Equal-weight portfolio rows (ticker `portfolio`) from the parts' `portfolio_sums`: per
+    (strategy, period, date), the mean of the tickers' position, turnover, gross return, cost and
+    net return (each ticker's sleeve holds the same capital, rebalanced every session)."""
     return (
-        returns.group_by(STRATEGY, PERIOD, DATE)
-        .agg(*[pl.col(c).mean() for c in cols])
-        .with_columns(pl.lit(PORTFOLIO).alias(TICKER))
+        pl.concat(sums)
+        .group_by(STRATEGY, PERIOD, DATE)
+        .agg(*[pl.col(c).sum() for c in _AVERAGED], pl.col("n").sum())
+        .with_columns(*[pl.col(c) / pl.col("n") for c in _AVERAGED], pl.lit(PORTFOLIO).alias(TICKER))
         .select(RETURN_COLUMNS)
     )
+
+
+def portfolio(returns: pl.DataFrame) -> pl.DataFrame:
+    """Equal-weight portfolio rows of `returns` (`portfolio_from_sums` of one part)."""
+    return portfolio_from_sums([portfolio_sums(returns)])
 
 
 # -- metrics tables ---------------------------------------------------------------------------
@@ -378,6 +396,53 @@ def published_signals(forecasts: pl.DataFrame, horizon: int = 1) -> pl.DataFrame
     )
 
 
+def ticker_returns(
+    signals: pl.DataFrame, prices: pl.DataFrame, cfg: BacktestConfig, exits: dict[str, dt.date] | None = None
+) -> pl.DataFrame:
+    """Per-ticker `backtest_returns` rows: the rules and buy-and-hold for `signals` (strategy,
+    period, ticker, date, q10, q50, q90) traded on `prices` (raw_prices rows of members only), with
+    costs; a ticker in `exits` is sold at the close of its last session (`simulate`)."""
+    aligned = align_next_session(signals, asset_returns(prices)).with_columns(rule_position(cfg))
+    return simulate(with_buy_and_hold(aligned), cfg, exits)
+
+
+@dataclass
+class PartedBacktest:
+    """`run_backtest_in_parts`' result: the portfolio's `backtest_returns` rows, every
+    `backtest_metrics` row (tickers and portfolio) and how many ticker rows went to the sink."""
+
+    portfolio: pl.DataFrame
+    metrics: pl.DataFrame
+    ticker_rows: int
+
+
+def run_backtest_in_parts(
+    parts: Iterable[tuple[pl.DataFrame, pl.DataFrame]],
+    cfg: BacktestConfig,
+    exits: dict[str, dt.date] | None,
+    sink: Callable[[pl.DataFrame], None],
+) -> PartedBacktest:
+    """`run_backtest` a part of the universe at a time, so that memory holds one part's rows: each
+    part is (signals, prices) of some tickers (a ticker in one part only); its per-ticker rows go
+    to `sink` as they are made, and only their metrics and portfolio sums are kept. A ticker's
+    rows and metrics are those of the whole backtest (a ticker's trades and its DSR's trials are
+    its own); the portfolio averages every part's tickers."""
+    sums, metrics, rows = [], [], 0
+    for signals, prices in parts:
+        returns = ticker_returns(signals, prices, cfg, exits)
+        if returns.is_empty():
+            continue
+        sums.append(portfolio_sums(returns))
+        metrics.append(metrics_frame(returns, cfg))
+        rows += returns.height
+        sink(returns)
+    if not sums:
+        raise ValueError("no forecast could be traded: no signal has a next session's return to trade")
+    book = portfolio_from_sums(sums).sort(STRATEGY, PERIOD, DATE)
+    every = pl.concat([*metrics, metrics_frame(book, cfg)]).sort(PERIOD, TICKER, STRATEGY, METRIC)
+    return PartedBacktest(portfolio=book, metrics=every, ticker_rows=rows)
+
+
 def run_backtest(
     signals: pl.DataFrame,
     prices: pl.DataFrame,
@@ -387,10 +452,10 @@ def run_backtest(
     """Rules, buy-and-hold, costs, the portfolio and every metric for `signals` (strategy,
     period, ticker, date, q10, q50, q90) traded on `prices` (raw_prices rows of members only);
     a ticker in `exits` is sold at the close of its last session (`simulate`)."""
-    aligned = align_next_session(signals, asset_returns(prices)).with_columns(rule_position(cfg))
-    per_ticker = simulate(with_buy_and_hold(aligned), cfg, exits)
-    returns = pl.concat([per_ticker, portfolio(per_ticker)]).sort(STRATEGY, PERIOD, TICKER, DATE)
-    return BacktestResult(returns=returns, metrics=metrics_frame(returns, cfg))
+    per_ticker: list[pl.DataFrame] = []
+    parted = run_backtest_in_parts([(signals, prices)], cfg, exits, per_ticker.append)
+    returns = pl.concat([*per_ticker, parted.portfolio]).sort(STRATEGY, PERIOD, TICKER, DATE)
+    return BacktestResult(returns=returns, metrics=parted.metrics)
 
 
 def equity_curves(returns: pl.DataFrame) -> pl.DataFrame:

@@ -20,6 +20,7 @@ from tests.support.backtest import D, R, prices_for, signals_for
 
 #: 10 sessions a year, so that CAGR = 1.5 ** (10 / 5) - 1 = 1.25 exactly.
 FREE = BacktestConfig(cost_bps=0.0, slippage_bps=0.0, periods_per_year=10)
+COSTLY = BacktestConfig(cost_bps=5.0, slippage_bps=2.0, periods_per_year=10)
 
 
 def rows(result: strategy.BacktestResult, strategy: str, ticker: str = "AAA") -> pl.DataFrame:
@@ -140,6 +141,50 @@ def test_portfolio_is_the_equal_weight_mean_and_counts_trials():
     port = rows(result, "lstm", "portfolio")
     np.testing.assert_allclose(port["net_return"].to_numpy(), (np.array(R) + 0.01) / 2, rtol=1e-12)
     assert metric(result, "lstm", "n_trials", "portfolio") == 2  # lstm and buy_and_hold
+
+
+def test_a_backtest_in_parts_is_the_whole_backtest():
+    """Three tickers in two parts (as `strategy_backtest` reads them): every ticker's rows and
+    metrics are the whole backtest's, the portfolio averages all three (to float rounding: the
+    parts' sums add in another order), and each part's rows reach the sink as they are made."""
+    paths = {"AAA": R, "BBB": [0.01] * 5, "CCC": [-0.02, 0.03, 0.0, 0.01, -0.01]}
+    longs = {
+        "AAA": [True] * 5,
+        "BBB": [True, False, True, True, False],
+        "CCC": [False, True, True, False, True],
+    }
+    prices = {t: prices_for(r, t) for t, r in paths.items()}
+    signals = {
+        t: pl.concat([signals_for(longs[t], t, "lstm"), signals_for([not x for x in longs[t]], t, "ridge")])
+        for t in paths
+    }
+    whole = strategy.run_backtest(pl.concat(signals.values()), pl.concat(prices.values()), COSTLY)
+    sunk: list[pl.DataFrame] = []
+    parts = [(["AAA", "BBB"]), (["CCC"])]
+    parted = strategy.run_backtest_in_parts(
+        [(pl.concat(signals[t] for t in names), pl.concat(prices[t] for t in names)) for names in parts],
+        COSTLY,
+        None,
+        sunk.append,
+    )
+    assert [set(s["ticker"]) for s in sunk] == [{"AAA", "BBB"}, {"CCC"}]
+    order = ["strategy", "period", "ticker", "date"]
+    tickers = whole.returns.filter(pl.col("ticker") != strategy.PORTFOLIO)
+    assert pl.concat(sunk).sort(order).equals(tickers.sort(order))
+    assert parted.ticker_rows == tickers.height
+    book = whole.returns.filter(pl.col("ticker") == strategy.PORTFOLIO).sort(order)
+    assert parted.portfolio.sort(order).select(order).equals(book.select(order))
+    for column in ("position", "turnover", "gross_return", "cost", "net_return"):
+        np.testing.assert_allclose(parted.portfolio.sort(order)[column], book[column], rtol=1e-14, atol=1e-17)
+    key = ["strategy", "ticker", "period", "metric"]
+    assert parted.metrics.select(key).equals(whole.metrics.select(key))
+    per_ticker = pl.col("ticker") != strategy.PORTFOLIO
+    assert parted.metrics.filter(per_ticker).equals(whole.metrics.filter(per_ticker))
+    np.testing.assert_allclose(
+        parted.metrics.filter(~per_ticker)["value"].fill_null(np.nan),
+        whole.metrics.filter(~per_ticker)["value"].fill_null(np.nan),
+        rtol=1e-12,
+    )
 
 
 def test_metrics_of_a_strategy_that_never_trades_are_null_not_nan():

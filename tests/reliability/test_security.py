@@ -65,6 +65,10 @@ TRUSTED = {
     ("_replace", "table"): "checked against WRITABLE_TABLES by replace's _check_table first",
     ("_replace", "where"): "a SQL fragment; replace's callers are checked here like any SQL argument",
     ("features", "reads.IN_TICKERS"): "the constant predicate warehouse.reads.IN_TICKERS (tickers bound)",
+    (
+        "_backtest_parts",
+        "reads.IN_TICKERS",
+    ): "the constant predicate warehouse.reads.IN_TICKERS (tickers bound)",
     ("prices", "where"): "reads._dated: the constant predicates `date <= ?` and IN_TICKERS, values bound",
     (
         "prices_as_of",

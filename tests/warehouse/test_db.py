@@ -352,6 +352,24 @@ KEYED = {
         "PRIMARY KEY (fold, model, ticker, date, horizon))",
         _fold_predictions,
     ),
+    "backtest_returns": (
+        "CREATE TABLE backtest_returns (strategy VARCHAR NOT NULL, ticker VARCHAR NOT NULL, date DATE NOT NULL, "
+        "period VARCHAR NOT NULL, position DOUBLE NOT NULL, turnover DOUBLE NOT NULL, gross_return DOUBLE NOT NULL, "
+        "cost DOUBLE NOT NULL, net_return DOUBLE NOT NULL, PRIMARY KEY (strategy, ticker, date, period))",
+        lambda: pl.DataFrame(
+            {
+                "strategy": ["lstm", "buy_and_hold"],
+                "ticker": ["AAA", "AAA"],
+                "date": [dt.date(2024, 1, 3)] * 2,
+                "period": ["all", "all"],
+                "position": [1.0, 1.0],
+                "turnover": [1.0, 1.0],
+                "gross_return": [0.01] * 2,
+                "cost": [0.0] * 2,
+                "net_return": [0.01] * 2,
+            }
+        ),  # fmt: skip
+    ),
 }
 
 

@@ -175,6 +175,19 @@ def test_memory_limit_caps_duckdbs_and_restores_it() -> None:
         with memory_limit(con, "2GiB"):  # a lower limit is kept
             assert limit() == "1.0 GiB"
         assert limit() == "1.0 GiB"
+        # A statement that aborts the transaction inside the block raises its own error, not the
+        # aborted transaction's refusal to restore the limit.
+        con.execute("SET memory_limit = '8GiB'")
+        con.execute("CREATE TABLE t (a INTEGER PRIMARY KEY)")
+        con.execute("BEGIN TRANSACTION")
+        con.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(duckdb.ConstraintException, match="(?i)duplicate key"):
+            with memory_limit(con, "2GiB"):
+                con.execute("INSERT INTO t VALUES (1)")
+        con.execute("ROLLBACK")
+        assert (
+            limit() == "2.0 GiB"
+        )  # where the transaction refused it (a writer's connection is closed after)
 
 
 def test_a_slot_is_updated_in_place_not_copied_again(db: Path) -> None:
