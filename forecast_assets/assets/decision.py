@@ -24,6 +24,7 @@ from forecast_assets.periods import batches_by_period
 from forecast_assets.resources import PipelineConfig, WarehouseResource
 from forecast_core.backtest import strategy
 from forecast_core.columns import TICKER
+from forecast_core.config import ForecastConfig
 from forecast_core.data import calendar
 from forecast_core.data.universe import within_membership
 from forecast_core.models.lstm import explain
@@ -113,7 +114,9 @@ def strategy_backtest(
 BACKTEST_CHUNK_TICKERS = 100
 
 
-def _backtest_parts(path: str, cfg, horizon: int) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+def _backtest_parts(
+    path: str, cfg: ForecastConfig, horizon: int
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """(signals, member prices) of `BACKTEST_CHUNK_TICKERS` tickers at a time: every model's fold
     predictions of `horizon` (`strategy.fold_signals`) and the published forecasts, with those
     tickers' prices. Raises `dg.Failure` when there is no fold prediction to backtest."""
