@@ -162,30 +162,35 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
     if lower:
         yield
         return
-    con.execute(f"SET memory_limit = {_string(limit)}")
+    con.execute(f"SET memory_limit = {sql_literal(limit)}")
     try:
         yield
     except BaseException:
         try:
-            con.execute(f"SET memory_limit = {_string(prior)}")
+            con.execute(f"SET memory_limit = {sql_literal(prior)}")
         except duckdb.Error:
             pass  # an aborted transaction refuses it: the block's own error is the one to raise
         raise
-    con.execute(f"SET memory_limit = {_string(prior)}")
+    con.execute(f"SET memory_limit = {sql_literal(prior)}")
 
 
-def _string(text: str) -> str:
-    """`text` as a SQL string literal (SET takes no bound parameter)."""
+def sql_literal(text: str) -> str:
+    """`text` as a SQL string literal, quotes doubled (SET and COMMENT ON take no bound parameter)."""
     return "'" + text.replace("'", "''") + "'"
 
 
+#: Tables that once had a PRIMARY KEY and that `schema.sql` now creates without one (the writer
+#: keeps the key: `warehouse.io.UNKEYED`): `targets` (50 million rows at 5,000 tickers, of which a
+#: night rewrites 60,000), `fold_predictions` (88 million, written at once by the fold evaluation)
+#: and `backtest_returns` (about 100 million, written at once by the backtest).
+UNKEYED_SINCE = ("targets", "fold_predictions", "backtest_returns")
+
+
 def _set_keyed_tables_aside(con: duckdb.DuckDBPyConnection) -> None:
-    """`targets` (50 million rows at 5,000 tickers, of which a night rewrites 60,000),
-    `fold_predictions` (88 million, written at once by the fold evaluation) and `backtest_returns`
-    (about 100 million, written at once by the backtest) once had a PRIMARY KEY; `schema.sql` now creates them without one (the writer keeps the key:
-    `warehouse.io.UNKEYED`). A keyed one is renamed aside here, `schema.sql` creates the new one,
-    and `_refill_unkeyed_tables` moves the rows across, in the schema's transaction."""
-    for table in ("targets", "fold_predictions", "backtest_returns"):
+    """A table of `UNKEYED_SINCE` that still has its key is renamed aside here, `schema.sql`
+    creates the new one, and `_refill_unkeyed_tables` moves the rows across, in the schema's
+    transaction."""
+    for table in UNKEYED_SINCE:
         if con.execute(
             "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
             "AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
@@ -195,7 +200,7 @@ def _set_keyed_tables_aside(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _refill_unkeyed_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("targets", "fold_predictions", "backtest_returns"):
+    for table in UNKEYED_SINCE:
         if con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
             [f"{table}__keyed"],

@@ -275,11 +275,6 @@ def portfolio_from_sums(sums: list[pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def portfolio(returns: pl.DataFrame) -> pl.DataFrame:
-    """Equal-weight portfolio rows of `returns` (`portfolio_from_sums` of one part)."""
-    return portfolio_from_sums([portfolio_sums(returns)])
-
-
 # -- metrics tables ---------------------------------------------------------------------------
 
 

@@ -111,16 +111,16 @@ TRUSTED = {
     ): "a column name from the warehouse's own catalog, double-quoted by _identifier, which refuses a quote",
     (
         "_copy_tables",
-        "_literal(comment)",
-    ): "a comment from the warehouse's own catalog as a string literal, quotes doubled by _literal",
+        "sql_literal(comment)",
+    ): "a comment from the warehouse's own catalog as a string literal, quotes doubled by sql_literal",
     (
         "memory_limit",
-        "_string(limit)",
-    ): "SEED_MEMORY_LIMIT or STAGED_MEMORY_LIMIT (constants) as a string literal, quotes doubled by _string",
+        "sql_literal(limit)",
+    ): "SEED_MEMORY_LIMIT or STAGED_MEMORY_LIMIT (constants) as a string literal, quotes doubled by sql_literal",
     (
         "memory_limit",
-        "_string(prior)",
-    ): "DuckDB's own display of its memory_limit as a string literal, quotes doubled by _string",
+        "sql_literal(prior)",
+    ): "DuckDB's own display of its memory_limit as a string literal, quotes doubled by sql_literal",
     ("_sync_table", "table"): "checked against WRITABLE_TABLES by _check_table first",
     (
         "_sync_table",
